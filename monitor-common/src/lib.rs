@@ -1,0 +1,144 @@
+//! Types shared by the eBPF programs (`monitor-ebpf`) and userspace (`monitor-daemon`).
+//!
+//! Everything here crosses the kernel boundary as raw bytes, so every type is `#[repr(C)]`,
+//! made of fixed-width integers only, with explicit padding fields and no `bool` or enum
+//! (an invalid discriminant in a `Pod` type would be undefined behaviour). Kinds are `u32`
+//! constants. Sizes are asserted at compile time so that both sides agree.
+#![no_std]
+
+/// Length of `task_struct::comm`.
+pub const COMM_LEN: usize = 16;
+
+/// Number of syscall numbers tracked per cgroup (x86_64 and aarch64 numbers are all below 512).
+pub const SYSCALL_BITMAP_BITS: usize = 512;
+/// Words of the per-cgroup syscall bitmap.
+pub const SYSCALL_BITMAP_WORDS: usize = SYSCALL_BITMAP_BITS / 64;
+
+/// Ring-buffer record kinds.
+pub mod kind {
+    /// A (cgroup, capability, result, call stack) seen for the first time: [`super::CapEvent`].
+    pub const CAP_CHECK: u32 = 1;
+    /// A (cgroup, syscall, errno) seccomp denial seen for the first time: [`super::DenyEvent`].
+    pub const SYSCALL_DENIED: u32 = 2;
+}
+
+/// Indexes of the `COUNTERS` array map: things the kernel side could not record.
+pub mod counter {
+    /// `bpf_ringbuf_reserve` failed: the ring buffer was full, an event was lost.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// `CAP_CHECKS` was full: a new (cgroup, cap, result, stack) key could not be stored.
+    pub const CAP_MAP_FULL: u32 = 1;
+    /// `SYSCALLS` was full: a cgroup's syscall bitmap could not be created.
+    pub const SYSCALL_MAP_FULL: u32 = 2;
+    /// `DENIALS` was full: a new (cgroup, syscall, errno) key could not be stored.
+    pub const DENIAL_MAP_FULL: u32 = 3;
+    /// `bpf_get_stackid` failed (stack map full or hash collision): the check has no stack.
+    pub const STACK_FAILED: u32 = 4;
+    /// Number of counters.
+    pub const COUNT: u32 = 8;
+}
+
+/// Key of the `CAP_CHECKS` hash map: one capability check outcome at one kernel call site.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CapKey {
+    /// cgroup2 id of the task that made the check.
+    pub cgroup_id: u64,
+    /// Capability number (`CAP_CHOWN` = 0, ...).
+    pub cap: u32,
+    /// Result of `cap_capable`: 0 granted, negative errno when denied.
+    pub ret: i32,
+    /// Kernel stack id in `STACKS`, or -1 when none could be taken.
+    pub stack_id: i32,
+    /// Explicit padding; always 0.
+    pub _pad: u32,
+}
+
+/// First sighting of a [`CapKey`], with evidence: `kind` = [`kind::CAP_CHECK`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapEvent {
+    /// Always [`kind::CAP_CHECK`]; the header every ring-buffer record starts with.
+    pub kind: u32,
+    /// Thread id of the task.
+    pub pid: u32,
+    /// Process id (thread group id) of the task.
+    pub tgid: u32,
+    /// The syscall the thread was in, or -1 when unknown.
+    pub syscall_nr: i32,
+    /// What was seen.
+    pub key: CapKey,
+    /// `comm` of the task, NUL padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Key of the `DENIALS` hash map: a syscall that exited without entering (seccomp denied it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DenyKey {
+    /// cgroup2 id of the task.
+    pub cgroup_id: u64,
+    /// Syscall number.
+    pub syscall_nr: u32,
+    /// Positive errno the syscall returned.
+    pub errno: u32,
+}
+
+/// First sighting of a [`DenyKey`]: `kind` = [`kind::SYSCALL_DENIED`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenyEvent {
+    /// Always [`kind::SYSCALL_DENIED`].
+    pub kind: u32,
+    /// Thread id.
+    pub pid: u32,
+    /// Process id.
+    pub tgid: u32,
+    /// Explicit padding; always 0.
+    pub _pad: u32,
+    /// What was seen.
+    pub key: DenyKey,
+    /// `comm` of the task, NUL padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Per-cgroup set of syscall numbers entered, one bit each.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallBitmap {
+    /// Bit `n % 64` of word `n / 64` is set once syscall `n` was entered.
+    pub words: [u64; SYSCALL_BITMAP_WORDS],
+}
+
+impl SyscallBitmap {
+    /// Whether syscall `nr` was seen.
+    pub fn contains(&self, nr: u32) -> bool {
+        let nr = nr as usize;
+        nr < SYSCALL_BITMAP_BITS && self.words[nr / 64] & (1u64 << (nr % 64)) != 0
+    }
+
+    /// All syscall numbers seen, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..SYSCALL_BITMAP_BITS as u32).filter(|nr| self.contains(*nr))
+    }
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<CapKey>() == 24);
+    assert!(core::mem::align_of::<CapKey>() == 8);
+    assert!(core::mem::size_of::<CapEvent>() == 56);
+    assert!(core::mem::size_of::<DenyKey>() == 16);
+    assert!(core::mem::size_of::<DenyEvent>() == 48);
+    assert!(core::mem::size_of::<SyscallBitmap>() == 64);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: each type is `#[repr(C)]`, `Copy`, made of integers only, with explicit padding,
+    // so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::CapKey {}
+    unsafe impl aya::Pod for super::CapEvent {}
+    unsafe impl aya::Pod for super::DenyKey {}
+    unsafe impl aya::Pod for super::DenyEvent {}
+    unsafe impl aya::Pod for super::SyscallBitmap {}
+}

@@ -1,0 +1,221 @@
+//! cgroup v2: finding the cgroup2 mount from `/proc/self/mountinfo` (pure cgroup2 at
+//! `/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts), and the short-lived cgroup
+//! that `capmon record` runs a command in. A cgroup's id, as `bpf_get_current_cgroup_id()`
+//! returns it, is the inode number of its directory.
+
+use std::{
+    fs, io,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// `/proc/self/mountinfo` could not be read.
+    #[error("cannot read /proc/self/mountinfo: {0}")]
+    MountInfo(#[source] io::Error),
+    /// No cgroup2 file system is mounted.
+    #[error(
+        "no cgroup2 file system is mounted (looked in /proc/self/mountinfo); mount one, e.g. \
+         `mount -t cgroup2 none /sys/fs/cgroup/unified`"
+    )]
+    NoCgroup2,
+    /// Creating, joining or removing a cgroup failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The cgroup still had processes after they were killed.
+    #[error("cgroup {0} still has processes after 5 s; remove it by hand with rmdir")]
+    Busy(PathBuf),
+}
+
+/// Undoes the octal escapes (`\040` for a space) that mountinfo uses in paths.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+        {
+            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mount point of the cgroup2 file system in a mountinfo text: the first `cgroup2` mount
+/// of the hierarchy's root (`/`), else the first `cgroup2` mount at all.
+pub fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    let mut fallback = None;
+    for line in mountinfo.lines() {
+        // id parent major:minor root mount-point options [optional...] - fstype source super
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        if right.split_whitespace().next() != Some("cgroup2") {
+            continue;
+        }
+        let fields: Vec<&str> = left.split_whitespace().collect();
+        let (Some(root), Some(mount_point)) = (fields.get(3), fields.get(4)) else { continue };
+        let mount_point = PathBuf::from(unescape_mountinfo(mount_point));
+        if *root == "/" {
+            return Some(mount_point);
+        }
+        fallback.get_or_insert(mount_point);
+    }
+    fallback
+}
+
+/// The cgroup2 mount of this host.
+pub fn find_cgroup2_mount() -> Result<PathBuf, CgroupError> {
+    let text = fs::read_to_string("/proc/self/mountinfo").map_err(CgroupError::MountInfo)?;
+    parse_cgroup2_mount(&text).ok_or(CgroupError::NoCgroup2)
+}
+
+/// The id of the cgroup at `path` (its inode number).
+pub fn cgroup_id(path: &Path) -> io::Result<u64> {
+    Ok(fs::metadata(path)?.ino())
+}
+
+/// A cgroup created for one recording, removed by [`RecordCgroup::remove`].
+#[derive(Debug)]
+pub struct RecordCgroup {
+    /// Its directory.
+    pub path: PathBuf,
+    /// Its id.
+    pub id: u64,
+}
+
+impl RecordCgroup {
+    /// Creates `<mount>/<name>`.
+    pub fn create(mount: &Path, name: &str) -> Result<Self, CgroupError> {
+        let path = mount.join(name);
+        fs::create_dir(&path).map_err(|source| CgroupError::Io {
+            action: "cannot create cgroup",
+            path: path.clone(),
+            source,
+        })?;
+        let id = cgroup_id(&path).map_err(|source| CgroupError::Io {
+            action: "cannot stat cgroup",
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self { path, id })
+    }
+
+    /// The `cgroup.procs` file a process writes `0` to, to join.
+    pub fn procs_file(&self) -> PathBuf {
+        self.path.join("cgroup.procs")
+    }
+
+    /// Pids still in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        fs::read_to_string(self.procs_file())
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Kills what is left in the cgroup (children the command left behind).
+    pub fn kill_all(&self) {
+        // cgroup.kill exists since Linux 5.14; fall back to signalling each pid.
+        if fs::write(self.path.join("cgroup.kill"), "1").is_err() {
+            for pid in self.pids() {
+                // SAFETY: plain syscall; a pid that already exited just fails.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+
+    /// Waits (up to 5 s) for the cgroup to empty, then removes it.
+    pub fn remove(self) -> Result<(), CgroupError> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match fs::remove_dir(&self.path) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    self.kill_all();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    return Err(CgroupError::Busy(self.path.clone()));
+                }
+                Err(source) => {
+                    return Err(CgroupError::Io {
+                        action: "cannot remove cgroup",
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Read from this project's build machine (hybrid: v1 controllers + cgroup2 "unified").
+    const HYBRID: &str = "\
+24 30 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+26 24 0:24 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+27 26 0:25 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
+28 26 0:26 / /sys/fs/cgroup/systemd rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,xattr,name=systemd
+31 26 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,cpu,cpuacct
+";
+
+    /// A pure cgroup2 host (systemd 252 default).
+    const UNIFIED: &str = "\
+22 28 0:21 / /sys rw,nosuid,nodev,noexec,relatime shared:2 - sysfs sysfs rw
+25 22 0:24 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+";
+
+    /// Inside a container: the cgroup namespace root is a sub-directory, mounted read-only.
+    const IN_CONTAINER: &str = "\
+612 603 0:26 /../../.. /run/x rw - cgroup2 cgroup2 rw
+613 604 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup rw
+";
+
+    #[test]
+    fn finds_cgroup2_in_hybrid_mode() {
+        assert_eq!(parse_cgroup2_mount(HYBRID), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+    }
+
+    #[test]
+    fn finds_cgroup2_on_unified_hosts() {
+        assert_eq!(parse_cgroup2_mount(UNIFIED), Some(PathBuf::from("/sys/fs/cgroup")));
+    }
+
+    #[test]
+    fn prefers_the_mount_of_the_root() {
+        assert_eq!(parse_cgroup2_mount(IN_CONTAINER), Some(PathBuf::from("/sys/fs/cgroup")));
+    }
+
+    #[test]
+    fn no_cgroup2_is_none() {
+        let v1_only = "31 26 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
+        assert_eq!(parse_cgroup2_mount(v1_only), None);
+        assert_eq!(parse_cgroup2_mount(""), None);
+        assert_eq!(parse_cgroup2_mount("garbage without separator\n"), None);
+    }
+
+    #[test]
+    fn escaped_mount_points() {
+        let text = "40 26 0:30 / /mnt/cg\\040two rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(parse_cgroup2_mount(text), Some(PathBuf::from("/mnt/cg two")));
+    }
+}

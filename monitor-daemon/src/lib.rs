@@ -1,0 +1,14 @@
+//! capmon: an eBPF runtime capability and syscall monitor for Linux containers.
+//!
+//! The `capmon` binary is a thin shell over this library. Pure logic (names, cgroup path
+//! discovery, classification, seccomp profiles, report rendering) is unit tested without root;
+//! [`probes`] and [`record`] need the real kernel.
+
+pub mod check;
+pub mod cgroup;
+pub mod classify;
+pub mod names;
+pub mod probes;
+pub mod record;
+pub mod report;
+pub mod seccomp;

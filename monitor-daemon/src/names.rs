@@ -1,0 +1,123 @@
+//! Names for capability numbers, syscall numbers and errno values, from maintained tables:
+//! the `caps` crate for capabilities, the `syscalls` crate (generated from the kernel's syscall
+//! tables) for syscalls, and `nix` for errno names.
+
+use std::str::FromStr;
+
+/// Architectures whose syscall tables capmon knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// x86_64 (64-bit syscalls only).
+    X86_64,
+    /// aarch64.
+    Aarch64,
+}
+
+impl Arch {
+    /// The architecture capmon was built for.
+    pub const fn host() -> Self {
+        #[cfg(target_arch = "aarch64")]
+        {
+            Arch::Aarch64
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            Arch::X86_64
+        }
+    }
+
+    /// The libseccomp/Docker name of the architecture (`SCMP_ARCH_X86_64`).
+    pub const fn scmp_name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "SCMP_ARCH_X86_64",
+            Arch::Aarch64 => "SCMP_ARCH_AARCH64",
+        }
+    }
+
+    /// Name of syscall `nr` on this architecture, as in the kernel's syscall table.
+    pub fn syscall_name(self, nr: u32) -> Option<&'static str> {
+        let nr = usize::try_from(nr).ok()?;
+        match self {
+            Arch::X86_64 => syscalls::x86_64::Sysno::new(nr).map(|s| s.name()),
+            Arch::Aarch64 => syscalls::aarch64::Sysno::new(nr).map(|s| s.name()),
+        }
+    }
+
+    /// Number of syscall `name` on this architecture.
+    pub fn syscall_number(self, name: &str) -> Option<u32> {
+        let nr = match self {
+            Arch::X86_64 => syscalls::x86_64::Sysno::from_str(name).ok()?.id(),
+            Arch::Aarch64 => syscalls::aarch64::Sysno::from_str(name).ok()?.id(),
+        };
+        u32::try_from(nr).ok()
+    }
+}
+
+/// `CAP_CHOWN` for 0, ...; `CAP_<n>` for a number newer than the table.
+pub fn capability_name(cap: u32) -> String {
+    caps::all()
+        .into_iter()
+        .find(|c| u32::from(c.index()) == cap)
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| format!("CAP_{cap}"))
+}
+
+/// Capability number of `CAP_CHOWN`, `chown` or `cap_chown`.
+pub fn capability_number(name: &str) -> Option<u32> {
+    let canonical = caps::to_canonical(name);
+    caps::Capability::from_str(&canonical).ok().map(|c| u32::from(c.index()))
+}
+
+/// `EPERM` for 1, ...; `E<n>` for an unknown number.
+pub fn errno_name(errno: u32) -> String {
+    let Ok(raw) = i32::try_from(errno) else {
+        return format!("E{errno}");
+    };
+    match nix::errno::Errno::from_raw(raw) {
+        nix::errno::Errno::UnknownErrno => format!("E{errno}"),
+        e => format!("{e:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_names_match_the_kernel_numbering() {
+        assert_eq!(capability_name(0), "CAP_CHOWN");
+        assert_eq!(capability_name(13), "CAP_NET_RAW");
+        assert_eq!(capability_name(21), "CAP_SYS_ADMIN");
+        assert_eq!(capability_name(39), "CAP_BPF");
+        assert_eq!(capability_name(40), "CAP_CHECKPOINT_RESTORE");
+        assert_eq!(capability_name(63), "CAP_63");
+    }
+
+    #[test]
+    fn capability_numbers_from_any_spelling() {
+        assert_eq!(capability_number("CAP_CHOWN"), Some(0));
+        assert_eq!(capability_number("net_raw"), Some(13));
+        assert_eq!(capability_number("CAP_NOPE"), None);
+    }
+
+    #[test]
+    fn syscall_names_per_architecture() {
+        assert_eq!(Arch::X86_64.syscall_name(0), Some("read"));
+        assert_eq!(Arch::X86_64.syscall_name(260), Some("fchownat"));
+        assert_eq!(Arch::X86_64.syscall_name(268), Some("fchmodat"));
+        assert_eq!(Arch::Aarch64.syscall_name(54), Some("fchownat"));
+        assert_eq!(Arch::Aarch64.syscall_name(63), Some("read"));
+        assert_eq!(Arch::X86_64.syscall_name(100_000), None);
+        assert_eq!(Arch::X86_64.syscall_number("fchownat"), Some(260));
+        assert_eq!(Arch::Aarch64.syscall_number("openat"), Some(56));
+        assert_eq!(Arch::Aarch64.syscall_number("open"), None);
+    }
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(errno_name(1), "EPERM");
+        assert_eq!(errno_name(13), "EACCES");
+        assert_eq!(errno_name(38), "ENOSYS");
+        assert_eq!(errno_name(9999), "E9999");
+    }
+}

@@ -1,0 +1,337 @@
+//! Loading and attaching capmon's eBPF programs, and reading what they recorded.
+//!
+//! | probe | hook | minimum kernel | fallback | optional |
+//! | --- | --- | --- | --- | --- |
+//! | `cap_capable` | `tp_btf/cap_capable` | 6.14 | kprobe on `cap_capable` (not built yet) | no |
+//! | `sys_enter` | `tp_btf/sys_enter` | 5.5 | none | no |
+//! | `sys_exit` | `tp_btf/sys_exit` | 5.5 | none | yes (seccomp denials are lost) |
+
+use std::collections::{BTreeMap, HashMap};
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{HashMap as AyaHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
+    programs::BtfTracePoint,
+};
+use monitor_common::{CapEvent, CapKey, DenyEvent, DenyKey, SyscallBitmap, counter, kind};
+
+use crate::names::Arch;
+
+/// The eBPF object built by `build.rs` from `monitor-ebpf`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+/// The programs, in attach order, with the kernel hook each attaches to.
+pub const PROGRAMS: &[(&str, &str)] =
+    &[("sys_enter", "sys_enter"), ("sys_exit", "sys_exit"), ("cap_capable", "cap_capable")];
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The kernel exposes no BTF.
+    #[error("cannot read kernel BTF from /sys/kernel/btf/vmlinux ({0}); capmon needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    Btf(#[source] aya::BtfError),
+    /// The object could not be loaded (usually: not root).
+    #[error("cannot load the eBPF object: {0}; capmon needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)")]
+    Load(#[source] aya::EbpfError),
+    /// A program is missing from the object (a build problem).
+    #[error("the eBPF object has no program `{0}`")]
+    MissingProgram(&'static str),
+    /// A program failed to load or attach.
+    #[error("cannot attach {program} to tp_btf/{hook}: {source}")]
+    Attach {
+        /// Program name.
+        program: &'static str,
+        /// Kernel hook.
+        hook: &'static str,
+        /// Why.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A map is missing or has the wrong type (a build problem).
+    #[error("eBPF map {0}: {1}")]
+    Map(&'static str, #[source] aya::maps::MapError),
+}
+
+/// Offset of the syscall number in `struct pt_regs`: `orig_ax` on x86_64 (15 * 8), `syscallno`
+/// on aarch64 (after `regs[31]`, `sp`, `pc`, `pstate`, `orig_x0`).
+pub const fn syscall_nr_offset(arch: Arch) -> u64 {
+    match arch {
+        Arch::X86_64 => 120,
+        Arch::Aarch64 => 280,
+    }
+}
+
+/// The loaded and attached programs. One owner; dropping it detaches everything.
+pub struct Probes {
+    ebpf: Ebpf,
+}
+
+/// Sums a per-CPU value.
+fn sum(values: &aya::maps::PerCpuValues<u64>) -> u64 {
+    values.iter().copied().fold(0u64, u64::wrapping_add)
+}
+
+impl Probes {
+    /// Loads the object and attaches every program; fails on the first that cannot attach.
+    pub fn attach() -> Result<Self, ProbeError> {
+        // The kernel charges BPF memory to the memory cgroup (5.11+); raising RLIMIT_MEMLOCK is
+        // only needed on older kernels and may be refused: not fatal.
+        let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        // SAFETY: plain syscall with a valid pointer.
+        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+            tracing::debug!("cannot raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
+        }
+        let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
+        let offset = syscall_nr_offset(Arch::host());
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .override_global("SYSCALL_NR_OFFSET", &offset, true)
+            .load(EBPF_OBJECT)
+            .map_err(ProbeError::Load)?;
+        for &(program, hook) in PROGRAMS {
+            let prog: &mut BtfTracePoint = ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::MissingProgram(program))?
+                .try_into()
+                .map_err(|source| ProbeError::Attach { program, hook, source })?;
+            prog.load(hook, &btf).map_err(|source| ProbeError::Attach { program, hook, source })?;
+            prog.attach().map_err(|source| ProbeError::Attach { program, hook, source })?;
+        }
+        Ok(Self { ebpf })
+    }
+
+    /// Takes the ring buffer of first sightings (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let map = self.ebpf.take_map("EVENTS").ok_or(ProbeError::Map(
+            "EVENTS",
+            aya::maps::MapError::InvalidName { name: "EVENTS".into() },
+        ))?;
+        RingBuf::try_from(map).map_err(|e| ProbeError::Map("EVENTS", e))
+    }
+
+    /// Capability check counts of one cgroup, summed over CPUs.
+    pub fn cap_checks(&self, cgroup_id: u64) -> Result<Vec<(CapKey, u64)>, ProbeError> {
+        let map: PerCpuHashMap<_, CapKey, u64> = self.map("CAP_CHECKS")?;
+        let mut out = Vec::new();
+        for item in map.iter() {
+            let (key, values) = item.map_err(|e| ProbeError::Map("CAP_CHECKS", e))?;
+            if key.cgroup_id == cgroup_id {
+                out.push((key, sum(&values)));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Seccomp denials of one cgroup, summed over CPUs.
+    pub fn denials(&self, cgroup_id: u64) -> Result<Vec<(DenyKey, u64)>, ProbeError> {
+        let map: PerCpuHashMap<_, DenyKey, u64> = self.map("DENIALS")?;
+        let mut out = Vec::new();
+        for item in map.iter() {
+            let (key, values) = item.map_err(|e| ProbeError::Map("DENIALS", e))?;
+            if key.cgroup_id == cgroup_id {
+                out.push((key, sum(&values)));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Syscall numbers entered by one cgroup.
+    pub fn syscalls(&self, cgroup_id: u64) -> Result<Vec<u32>, ProbeError> {
+        let map: AyaHashMap<_, u64, SyscallBitmap> = self.map("SYSCALLS")?;
+        match map.get(&cgroup_id, 0) {
+            Ok(bitmap) => Ok(bitmap.iter().collect()),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(Vec::new()),
+            Err(e) => Err(ProbeError::Map("SYSCALLS", e)),
+        }
+    }
+
+    /// Kernel instruction pointers of a stack, innermost first.
+    pub fn stack(&self, stack_id: i32) -> Vec<u64> {
+        let Ok(id) = u32::try_from(stack_id) else { return Vec::new() };
+        let Ok(map) = self.map::<StackTraceMap<_>>("STACKS") else { return Vec::new() };
+        map.get(&id, 0).map(|s| s.frames().iter().map(|f| f.ip).collect()).unwrap_or_default()
+    }
+
+    /// The loss counters, by name.
+    pub fn counters(&self) -> Result<BTreeMap<&'static str, u64>, ProbeError> {
+        let map: PerCpuArray<_, u64> = self.map("COUNTERS")?;
+        let mut out = BTreeMap::new();
+        for (name, index) in [
+            ("ringbuf_full", counter::RINGBUF_FULL),
+            ("cap_map_full", counter::CAP_MAP_FULL),
+            ("syscall_map_full", counter::SYSCALL_MAP_FULL),
+            ("denial_map_full", counter::DENIAL_MAP_FULL),
+            ("stack_failed", counter::STACK_FAILED),
+        ] {
+            let values = map.get(&index, 0).map_err(|e| ProbeError::Map("COUNTERS", e))?;
+            out.insert(name, sum(&values));
+        }
+        Ok(out)
+    }
+
+    fn map<'a, M>(&'a self, name: &'static str) -> Result<M, ProbeError>
+    where
+        M: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map(name).ok_or(ProbeError::Map(
+            name,
+            aya::maps::MapError::InvalidName { name: name.into() },
+        ))?;
+        M::try_from(map).map_err(|e| ProbeError::Map(name, e))
+    }
+}
+
+/// A decoded ring-buffer record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// First sighting of a capability check.
+    Cap(CapEvent),
+    /// First sighting of a seccomp denial.
+    Deny(DenyEvent),
+}
+
+/// Errors decoding a ring-buffer record.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Shorter than its kind requires.
+    #[error("record of kind {kind} has {len} bytes, expected {expected}")]
+    Short {
+        /// Kind read from the header.
+        kind: u32,
+        /// Bytes received.
+        len: usize,
+        /// Bytes needed.
+        expected: usize,
+    },
+    /// Unknown kind.
+    #[error("record of unknown kind {0}")]
+    UnknownKind(u32),
+    /// Not even a header.
+    #[error("record of {0} bytes has no header")]
+    NoHeader(usize),
+}
+
+fn read_pod<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
+    let expected = std::mem::size_of::<T>();
+    if bytes.len() < expected {
+        return Err(DecodeError::Short { kind, len: bytes.len(), expected });
+    }
+    // SAFETY: length checked; T is a `#[repr(C)]` integer-only type (see monitor-common), so any
+    // bit pattern is valid; read_unaligned copes with the buffer's alignment.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// Decodes one ring-buffer record by its `kind` header.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let header: [u8; 4] = bytes
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(DecodeError::NoHeader(bytes.len()))?;
+    match u32::from_ne_bytes(header) {
+        kind::CAP_CHECK => read_pod(bytes, kind::CAP_CHECK).map(Event::Cap),
+        kind::SYSCALL_DENIED => read_pod(bytes, kind::SYSCALL_DENIED).map(Event::Deny),
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+/// `comm` bytes up to the first NUL.
+pub fn comm_str(comm: &[u8]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+/// Symbolizes kernel addresses against `/proc/kallsyms`.
+pub struct Symbolizer {
+    symbols: BTreeMap<u64, String>,
+    cache: HashMap<u64, String>,
+}
+
+impl Symbolizer {
+    /// Reads `/proc/kallsyms` (addresses are only visible to root).
+    pub fn from_kallsyms() -> std::io::Result<Self> {
+        Ok(Self { symbols: aya::util::kernel_symbols()?, cache: HashMap::new() })
+    }
+
+    /// A symbolizer over a given table (tests).
+    pub fn from_table(symbols: BTreeMap<u64, String>) -> Self {
+        Self { symbols, cache: HashMap::new() }
+    }
+
+    /// The function containing `ip`, or its address in hex.
+    pub fn symbol(&mut self, ip: u64) -> String {
+        if let Some(s) = self.cache.get(&ip) {
+            return s.clone();
+        }
+        let name = self
+            .symbols
+            .range(..=ip)
+            .next_back()
+            .map(|(_, name)| name.clone())
+            .unwrap_or_else(|| format!("{ip:#x}"));
+        self.cache.insert(ip, name.clone());
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of<T>(v: &T) -> Vec<u8> {
+        // SAFETY: reading the bytes of a plain-data value.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+            .to_vec()
+    }
+
+    #[test]
+    fn decodes_both_kinds() {
+        let cap = CapEvent {
+            kind: kind::CAP_CHECK,
+            pid: 10,
+            tgid: 9,
+            syscall_nr: 260,
+            key: CapKey { cgroup_id: 77, cap: 0, ret: 0, stack_id: 3, _pad: 0 },
+            comm: *b"chown\0\0\0\0\0\0\0\0\0\0\0",
+        };
+        assert_eq!(decode(&bytes_of(&cap)), Ok(Event::Cap(cap)));
+        assert_eq!(comm_str(&cap.comm), "chown");
+        let deny = DenyEvent {
+            kind: kind::SYSCALL_DENIED,
+            pid: 1,
+            tgid: 1,
+            _pad: 0,
+            key: DenyKey { cgroup_id: 5, syscall_nr: 268, errno: 1 },
+            comm: [b'x'; 16],
+        };
+        assert_eq!(decode(&bytes_of(&deny)), Ok(Event::Deny(deny)));
+        assert_eq!(comm_str(&deny.comm), "x".repeat(16));
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_records() {
+        assert_eq!(decode(&[1, 0]), Err(DecodeError::NoHeader(2)));
+        assert_eq!(
+            decode(&[1, 0, 0, 0, 0]),
+            Err(DecodeError::Short { kind: 1, len: 5, expected: 56 })
+        );
+        assert_eq!(decode(&[9, 0, 0, 0]), Err(DecodeError::UnknownKind(9)));
+    }
+
+    #[test]
+    fn symbolizes_to_the_enclosing_function() {
+        let table = BTreeMap::from([(0x1000, "cap_capable".to_owned()), (0x2000, "do_mmap".to_owned())]);
+        let mut s = Symbolizer::from_table(table);
+        assert_eq!(s.symbol(0x1000), "cap_capable");
+        assert_eq!(s.symbol(0x1fff), "cap_capable");
+        assert_eq!(s.symbol(0x2010), "do_mmap");
+        assert_eq!(s.symbol(0x10), "0x10");
+    }
+
+    #[test]
+    fn pt_regs_offsets() {
+        assert_eq!(syscall_nr_offset(Arch::X86_64), 15 * 8);
+        assert_eq!(syscall_nr_offset(Arch::Aarch64), 34 * 8 + 8);
+    }
+}

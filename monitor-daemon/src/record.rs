@@ -1,0 +1,246 @@
+//! `capmon record -- CMD`: run one command in a fresh cgroup with the probes attached, wait for
+//! it (and for whatever it left running, which is killed), and report only what happened in
+//! that cgroup.
+
+use std::{
+    collections::HashMap,
+    ffi::CString,
+    fs,
+    io,
+    os::unix::{ffi::OsStrExt, process::ExitStatusExt},
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::{
+    cgroup::{self, CgroupError, RecordCgroup},
+    names::Arch,
+    probes::{Event, ProbeError, Probes, Symbolizer, decode},
+    report::{self, Observed, RecordReport},
+};
+
+/// Exit code when the command cannot be started (as a shell does).
+pub const EXIT_CANNOT_START: i32 = 127;
+
+/// Errors of `capmon record`.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// No command after `--`.
+    #[error("no command given: use `capmon record [--json] [--output-dir DIR] -- CMD [ARGS...]`")]
+    NoCommand,
+    /// Not root.
+    #[error(
+        "capmon record must run as root (it loads eBPF programs, which needs CAP_BPF, CAP_PERFMON \
+         and CAP_SYS_ADMIN, and creates a cgroup): run it with sudo"
+    )]
+    NotRoot,
+    /// No kernel BTF.
+    #[error(
+        "this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): capmon needs a kernel \
+         built with CONFIG_DEBUG_INFO_BTF=y; `capmon check` tells more"
+    )]
+    NoBtf,
+    /// The output directory cannot be used.
+    #[error("output directory {path} is not writable: {source}; choose another with --output-dir")]
+    OutputDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// cgroup trouble.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    /// Probe trouble.
+    #[error(transparent)]
+    Probes(#[from] ProbeError),
+    /// The command could not be started.
+    #[error("cannot start `{command}`: {source}")]
+    Spawn {
+        /// argv[0].
+        command: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Waiting for the command or reading events failed.
+    #[error("while the command ran: {0}")]
+    Io(#[source] io::Error),
+    /// Kernel symbols cannot be read.
+    #[error("cannot read /proc/kallsyms to name kernel call sites: {0}")]
+    Kallsyms(#[source] io::Error),
+    /// Writing a result file failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl RecordError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RecordError::Spawn { .. } => EXIT_CANNOT_START,
+            _ => 1,
+        }
+    }
+}
+
+/// What to record.
+#[derive(Debug, Clone)]
+pub struct RecordOptions {
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Where to write `seccomp.json` and `report.json`, if anywhere.
+    pub output_dir: Option<PathBuf>,
+}
+
+/// Makes sure `dir` exists and a file can be created in it.
+fn check_output_dir(dir: &Path) -> Result<(), RecordError> {
+    let err = |source| RecordError::OutputDir { path: dir.to_owned(), source };
+    fs::create_dir_all(dir).map_err(err)?;
+    let probe = dir.join(format!(".capmon-write-test-{}", std::process::id()));
+    fs::write(&probe, b"").map_err(err)?;
+    let _ = fs::remove_file(probe);
+    Ok(())
+}
+
+/// Writes the result files into `dir`.
+pub fn write_outputs(dir: &Path, report: &RecordReport) -> Result<(), RecordError> {
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        fs::write(&path, text + "\n").map_err(|source| RecordError::Write { path, source })
+    };
+    write("seccomp.json", report.seccomp_profile.to_json_pretty())?;
+    write("report.json", serde_json::to_string_pretty(report).unwrap_or_default())
+}
+
+fn drain(ring: &mut RingBuf<MapData>, observed: &mut Observed) {
+    while let Some(item) = ring.next() {
+        match decode(&item) {
+            Ok(Event::Cap(e)) => {
+                observed.cap_events.entry(e.key).or_insert(e);
+            }
+            Ok(Event::Deny(e)) => {
+                observed.deny_events.entry(e.key).or_insert(e);
+            }
+            Err(err) => {
+                tracing::debug!("undecodable ring-buffer record: {err}");
+                observed.undecodable += 1;
+            }
+        }
+    }
+}
+
+/// Runs the command under the probes and reports what it did.
+pub async fn record(opts: &RecordOptions) -> Result<RecordReport, RecordError> {
+    let Some(program) = opts.command.first() else { return Err(RecordError::NoCommand) };
+    if !nix::unistd::geteuid().is_root() {
+        return Err(RecordError::NotRoot);
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(RecordError::NoBtf);
+    }
+    if let Some(dir) = &opts.output_dir {
+        check_output_dir(dir)?;
+    }
+    let mount = cgroup::find_cgroup2_mount()?;
+    let mut symbolizer = Symbolizer::from_kallsyms().map_err(RecordError::Kallsyms)?;
+    let mut probes = Probes::attach()?;
+    // SAFETY: the ring buffer owns its fd and keeps it open for as long as the AsyncFd lives.
+    let mut ring = unsafe { AsyncFd::register(probes.take_events()?) }
+        .map_err(|e| RecordError::Io(e.into()))?;
+
+    let name = format!("capmon-record-{}", std::process::id());
+    let cg = RecordCgroup::create(&mount, &name)?;
+    tracing::debug!(path = %cg.path.display(), id = cg.id, "created recording cgroup");
+    let procs = CString::new(cg.procs_file().as_os_str().as_bytes()).map_err(|_| {
+        RecordError::Cgroup(CgroupError::Io {
+            action: "NUL byte in path",
+            path: cg.procs_file(),
+            source: io::ErrorKind::InvalidInput.into(),
+        })
+    })?;
+
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(&opts.command[1..]);
+    // SAFETY: the closure only makes async-signal-safe calls (open, write, close) and does not
+    // allocate.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+            let err = io::Error::last_os_error();
+            libc::close(fd);
+            if n != 1 { Err(err) } else { Ok(()) }
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(source) => {
+            let _ = cg.remove();
+            return Err(RecordError::Spawn { command: program.clone(), source });
+        }
+    };
+
+    // Like `time` and `strace`, survive Ctrl-C (the command gets it too) and report.
+    let mut sigint = signal(SignalKind::interrupt()).map_err(RecordError::Io)?;
+    let mut observed = Observed::default();
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.map_err(RecordError::Io)?,
+            guard = ring.readable_mut() => {
+                let mut guard = guard.map_err(RecordError::Io)?;
+                drain(guard.get_inner_mut(), &mut observed);
+                guard.clear_ready();
+            }
+            _ = sigint.recv() => tracing::info!("interrupted; waiting for the command to exit"),
+        }
+    };
+    // What the command left running is part of the recording; it is stopped now.
+    cg.kill_all();
+    let id = cg.id;
+    let removed = tokio::task::spawn_blocking(move || cg.remove()).await;
+    drain(ring.get_mut(), &mut observed);
+
+    observed.cap_checks = probes.cap_checks(id)?;
+    observed.syscalls = probes.syscalls(id)?;
+    observed.denials = probes.denials(id)?;
+    observed.counters = probes.counters()?;
+    let mut stacks = HashMap::new();
+    for (key, _) in &observed.cap_checks {
+        stacks.entry(key.stack_id).or_insert_with(|| {
+            probes.stack(key.stack_id).into_iter().map(|ip| symbolizer.symbol(ip)).collect()
+        });
+    }
+    observed.stacks = stacks;
+    match removed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("{e}"),
+        Err(e) => tracing::warn!("cgroup removal task failed: {e}"),
+    }
+
+    let (exit_code, signal) = match (status.code(), status.signal()) {
+        (Some(code), _) => (code, None),
+        (None, Some(sig)) => (128 + sig, Some(sig)),
+        (None, None) => (1, None),
+    };
+    let report = report::build(Arch::host(), opts.command.clone(), exit_code, signal, &observed);
+    if let Some(dir) = &opts.output_dir {
+        write_outputs(dir, &report)?;
+    }
+    Ok(report)
+}

@@ -1,0 +1,333 @@
+//! What `capmon record` found, as data (JSON) and as text: built from the kernel side's
+//! counts and first sightings by pure functions, unit tested on synthetic input.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use monitor_common::{CapEvent, CapKey, DenyEvent, DenyKey};
+use serde::Serialize;
+
+use crate::{
+    classify::{CapClass, base_symbol, classify},
+    names::{Arch, capability_name, errno_name},
+    probes::comm_str,
+    seccomp::Profile,
+};
+
+/// Everything the kernel side recorded for one cgroup.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// (cgroup, cap, result, stack) -> count.
+    pub cap_checks: Vec<(CapKey, u64)>,
+    /// First sighting of each cap-check key (evidence).
+    pub cap_events: HashMap<CapKey, CapEvent>,
+    /// Kernel frames (symbol names, innermost first) by stack id.
+    pub stacks: HashMap<i32, Vec<String>>,
+    /// Syscall numbers entered.
+    pub syscalls: Vec<u32>,
+    /// (cgroup, syscall, errno) -> count.
+    pub denials: Vec<(DenyKey, u64)>,
+    /// First sighting of each denial key.
+    pub deny_events: HashMap<DenyKey, DenyEvent>,
+    /// Kernel-side loss counters.
+    pub counters: BTreeMap<&'static str, u64>,
+    /// Ring-buffer records that could not be decoded.
+    pub undecodable: u64,
+}
+
+/// One capability check site, with evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CapCheck {
+    /// `CAP_CHOWN`.
+    pub capability: String,
+    /// `used`, `denied` or `probe`.
+    pub class: CapClass,
+    /// `granted` or `refused`.
+    pub result: &'static str,
+    /// Number of checks at this site.
+    pub count: u64,
+    /// The no-audit frame that made it a probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noaudit_caller: Option<String>,
+    /// Process name of the first check.
+    pub comm: String,
+    /// Thread id of the first check.
+    pub pid: u32,
+    /// Syscall the first check happened in, when known.
+    pub syscall: Option<String>,
+    /// Kernel frames below `cap_capable`, innermost first (at most 8).
+    pub stack: Vec<String>,
+}
+
+/// Capabilities by class.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// Granted, audited checks: what the command needs.
+    pub used: Vec<String>,
+    /// Refused, audited checks: what the command lacked.
+    pub denied: Vec<String>,
+    /// Only no-audit checks (never a reason to keep or add the capability).
+    pub probe: Vec<String>,
+    /// Every check site, with evidence.
+    pub checks: Vec<CapCheck>,
+}
+
+/// A syscall seccomp refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Denial {
+    /// Syscall name.
+    pub name: String,
+    /// Syscall number.
+    pub number: u32,
+    /// `EPERM`.
+    pub errno: String,
+    /// Number of denials.
+    pub count: u64,
+    /// Process name of the first denial.
+    pub comm: Option<String>,
+}
+
+/// Syscalls.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Syscalls {
+    /// Names of the syscalls entered, sorted.
+    pub used: Vec<String>,
+    /// Syscalls refused by seccomp.
+    pub denied: Vec<Denial>,
+}
+
+/// The result of `capmon record`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecordReport {
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Its exit code (128 + signal when killed by one).
+    pub exit_code: i32,
+    /// The signal that killed it, if any.
+    pub signal: Option<i32>,
+    /// Capabilities by class.
+    pub capabilities: Capabilities,
+    /// Syscalls used and denied.
+    pub syscalls: Syscalls,
+    /// Least-privilege profile: the syscalls used, nothing else.
+    pub seccomp_profile: Profile,
+    /// What the kernel side could not record (all 0 when nothing was lost).
+    pub lost: BTreeMap<String, u64>,
+}
+
+fn syscall_label(arch: Arch, nr: u32) -> String {
+    arch.syscall_name(nr).map(str::to_owned).unwrap_or_else(|| format!("syscall_{nr}"))
+}
+
+/// Frames of interest: those below `cap_capable` (the tracepoint and BPF plumbing above it
+/// are dropped), clone suffixes removed.
+fn interesting_frames(frames: &[String]) -> Vec<String> {
+    let start = frames.iter().position(|f| base_symbol(f) == "cap_capable").map(|i| i + 1).unwrap_or(0);
+    frames[start..].iter().take(8).cloned().collect()
+}
+
+/// Builds the report from what was observed.
+pub fn build(
+    arch: Arch,
+    command: Vec<String>,
+    exit_code: i32,
+    signal: Option<i32>,
+    observed: &Observed,
+) -> RecordReport {
+    let mut classes: BTreeMap<CapClass, BTreeSet<u32>> = BTreeMap::new();
+    let mut checks = Vec::new();
+    for (key, count) in &observed.cap_checks {
+        let frames = observed.stacks.get(&key.stack_id).cloned().unwrap_or_default();
+        let frame_refs: Vec<&str> = frames.iter().map(String::as_str).collect();
+        let class = classify(key.ret, &frame_refs);
+        classes.entry(class).or_default().insert(key.cap);
+        let event = observed.cap_events.get(key);
+        checks.push(CapCheck {
+            capability: capability_name(key.cap),
+            class,
+            result: if key.ret == 0 { "granted" } else { "refused" },
+            count: *count,
+            noaudit_caller: crate::classify::noaudit_frame(&frame_refs).map(|f| base_symbol(f).to_owned()),
+            comm: event.map(|e| comm_str(&e.comm)).unwrap_or_default(),
+            pid: event.map(|e| e.pid).unwrap_or_default(),
+            syscall: event
+                .and_then(|e| u32::try_from(e.syscall_nr).ok())
+                .map(|nr| syscall_label(arch, nr)),
+            stack: interesting_frames(&frames),
+        });
+    }
+    checks.sort_by(|a, b| (&a.capability, a.class, b.count).cmp(&(&b.capability, b.class, a.count)));
+    let names = |class| -> Vec<String> {
+        let mut v: Vec<String> =
+            classes.get(&class).into_iter().flatten().map(|c| capability_name(*c)).collect();
+        v.sort();
+        v
+    };
+    let mut used_syscalls: Vec<String> = observed.syscalls.iter().map(|nr| syscall_label(arch, *nr)).collect();
+    used_syscalls.sort();
+    used_syscalls.dedup();
+    let mut denied: Vec<Denial> = observed
+        .denials
+        .iter()
+        .map(|(key, count)| Denial {
+            name: syscall_label(arch, key.syscall_nr),
+            number: key.syscall_nr,
+            errno: errno_name(key.errno),
+            count: *count,
+            comm: observed.deny_events.get(key).map(|e| comm_str(&e.comm)),
+        })
+        .collect();
+    denied.sort_by(|a, b| (&a.name, &a.errno).cmp(&(&b.name, &b.errno)));
+    let mut lost: BTreeMap<String, u64> =
+        observed.counters.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+    lost.insert("undecodable_records".into(), observed.undecodable);
+    RecordReport {
+        command,
+        exit_code,
+        signal,
+        capabilities: Capabilities {
+            used: names(CapClass::Used),
+            denied: names(CapClass::Denied),
+            probe: names(CapClass::Probe),
+            checks,
+        },
+        seccomp_profile: Profile::allow_only(arch, &used_syscalls),
+        syscalls: Syscalls { used: used_syscalls, denied },
+        lost,
+    }
+}
+
+/// The report as text for a terminal.
+pub fn render_text(r: &RecordReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let list = |v: &[String]| if v.is_empty() { "(none)".to_owned() } else { v.join(", ") };
+    let _ = writeln!(out, "capmon record: {}", r.command.join(" "));
+    match r.signal {
+        Some(sig) => {
+            let _ = writeln!(out, "exit status: killed by signal {sig} (exit code {})", r.exit_code);
+        }
+        None => {
+            let _ = writeln!(out, "exit status: {}", r.exit_code);
+        }
+    }
+    let _ = writeln!(out, "\ncapabilities used:   {}", list(&r.capabilities.used));
+    let _ = writeln!(out, "capabilities denied: {}", list(&r.capabilities.denied));
+    let _ = writeln!(out, "no-audit probes (not needed): {}", list(&r.capabilities.probe));
+    for c in &r.capabilities.checks {
+        let site = c.stack.first().map(String::as_str).unwrap_or("?");
+        let _ = writeln!(
+            out,
+            "  {:<22} {:<6} {:<7} x{:<6} {} (pid {}, {}) in {}",
+            c.capability,
+            c.class.as_str(),
+            c.result,
+            c.count,
+            c.comm,
+            c.pid,
+            c.syscall.as_deref().unwrap_or("no syscall"),
+            site
+        );
+    }
+    let _ = writeln!(out, "\nsyscalls used ({}):", r.syscalls.used.len());
+    let mut line = String::from(" ");
+    for name in &r.syscalls.used {
+        if line.len() + name.len() + 1 > 90 {
+            let _ = writeln!(out, "{line}");
+            line = String::from(" ");
+        }
+        line.push(' ');
+        line.push_str(name);
+    }
+    if line.trim().is_empty() {
+        line.push_str(" (none)");
+    }
+    let _ = writeln!(out, "{line}");
+    if r.syscalls.denied.is_empty() {
+        let _ = writeln!(out, "\nsyscalls denied by seccomp: (none)");
+    } else {
+        let _ = writeln!(out, "\nsyscalls denied by seccomp:");
+        for d in &r.syscalls.denied {
+            let _ = writeln!(out, "  {:<20} {:<8} x{}", d.name, d.errno, d.count);
+        }
+    }
+    let lost: u64 = r.lost.values().sum();
+    if lost > 0 {
+        let _ = writeln!(out, "\nWARNING: the kernel side lost records: {:?}", r.lost);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(cap: u32, ret: i32, stack_id: i32) -> CapKey {
+        CapKey { cgroup_id: 42, cap, ret, stack_id, _pad: 0 }
+    }
+
+    fn observed() -> Observed {
+        let chown = key(0, 0, 1);
+        let mmap = key(21, -1, 2);
+        let raw = key(13, -1, 3);
+        let mut o = Observed {
+            cap_checks: vec![(chown, 1), (mmap, 7), (raw, 2)],
+            syscalls: vec![0, 1, 59, 260, 231],
+            denials: vec![(DenyKey { cgroup_id: 42, syscall_nr: 268, errno: 1 }, 3)],
+            counters: BTreeMap::from([("ringbuf_full", 0), ("stack_failed", 0)]),
+            ..Default::default()
+        };
+        o.stacks.insert(1, ["bpf_trace_run5", "cap_capable", "security_capable", "capable_wrt_inode_uidgid", "chown_ok"].map(String::from).to_vec());
+        o.stacks.insert(2, ["cap_capable", "cap_vm_enough_memory", "security_vm_enough_memory_mm", "do_mmap"].map(String::from).to_vec());
+        o.stacks.insert(3, ["cap_capable", "security_capable", "ns_capable", "inet_create"].map(String::from).to_vec());
+        o.cap_events.insert(
+            chown,
+            CapEvent { kind: 1, pid: 7, tgid: 7, syscall_nr: 260, key: chown, comm: *b"chown\0\0\0\0\0\0\0\0\0\0\0" },
+        );
+        o
+    }
+
+    #[test]
+    fn classes_syscalls_and_denials() {
+        let r = build(Arch::X86_64, vec!["chown".into()], 0, None, &observed());
+        assert_eq!(r.capabilities.used, vec!["CAP_CHOWN"]);
+        assert_eq!(r.capabilities.denied, vec!["CAP_NET_RAW"]);
+        assert_eq!(r.capabilities.probe, vec!["CAP_SYS_ADMIN"]);
+        assert_eq!(r.syscalls.used, vec!["execve", "exit_group", "fchownat", "read", "write"]);
+        assert_eq!(
+            r.syscalls.denied,
+            vec![Denial { name: "fchmodat".into(), number: 268, errno: "EPERM".into(), count: 3, comm: None }]
+        );
+        let chown = &r.capabilities.checks[0];
+        assert_eq!(chown.capability, "CAP_CHOWN");
+        assert_eq!(chown.comm, "chown");
+        assert_eq!(chown.syscall.as_deref(), Some("fchownat"));
+        assert_eq!(chown.stack, vec!["security_capable", "capable_wrt_inode_uidgid", "chown_ok"]);
+        let probe = r.capabilities.checks.iter().find(|c| c.class == CapClass::Probe).expect("probe");
+        assert_eq!(probe.noaudit_caller.as_deref(), Some("cap_vm_enough_memory"));
+        assert_eq!(r.seccomp_profile.syscalls[0].names, r.syscalls.used);
+    }
+
+    #[test]
+    fn json_shape() {
+        let r = build(Arch::X86_64, vec!["chown".into(), "nobody".into()], 3, None, &observed());
+        let v = serde_json::to_value(&r).expect("json");
+        assert_eq!(v["command"], serde_json::json!(["chown", "nobody"]));
+        assert_eq!(v["exit_code"], 3);
+        assert_eq!(v["capabilities"]["used"], serde_json::json!(["CAP_CHOWN"]));
+        assert_eq!(v["syscalls"]["denied"][0]["errno"], "EPERM");
+        assert_eq!(v["syscalls"]["denied"][0]["name"], "fchmodat");
+        assert_eq!(v["seccomp_profile"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(v["lost"]["ringbuf_full"], 0);
+    }
+
+    #[test]
+    fn text_lists_everything() {
+        let r = build(Arch::X86_64, vec!["chown".into()], 0, None, &observed());
+        let text = render_text(&r);
+        assert!(text.contains("capabilities used:   CAP_CHOWN\n"), "{text}");
+        assert!(text.contains("capabilities denied: CAP_NET_RAW\n"), "{text}");
+        assert!(text.contains("fchmodat             EPERM    x3"), "{text}");
+        assert!(text.contains("syscalls used (5):"), "{text}");
+        assert!(!text.contains("WARNING"), "{text}");
+    }
+}
