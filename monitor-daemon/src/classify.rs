@@ -27,6 +27,41 @@ pub const NOAUDIT_CALLERS: &[&str] = &[
     "ns_capable_noaudit",
 ];
 
+/// Generic capability helpers between a caller and `cap_capable`: skipped when naming the
+/// call site of a check.
+pub const PLUMBING: &[&str] = &[
+    "security_capable",
+    "ns_capable",
+    "ns_capable_common",
+    "ns_capable_noaudit",
+    "ns_capable_setid",
+    "capable",
+    "has_ns_capability",
+    "has_ns_capability_noaudit",
+    "has_capability",
+    "has_capability_noaudit",
+    "capable_wrt_inode_uidgid",
+    "privileged_wrt_inode_uidgid",
+    "file_ns_capable",
+    "sk_ns_capable",
+    "sk_capable",
+    "sk_net_capable",
+    "netlink_ns_capable",
+    "cap_vm_enough_memory",
+    "security_vm_enough_memory_mm",
+    "__vm_enough_memory",
+];
+
+/// The function that asked for the capability: the first frame below `cap_capable` that is not
+/// generic plumbing (`chown_ok` for chown's `CAP_CHOWN`).
+pub fn call_site<'a>(frames_below_cap_capable: &[&'a str]) -> Option<&'a str> {
+    frames_below_cap_capable
+        .iter()
+        .copied()
+        .find(|f| !PLUMBING.contains(&base_symbol(f)))
+        .map(base_symbol)
+}
+
 /// The class of one capability check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -115,6 +150,14 @@ mod tests {
         assert_eq!(classify(0, CHOWN), CapClass::Used);
         assert_eq!(classify(-1, CHOWN), CapClass::Denied);
         assert_eq!(classify(0, &[]), CapClass::Used);
+    }
+
+    #[test]
+    fn call_sites_skip_plumbing() {
+        assert_eq!(call_site(&CHOWN[2..]), Some("chown_ok"));
+        assert_eq!(call_site(&MMAP[2..]), Some("mmap_region"));
+        assert_eq!(call_site(&["security_capable", "ns_capable"]), None);
+        assert_eq!(call_site(&["security_capable", "do_jit.isra.0"]), Some("do_jit"));
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct CapCheck {
     pub pid: u32,
     /// Syscall the first check happened in, when known.
     pub syscall: Option<String>,
+    /// The kernel function that asked (first frame that is not generic capability plumbing).
+    pub site: Option<String>,
     /// Kernel frames below `cap_capable`, innermost first (at most 8).
     pub stack: Vec<String>,
 }
@@ -152,6 +154,11 @@ pub fn build(
             syscall: event
                 .and_then(|e| u32::try_from(e.syscall_nr).ok())
                 .map(|nr| syscall_label(arch, nr)),
+            site: {
+                let below = interesting_frames(&frames);
+                let refs: Vec<&str> = below.iter().map(String::as_str).collect();
+                crate::classify::call_site(&refs).map(str::to_owned)
+            },
             stack: interesting_frames(&frames),
         });
     }
@@ -213,20 +220,24 @@ pub fn render_text(r: &RecordReport) -> String {
     let _ = writeln!(out, "\ncapabilities used:   {}", list(&r.capabilities.used));
     let _ = writeln!(out, "capabilities denied: {}", list(&r.capabilities.denied));
     let _ = writeln!(out, "no-audit probes (not needed): {}", list(&r.capabilities.probe));
+    // One line per capability and class; every site is in the JSON.
+    let mut groups: BTreeMap<(&str, CapClass), (u64, BTreeSet<String>, BTreeSet<&str>)> = BTreeMap::new();
     for c in &r.capabilities.checks {
-        let site = c.stack.first().map(String::as_str).unwrap_or("?");
-        let _ = writeln!(
-            out,
-            "  {:<22} {:<6} {:<7} x{:<6} {} (pid {}, {}) in {}",
-            c.capability,
-            c.class.as_str(),
-            c.result,
-            c.count,
-            c.comm,
-            c.pid,
-            c.syscall.as_deref().unwrap_or("no syscall"),
-            site
-        );
+        let g = groups.entry((c.capability.as_str(), c.class)).or_default();
+        g.0 += c.count;
+        g.1.insert(match (&c.site, &c.syscall) {
+            (Some(site), Some(sc)) => format!("{site} ({sc})"),
+            (Some(site), None) => site.clone(),
+            (None, Some(sc)) => format!("({sc})"),
+            (None, None) => "?".to_owned(),
+        });
+        g.2.insert(c.comm.as_str());
+    }
+    for ((cap, class), (count, sites, comms)) in &groups {
+        let sites: Vec<&str> = sites.iter().map(String::as_str).collect();
+        let shown = if sites.len() > 3 { format!("{}, +{} more", sites[..3].join(", "), sites.len() - 3) } else { sites.join(", ") };
+        let comms: Vec<&str> = comms.iter().copied().collect();
+        let _ = writeln!(out, "  {cap:<22} {:<6} x{count:<6} by {}: {shown}", class.as_str(), comms.join(","));
     }
     let _ = writeln!(out, "\nsyscalls used ({}):", r.syscalls.used.len());
     let mut line = String::from(" ");
@@ -302,6 +313,7 @@ mod tests {
         assert_eq!(chown.comm, "chown");
         assert_eq!(chown.syscall.as_deref(), Some("fchownat"));
         assert_eq!(chown.stack, vec!["security_capable", "capable_wrt_inode_uidgid", "chown_ok"]);
+        assert_eq!(chown.site.as_deref(), Some("chown_ok"));
         let probe = r.capabilities.checks.iter().find(|c| c.class == CapClass::Probe).expect("probe");
         assert_eq!(probe.noaudit_caller.as_deref(), Some("cap_vm_enough_memory"));
         assert_eq!(r.seccomp_profile.syscalls[0].names, r.syscalls.used);
@@ -328,6 +340,8 @@ mod tests {
         assert!(text.contains("capabilities denied: CAP_NET_RAW\n"), "{text}");
         assert!(text.contains("fchmodat             EPERM    x3"), "{text}");
         assert!(text.contains("syscalls used (5):"), "{text}");
+        assert!(text.contains("  CAP_CHOWN              used   x1      by chown: chown_ok (fchownat)\n"), "{text}");
+        assert!(text.contains("  CAP_SYS_ADMIN          probe  x7      by : do_mmap\n"), "{text}");
         assert!(!text.contains("WARNING"), "{text}");
     }
 }

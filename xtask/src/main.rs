@@ -1,1 +1,131 @@
-fn main(){}
+//! Project tasks: `cargo xtask setup | build | run | test`.
+//!
+//! `setup` installs what a fresh Debian 12 machine lacks for building capmon's eBPF side
+//! offline (see ../shared/design/MACHINE-NOTES.md) and is idempotent: a second run only checks.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the offline eBPF toolchain and the test dependencies (idempotent).
+    Setup,
+    /// Set up if needed, then build capmon (release).
+    Build,
+    /// Set up if needed, build, and run `capmon ARGS` as root.
+    Run {
+        /// Arguments for capmon (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Set up if needed, then run every test tier: unit (no root), then privileged (real
+    /// kernel, as root).
+    Test {
+        /// Only the unit tier (no root needed).
+        #[arg(long)]
+        unit_only: bool,
+    },
+}
+
+/// The workspace root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+/// The cargo that runs us, with `$CARGO_HOME/bin` (where setup puts bpf-linker) on PATH.
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(root());
+    let mut paths = vec![setup::cargo_home().join("bin")];
+    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    if let Ok(path) = std::env::join_paths(paths) {
+        c.env("PATH", path);
+    }
+    c
+}
+
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    // SAFETY: trivial syscall.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn build() -> Result<PathBuf> {
+    setup::ensure()?;
+    run(cargo().args(["build", "--release", "-p", "monitor-daemon"]))?;
+    Ok(root().join("target/release/capmon"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => setup::setup(),
+        Task::Build => build().map(|_| ()),
+        Task::Run { args } => build().and_then(|bin| {
+            let mut cmd = if is_root() {
+                Command::new(&bin)
+            } else {
+                eprintln!("xtask: capmon needs root; running it with sudo");
+                let mut c = Command::new("sudo");
+                c.arg("-E").arg(&bin);
+                c
+            };
+            let status = cmd.args(&args).status().with_context(|| format!("cannot run {}", bin.display()))?;
+            std::process::exit(status.code().unwrap_or(1));
+        }),
+        Task::Test { unit_only } => test(unit_only),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn test(unit_only: bool) -> Result<()> {
+    setup::ensure()?;
+    eprintln!("xtask: tier 1/2: unit tests (no root needed)");
+    run(cargo().args(["test", "--workspace"]))?;
+    if unit_only {
+        eprintln!("xtask: privileged tier skipped (--unit-only)");
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "the privileged tier loads eBPF programs into the real kernel and needs root: run \
+             `cargo xtask test` as root, or `cargo xtask test --unit-only` for the unit tier"
+        );
+    }
+    eprintln!("xtask: tier 2/2: privileged integration tests (real kernel, real probes)");
+    run(cargo().args(["test", "-p", "monitor-daemon", "--test", "privileged", "--", "--ignored"]))?;
+    eprintln!("xtask: all test tiers passed");
+    Ok(())
+}
