@@ -34,9 +34,37 @@ pub mod counter {
     pub const DENIAL_MAP_FULL: u32 = 3;
     /// `bpf_get_stackid` failed (stack map full or hash collision): the check has no stack.
     pub const STACK_FAILED: u32 = 4;
+    /// A refused check could not be held for its syscall's outcome (more than MAX_PENDING).
+    pub const PENDING_OVERFLOW: u32 = 5;
+    /// `bpf_task_storage_get` could not create a task's state (memory pressure).
+    pub const TASK_STORAGE_FAILED: u32 = 6;
     /// Number of counters.
     pub const COUNT: u32 = 8;
 }
+
+/// Bits of [`CapKey::context`]: circumstances that make a check not the workload's own.
+pub mod context {
+    /// Made with borrowed credentials (`cred` is not the task's `real_cred`: overlayfs and
+    /// other `override_creds` users).
+    pub const BORROWED_CRED: u32 = 1;
+    /// Made before the first `execve` completed in the cgroup (container runtime setup).
+    pub const BEFORE_EXEC: u32 = 2;
+    /// Made outside any syscall the probes saw enter (kernel thread, or a thread that was
+    /// already inside a syscall when the probes were attached).
+    pub const NO_SYSCALL: u32 = 4;
+    /// A refused check that could not wait for its syscall's outcome (more than
+    /// [`super::MAX_PENDING`] refused checks in one syscall).
+    pub const PENDING_OVERFLOW: u32 = 8;
+}
+
+/// [`CapKey::outcome`] of a check whose syscall's result is not part of the key (granted checks,
+/// and refused checks made outside a syscall).
+pub const OUTCOME_NONE: i32 = 0;
+/// [`CapKey::outcome`] of a refused check whose syscall then succeeded.
+pub const OUTCOME_SYSCALL_OK: i32 = 1;
+
+/// Refused checks one syscall can hold while waiting for its outcome.
+pub const MAX_PENDING: usize = 4;
 
 /// Key of the `CAP_CHECKS` hash map: one capability check outcome at one kernel call site.
 #[repr(C)]
@@ -46,10 +74,15 @@ pub struct CapKey {
     pub cgroup_id: u64,
     /// Capability number (`CAP_CHOWN` = 0, ...).
     pub cap: u32,
-    /// Result of `cap_capable`: 0 granted, negative errno when denied.
+    /// Result of `cap_capable`: 0 granted, negative errno when refused.
     pub ret: i32,
     /// Kernel stack id in `STACKS`, or -1 when none could be taken.
     pub stack_id: i32,
+    /// [`context`] bits.
+    pub context: u32,
+    /// For refused checks inside a syscall: the syscall's result, `-errno` when it failed or
+    /// [`OUTCOME_SYSCALL_OK`]; else [`OUTCOME_NONE`].
+    pub outcome: i32,
     /// Explicit padding; always 0.
     pub _pad: u32,
 }
@@ -102,6 +135,32 @@ pub struct DenyEvent {
     pub comm: [u8; COMM_LEN],
 }
 
+/// A refused check waiting for the outcome of its syscall (in [`TaskState`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingCheck {
+    /// Capability number.
+    pub cap: u32,
+    /// `cap_capable`'s result.
+    pub ret: i32,
+    /// Stack id, or -1.
+    pub stack_id: i32,
+    /// [`context`] bits.
+    pub context: u32,
+}
+
+/// Per-task state in the `TASKS` task-storage map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskState {
+    /// Syscall the task is in, or -1 between syscalls.
+    pub syscall_nr: i32,
+    /// Number of valid entries in `pending`.
+    pub npending: u32,
+    /// Refused checks of the current syscall.
+    pub pending: [PendingCheck; MAX_PENDING],
+}
+
 /// Per-cgroup set of syscall numbers entered, one bit each.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,9 +183,11 @@ impl SyscallBitmap {
 }
 
 const _: () = {
-    assert!(core::mem::size_of::<CapKey>() == 24);
+    assert!(core::mem::size_of::<CapKey>() == 32);
     assert!(core::mem::align_of::<CapKey>() == 8);
-    assert!(core::mem::size_of::<CapEvent>() == 56);
+    assert!(core::mem::size_of::<CapEvent>() == 64);
+    assert!(core::mem::size_of::<PendingCheck>() == 16);
+    assert!(core::mem::size_of::<TaskState>() == 8 + 16 * MAX_PENDING);
     assert!(core::mem::size_of::<DenyKey>() == 16);
     assert!(core::mem::size_of::<DenyEvent>() == 48);
     assert!(core::mem::size_of::<SyscallBitmap>() == 64);
@@ -141,4 +202,6 @@ mod pod {
     unsafe impl aya::Pod for super::DenyKey {}
     unsafe impl aya::Pod for super::DenyEvent {}
     unsafe impl aya::Pod for super::SyscallBitmap {}
+    unsafe impl aya::Pod for super::PendingCheck {}
+    unsafe impl aya::Pod for super::TaskState {}
 }

@@ -2,9 +2,16 @@
 //! made through a no-audit path (the kernel asking "may this task do X?" without the task
 //! trying to) is recognised from its call stack: a frame of a known no-audit caller.
 //!
-//! Classes (see ARCHITECTURE.md): `used` (granted, audited), `denied` (refused, audited),
-//! `probe` (a no-audit check: never a reason to keep or add a capability).
+//! Classes (see ARCHITECTURE.md):
+//! - `ignored`: made with borrowed credentials (overlayfs), or before the first `execve` in the
+//!   cgroup (the container runtime's setup) — the kernel side marks both in `CapKey::context`;
+//! - `probe`: a no-audit check, or a refused check whose syscall still succeeded (or failed
+//!   for another reason), or a refused check outside any syscall — never a reason to keep or
+//!   add a capability;
+//! - `used`: granted, own credentials, after the first exec, audited;
+//! - `denied`: refused, audited, and the enclosing syscall failed with `EPERM` or `EACCES`.
 
+use monitor_common::{OUTCOME_SYSCALL_OK, context};
 use serde::Serialize;
 
 /// Kernel functions that check a capability without auditing it. A check whose stack contains
@@ -70,8 +77,11 @@ pub enum CapClass {
     Used,
     /// Refused and audited: the workload tried and lacks it.
     Denied,
-    /// A no-audit check: not a reason to keep or add it.
+    /// A no-audit check, or a refusal that did not make a syscall fail: not a reason to keep or
+    /// add it.
     Probe,
+    /// Not the workload's own check (borrowed credentials, runtime setup before exec).
+    Ignored,
 }
 
 impl CapClass {
@@ -81,6 +91,7 @@ impl CapClass {
             CapClass::Used => "used",
             CapClass::Denied => "denied",
             CapClass::Probe => "probe",
+            CapClass::Ignored => "ignored",
         }
     }
 }
@@ -95,14 +106,47 @@ pub fn noaudit_frame<'a>(frames: &[&'a str]) -> Option<&'a str> {
     frames.iter().copied().find(|f| NOAUDIT_CALLERS.contains(&base_symbol(f)))
 }
 
-/// Classifies a check from its result (`cap_capable`'s return value) and its kernel frames.
-pub fn classify(ret: i32, frames: &[&str]) -> CapClass {
-    if noaudit_frame(frames).is_some() {
-        CapClass::Probe
-    } else if ret == 0 {
-        CapClass::Used
-    } else {
-        CapClass::Denied
+/// What the kernel side knew about a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckFacts {
+    /// `cap_capable`'s result: 0 granted, `-errno` refused.
+    pub ret: i32,
+    /// `monitor_common::context` bits.
+    pub context: u32,
+    /// For refused checks inside a syscall: the syscall's `-errno`, or `OUTCOME_SYSCALL_OK`.
+    pub outcome: i32,
+}
+
+/// Classifies a check; returns the class and why.
+pub fn classify(facts: CheckFacts, frames: &[&str]) -> (CapClass, String) {
+    if facts.context & context::BORROWED_CRED != 0 {
+        return (CapClass::Ignored, "borrowed credentials (not the task's own real_cred)".into());
+    }
+    if facts.context & context::BEFORE_EXEC != 0 {
+        return (CapClass::Ignored, "before the first execve in the cgroup (runtime setup)".into());
+    }
+    if let Some(f) = noaudit_frame(frames) {
+        return (CapClass::Probe, format!("no-audit check from {}", base_symbol(f)));
+    }
+    if facts.ret == 0 {
+        return (CapClass::Used, "granted".into());
+    }
+    if facts.context & context::PENDING_OVERFLOW != 0 {
+        return (CapClass::Denied, "refused (syscall outcome not tracked: too many refusals in one syscall)".into());
+    }
+    if facts.context & context::NO_SYSCALL != 0 {
+        return (CapClass::Probe, "refused outside any observed syscall".into());
+    }
+    match facts.outcome {
+        o if o == -libc::EPERM || o == -libc::EACCES => {
+            (CapClass::Denied, format!("refused, and the syscall failed with {}", crate::names::errno_name((-o) as u32)))
+        }
+        OUTCOME_SYSCALL_OK => (CapClass::Probe, "refused, but the syscall succeeded".into()),
+        o if o < 0 => (
+            CapClass::Probe,
+            format!("refused, and the syscall failed with {} (not a permission error)", crate::names::errno_name((-o) as u32)),
+        ),
+        _ => (CapClass::Probe, "refused; the syscall's outcome is unknown".into()),
     }
 }
 
@@ -138,18 +182,45 @@ mod tests {
         "do_syscall_64",
     ];
 
-    #[test]
-    fn mmap_reserve_check_is_a_probe_granted_or_not() {
-        assert_eq!(classify(0, MMAP), CapClass::Probe);
-        assert_eq!(classify(-1, MMAP), CapClass::Probe);
-        assert_eq!(noaudit_frame(MMAP), Some("cap_vm_enough_memory"));
+    const EPERM: i32 = -1;
+
+    fn facts(ret: i32, context: u32, outcome: i32) -> CheckFacts {
+        CheckFacts { ret, context, outcome }
+    }
+
+    fn class(f: CheckFacts, frames: &[&str]) -> CapClass {
+        classify(f, frames).0
     }
 
     #[test]
-    fn audited_checks_are_used_or_denied() {
-        assert_eq!(classify(0, CHOWN), CapClass::Used);
-        assert_eq!(classify(-1, CHOWN), CapClass::Denied);
-        assert_eq!(classify(0, &[]), CapClass::Used);
+    fn mmap_reserve_check_is_a_probe_granted_or_not() {
+        assert_eq!(class(facts(0, 0, 0), MMAP), CapClass::Probe);
+        assert_eq!(class(facts(EPERM, 0, OUTCOME_SYSCALL_OK), MMAP), CapClass::Probe);
+        assert_eq!(class(facts(EPERM, 0, -libc::EPERM), MMAP), CapClass::Probe);
+        assert_eq!(noaudit_frame(MMAP), Some("cap_vm_enough_memory"));
+        assert_eq!(classify(facts(0, 0, 0), MMAP).1, "no-audit check from cap_vm_enough_memory");
+    }
+
+    #[test]
+    fn audited_checks_are_used_or_denied_by_the_syscall_outcome() {
+        assert_eq!(class(facts(0, 0, 0), CHOWN), CapClass::Used);
+        assert_eq!(class(facts(EPERM, 0, -libc::EPERM), CHOWN), CapClass::Denied);
+        assert_eq!(class(facts(EPERM, 0, -libc::EACCES), CHOWN), CapClass::Denied);
+        assert_eq!(classify(facts(EPERM, 0, -libc::EACCES), CHOWN).1, "refused, and the syscall failed with EACCES");
+        // The kernel asked, was told no, and the syscall went on fine: a probe.
+        assert_eq!(class(facts(EPERM, 0, OUTCOME_SYSCALL_OK), CHOWN), CapClass::Probe);
+        assert_eq!(class(facts(EPERM, 0, -libc::ENOENT), CHOWN), CapClass::Probe);
+        assert_eq!(class(facts(EPERM, context::NO_SYSCALL, 0), CHOWN), CapClass::Probe);
+        assert_eq!(class(facts(EPERM, context::PENDING_OVERFLOW, 0), CHOWN), CapClass::Denied);
+        assert_eq!(class(facts(0, 0, 0), &[]), CapClass::Used);
+    }
+
+    #[test]
+    fn borrowed_credentials_and_runtime_setup_are_ignored() {
+        assert_eq!(class(facts(0, context::BORROWED_CRED, 0), CHOWN), CapClass::Ignored);
+        assert_eq!(class(facts(EPERM, context::BEFORE_EXEC, 0), CHOWN), CapClass::Ignored);
+        // Ignored wins over probe: it is not the workload's check at all.
+        assert_eq!(class(facts(0, context::BEFORE_EXEC, 0), MMAP), CapClass::Ignored);
     }
 
     #[test]
@@ -163,8 +234,8 @@ mod tests {
     #[test]
     fn compiler_suffixes_are_ignored() {
         assert_eq!(base_symbol("ns_capable_noaudit.isra.0"), "ns_capable_noaudit");
-        assert_eq!(classify(0, &["cap_capable", "has_ns_capability_noaudit.constprop.0"]), CapClass::Probe);
+        assert_eq!(class(facts(0, 0, 0), &["cap_capable", "has_ns_capability_noaudit.constprop.0"]), CapClass::Probe);
         // A similar name is not a match.
-        assert_eq!(classify(0, &["cap_capable", "ns_capable"]), CapClass::Used);
+        assert_eq!(class(facts(0, 0, 0), &["cap_capable", "ns_capable"]), CapClass::Used);
     }
 }

@@ -4,7 +4,11 @@
 //! | --- | --- | --- | --- | --- |
 //! | `cap_capable` | `tp_btf/cap_capable` | 6.14 | kprobe on `cap_capable` (not built yet) | no |
 //! | `sys_enter` | `tp_btf/sys_enter` | 5.5 | none | no |
-//! | `sys_exit` | `tp_btf/sys_exit` | 5.5 | none | yes (seccomp denials are lost) |
+//! | `sys_exit` | `tp_btf/sys_exit` | 5.5 | none | no |
+//! | `sched_process_exec` | `tp_btf/sched_process_exec` | 5.5 | none | no |
+//!
+//! Per-task state lives in a `BPF_MAP_TYPE_TASK_STORAGE` map (Linux 5.11; usable from tracing
+//! programs since 5.11, recursion-safe since 6.2).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,8 +25,45 @@ use crate::names::Arch;
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
 /// The programs, in attach order, with the kernel hook each attaches to.
-pub const PROGRAMS: &[(&str, &str)] =
-    &[("sys_enter", "sys_enter"), ("sys_exit", "sys_exit"), ("cap_capable", "cap_capable")];
+pub const PROGRAMS: &[(&str, &str)] = &[
+    ("sched_process_exec", "sched_process_exec"),
+    ("sys_enter", "sys_enter"),
+    ("sys_exit", "sys_exit"),
+    ("cap_capable", "cap_capable"),
+];
+
+/// Kernel struct fields the eBPF side reads, found in the running kernel's BTF.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `task_struct.real_cred` (0: unknown, borrowed credentials go undetected).
+    pub real_cred: u64,
+    /// `task_struct.seccomp.mode` (0: unknown, exits without enter are not filtered by mode).
+    pub seccomp_mode: u64,
+}
+
+impl KernelOffsets {
+    /// Reads them from `/sys/kernel/btf/vmlinux`; what cannot be found is 0, with a warning.
+    pub fn from_kernel() -> Self {
+        let btf = match crate::btf::Btf::from_sys_fs() {
+            Ok(Ok(btf)) => btf,
+            Ok(Err(e)) => {
+                tracing::warn!("cannot parse kernel BTF for field offsets: {e}");
+                return Self::default();
+            }
+            Err(e) => {
+                tracing::warn!("cannot read kernel BTF for field offsets: {e}");
+                return Self::default();
+            }
+        };
+        let get = |path: &str| {
+            btf.offset_of(path).unwrap_or_else(|e| {
+                tracing::warn!("{e}; the classification that needs it is off");
+                0
+            })
+        };
+        Self { real_cred: get("task_struct.real_cred"), seccomp_mode: get("task_struct.seccomp.mode") }
+    }
+}
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +72,7 @@ pub enum ProbeError {
     #[error("cannot read kernel BTF from /sys/kernel/btf/vmlinux ({0}); capmon needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
     Btf(#[source] aya::BtfError),
     /// The object could not be loaded (usually: not root).
-    #[error("cannot load the eBPF object: {0}; capmon needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)")]
+    #[error("cannot load the eBPF object: {0} (capmon needs root: CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)")]
     Load(#[source] aya::EbpfError),
     /// A program is missing from the object (a build problem).
     #[error("the eBPF object has no program `{0}`")]
@@ -83,9 +124,15 @@ impl Probes {
         }
         let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
         let offset = syscall_nr_offset(Arch::host());
+        let fields = KernelOffsets::from_kernel();
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
+            // TASKS is a task-storage map, which aya creates but has no userspace wrapper for;
+            // only the kernel side uses it.
+            .allow_unsupported_maps()
             .override_global("SYSCALL_NR_OFFSET", &offset, true)
+            .override_global("REAL_CRED_OFFSET", &fields.real_cred, true)
+            .override_global("SECCOMP_MODE_OFFSET", &fields.seccomp_mode, true)
             .load(EBPF_OBJECT)
             .map_err(ProbeError::Load)?;
         for &(program, hook) in PROGRAMS {
@@ -147,6 +194,18 @@ impl Probes {
         }
     }
 
+    /// Marks a cgroup as past its runtime setup (for cgroups that were running before the
+    /// probes were attached, whose first `execve` was never seen).
+    pub fn mark_exec_seen(&mut self, cgroup_id: u64) -> Result<(), ProbeError> {
+        let map = self.ebpf.map_mut("EXEC_SEEN").ok_or(ProbeError::Map(
+            "EXEC_SEEN",
+            aya::maps::MapError::InvalidName { name: "EXEC_SEEN".into() },
+        ))?;
+        let mut map: AyaHashMap<_, u64, u8> =
+            AyaHashMap::try_from(map).map_err(|e| ProbeError::Map("EXEC_SEEN", e))?;
+        map.insert(cgroup_id, 1, 0).map_err(|e| ProbeError::Map("EXEC_SEEN", e))
+    }
+
     /// Kernel instruction pointers of a stack, innermost first.
     pub fn stack(&self, stack_id: i32) -> Vec<u64> {
         let Ok(id) = u32::try_from(stack_id) else { return Vec::new() };
@@ -164,6 +223,8 @@ impl Probes {
             ("syscall_map_full", counter::SYSCALL_MAP_FULL),
             ("denial_map_full", counter::DENIAL_MAP_FULL),
             ("stack_failed", counter::STACK_FAILED),
+            ("pending_overflow", counter::PENDING_OVERFLOW),
+            ("task_storage_failed", counter::TASK_STORAGE_FAILED),
         ] {
             let values = map.get(&index, 0).map_err(|e| ProbeError::Map("COUNTERS", e))?;
             out.insert(name, sum(&values));
@@ -292,7 +353,7 @@ mod tests {
             pid: 10,
             tgid: 9,
             syscall_nr: 260,
-            key: CapKey { cgroup_id: 77, cap: 0, ret: 0, stack_id: 3, _pad: 0 },
+            key: CapKey { cgroup_id: 77, cap: 0, ret: 0, stack_id: 3, context: 0, outcome: 0, _pad: 0 },
             comm: *b"chown\0\0\0\0\0\0\0\0\0\0\0",
         };
         assert_eq!(decode(&bytes_of(&cap)), Ok(Event::Cap(cap)));
@@ -314,7 +375,7 @@ mod tests {
         assert_eq!(decode(&[1, 0]), Err(DecodeError::NoHeader(2)));
         assert_eq!(
             decode(&[1, 0, 0, 0, 0]),
-            Err(DecodeError::Short { kind: 1, len: 5, expected: 56 })
+            Err(DecodeError::Short { kind: 1, len: 5, expected: 64 })
         );
         assert_eq!(decode(&[9, 0, 0, 0]), Err(DecodeError::UnknownKind(9)));
     }

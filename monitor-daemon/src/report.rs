@@ -39,8 +39,10 @@ pub struct Observed {
 pub struct CapCheck {
     /// `CAP_CHOWN`.
     pub capability: String,
-    /// `used`, `denied` or `probe`.
+    /// `used`, `denied`, `probe` or `ignored`.
     pub class: CapClass,
+    /// Why it has that class.
+    pub reason: String,
     /// `granted` or `refused`.
     pub result: &'static str,
     /// Number of checks at this site.
@@ -67,8 +69,10 @@ pub struct Capabilities {
     pub used: Vec<String>,
     /// Refused, audited checks: what the command lacked.
     pub denied: Vec<String>,
-    /// Only no-audit checks (never a reason to keep or add the capability).
+    /// Only no-audit checks or refusals that failed no syscall (never a reason to keep or add).
     pub probe: Vec<String>,
+    /// Checks that were not the workload's own (borrowed credentials, runtime setup).
+    pub ignored: Vec<String>,
     /// Every check site, with evidence.
     pub checks: Vec<CapCheck>,
 }
@@ -140,12 +144,14 @@ pub fn build(
     for (key, count) in &observed.cap_checks {
         let frames = observed.stacks.get(&key.stack_id).cloned().unwrap_or_default();
         let frame_refs: Vec<&str> = frames.iter().map(String::as_str).collect();
-        let class = classify(key.ret, &frame_refs);
+        let facts = crate::classify::CheckFacts { ret: key.ret, context: key.context, outcome: key.outcome };
+        let (class, reason) = classify(facts, &frame_refs);
         classes.entry(class).or_default().insert(key.cap);
         let event = observed.cap_events.get(key);
         checks.push(CapCheck {
             capability: capability_name(key.cap),
             class,
+            reason,
             result: if key.ret == 0 { "granted" } else { "refused" },
             count: *count,
             noaudit_caller: crate::classify::noaudit_frame(&frame_refs).map(|f| base_symbol(f).to_owned()),
@@ -195,6 +201,7 @@ pub fn build(
             used: names(CapClass::Used),
             denied: names(CapClass::Denied),
             probe: names(CapClass::Probe),
+            ignored: names(CapClass::Ignored),
             checks,
         },
         seccomp_profile: Profile::allow_only(arch, &used_syscalls),
@@ -219,7 +226,8 @@ pub fn render_text(r: &RecordReport) -> String {
     }
     let _ = writeln!(out, "\ncapabilities used:   {}", list(&r.capabilities.used));
     let _ = writeln!(out, "capabilities denied: {}", list(&r.capabilities.denied));
-    let _ = writeln!(out, "no-audit probes (not needed): {}", list(&r.capabilities.probe));
+    let _ = writeln!(out, "probes (not needed):  {}", list(&r.capabilities.probe));
+    let _ = writeln!(out, "ignored (not the workload's): {}", list(&r.capabilities.ignored));
     // One line per capability and class; every site is in the JSON.
     let mut groups: BTreeMap<(&str, CapClass), (u64, BTreeSet<String>, BTreeSet<&str>)> = BTreeMap::new();
     for c in &r.capabilities.checks {
@@ -237,7 +245,7 @@ pub fn render_text(r: &RecordReport) -> String {
         let sites: Vec<&str> = sites.iter().map(String::as_str).collect();
         let shown = if sites.len() > 3 { format!("{}, +{} more", sites[..3].join(", "), sites.len() - 3) } else { sites.join(", ") };
         let comms: Vec<&str> = comms.iter().copied().collect();
-        let _ = writeln!(out, "  {cap:<22} {:<6} x{count:<6} by {}: {shown}", class.as_str(), comms.join(","));
+        let _ = writeln!(out, "  {cap:<22} {:<7} x{count:<6} by {}: {shown}", class.as_str(), comms.join(","));
     }
     let _ = writeln!(out, "\nsyscalls used ({}):", r.syscalls.used.len());
     let mut line = String::from(" ");
@@ -273,15 +281,17 @@ mod tests {
     use super::*;
 
     fn key(cap: u32, ret: i32, stack_id: i32) -> CapKey {
-        CapKey { cgroup_id: 42, cap, ret, stack_id, _pad: 0 }
+        let outcome = if ret == 0 { 0 } else { -1 };
+        CapKey { cgroup_id: 42, cap, ret, stack_id, context: 0, outcome, _pad: 0 }
     }
 
     fn observed() -> Observed {
         let chown = key(0, 0, 1);
         let mmap = key(21, -1, 2);
+        let setup = CapKey { context: monitor_common::context::BEFORE_EXEC, ..key(12, 0, 1) };
         let raw = key(13, -1, 3);
         let mut o = Observed {
-            cap_checks: vec![(chown, 1), (mmap, 7), (raw, 2)],
+            cap_checks: vec![(chown, 1), (mmap, 7), (raw, 2), (setup, 4)],
             syscalls: vec![0, 1, 59, 260, 231],
             denials: vec![(DenyKey { cgroup_id: 42, syscall_nr: 268, errno: 1 }, 3)],
             counters: BTreeMap::from([("ringbuf_full", 0), ("stack_failed", 0)]),
@@ -303,6 +313,9 @@ mod tests {
         assert_eq!(r.capabilities.used, vec!["CAP_CHOWN"]);
         assert_eq!(r.capabilities.denied, vec!["CAP_NET_RAW"]);
         assert_eq!(r.capabilities.probe, vec!["CAP_SYS_ADMIN"]);
+        assert_eq!(r.capabilities.ignored, vec!["CAP_NET_ADMIN"]);
+        let raw = r.capabilities.checks.iter().find(|c| c.capability == "CAP_NET_RAW").expect("raw");
+        assert_eq!(raw.reason, "refused, and the syscall failed with EPERM");
         assert_eq!(r.syscalls.used, vec!["execve", "exit_group", "fchownat", "read", "write"]);
         assert_eq!(
             r.syscalls.denied,
@@ -340,8 +353,8 @@ mod tests {
         assert!(text.contains("capabilities denied: CAP_NET_RAW\n"), "{text}");
         assert!(text.contains("fchmodat             EPERM    x3"), "{text}");
         assert!(text.contains("syscalls used (5):"), "{text}");
-        assert!(text.contains("  CAP_CHOWN              used   x1      by chown: chown_ok (fchownat)\n"), "{text}");
-        assert!(text.contains("  CAP_SYS_ADMIN          probe  x7      by : do_mmap\n"), "{text}");
+        assert!(text.contains("  CAP_CHOWN              used    x1      by chown: chown_ok (fchownat)\n"), "{text}");
+        assert!(text.contains("  CAP_SYS_ADMIN          probe   x7      by : do_mmap\n"), "{text}");
         assert!(!text.contains("WARNING"), "{text}");
     }
 }

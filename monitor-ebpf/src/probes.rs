@@ -1,27 +1,87 @@
 use aya_ebpf::{
     Global,
-    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    bindings::{
+        BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE, BPF_NOEXIST, bpf_map_type,
+    },
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
-        generated::bpf_get_current_cgroup_id,
+        generated::{bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_task_storage_get},
     },
-    macros::{btf_tracepoint, map},
-    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    macros::{btf_map, btf_tracepoint, map},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
     programs::{BtfTracePointContext, tracing::StackIdContext},
 };
 use monitor_common::{
-    CapEvent, CapKey, DenyEvent, DenyKey, SYSCALL_BITMAP_BITS, SyscallBitmap, counter, kind,
+    CapEvent, CapKey, DenyEvent, DenyKey, MAX_PENDING, OUTCOME_NONE, OUTCOME_SYSCALL_OK,
+    PendingCheck, SYSCALL_BITMAP_BITS, SYSCALL_BITMAP_WORDS, SyscallBitmap, TaskState, context,
+    counter, kind,
 };
 
 /// `EEXIST`, returned negated by a `BPF_NOEXIST` insert that lost a race.
 const EEXIST: i64 = 17;
 /// Largest errno value a syscall returns as `-errno`.
 const MAX_ERRNO: i64 = 4095;
+/// `SECCOMP_MODE_FILTER`.
+const SECCOMP_MODE_FILTER: i32 = 2;
 
 /// Offset of the syscall number in `struct pt_regs` (`orig_ax` on x86_64, `syscallno` on
 /// aarch64). Set by the loader for the host architecture.
 #[unsafe(no_mangle)]
 static SYSCALL_NR_OFFSET: Global<u64> = Global::new(120);
+/// Offset of `real_cred` in `struct task_struct`, read from the kernel's BTF by the loader;
+/// 0 when unknown (then borrowed credentials are not detected).
+#[unsafe(no_mangle)]
+static REAL_CRED_OFFSET: Global<u64> = Global::new(0);
+/// Offset of `seccomp.mode` in `struct task_struct`; 0 when unknown (then every exit without
+/// enter counts as a denial).
+#[unsafe(no_mangle)]
+static SECCOMP_MODE_OFFSET: Global<u64> = Global::new(0);
+
+/// A BTF-defined `BPF_MAP_TYPE_TASK_STORAGE` map: per-task state that lives and dies with the
+/// task, reached without a hash lookup (aya-ebpf 0.2 has no wrapper for it).
+#[repr(C)]
+pub struct TaskStorage<T> {
+    r#type: *const [i32; bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE as usize],
+    key: *const i32,
+    value: *const T,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; BPF_F_NO_PREALLOC as usize],
+}
+
+// SAFETY: placeholder pointers patched by the loader, never dereferenced.
+unsafe impl<T> Sync for TaskStorage<T> {}
+
+impl<T> TaskStorage<T> {
+    const fn new() -> Self {
+        Self {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+
+    /// The current task's value, created zeroed when `create` and absent.
+    #[inline(always)]
+    fn current(&self, create: bool) -> Option<*mut T> {
+        let flags = if create { BPF_LOCAL_STORAGE_GET_F_CREATE as u64 } else { 0 };
+        // SAFETY: bpf_get_current_task_btf returns a trusted task pointer, as the helper needs.
+        let p = unsafe {
+            bpf_task_storage_get(
+                core::ptr::from_ref(self).cast_mut().cast(),
+                bpf_get_current_task_btf(),
+                core::ptr::null_mut(),
+                flags,
+            )
+        };
+        if p.is_null() { None } else { Some(p.cast()) }
+    }
+}
+
+/// Per-task syscall state: the syscall being executed and refused checks awaiting its outcome.
+#[btf_map]
+static TASKS: TaskStorage<TaskState> = TaskStorage::new();
 
 /// First sightings (cap checks, denials). 256 KiB holds ~4,000 records; only new keys go here.
 #[map]
@@ -31,8 +91,8 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(8192, 0);
 
-/// (cgroup, cap, result, stack) -> number of checks. Per-CPU so that counting needs no atomic
-/// read-modify-write (the bpf target has none); userspace sums the CPUs.
+/// (cgroup, cap, result, stack, context, outcome) -> number of checks. Per-CPU so that counting
+/// needs no atomic read-modify-write (the bpf target has none); userspace sums the CPUs.
 #[map]
 static CAP_CHECKS: PerCpuHashMap<CapKey, u64> =
     PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
@@ -41,14 +101,27 @@ static CAP_CHECKS: PerCpuHashMap<CapKey, u64> =
 #[map]
 static SYSCALLS: HashMap<u64, SyscallBitmap> = HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
 
-/// thread id -> syscall number + 1 while inside a syscall, 0 after it returned.
+/// One entry per CPU: the last cgroup's bitmap as this CPU last saw it. A set bit here means
+/// the bit is set in `SYSCALLS` too, so the common case (a syscall already seen in the cgroup
+/// that ran last on this CPU) needs no hash lookup.
+#[repr(C)]
+pub struct BitmapCache {
+    cgroup_id: u64,
+    bitmap: SyscallBitmap,
+}
+
 #[map]
-static INFLIGHT: LruHashMap<u32, u32> = LruHashMap::with_max_entries(65536, 0);
+static BITMAP_CACHE: PerCpuArray<BitmapCache> = PerCpuArray::with_max_entries(1, 0);
 
 /// (cgroup, syscall, errno) -> number of syscalls that exited without entering. Per-CPU.
 #[map]
 static DENIALS: PerCpuHashMap<DenyKey, u64> =
     PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+
+/// cgroup id -> 1 once an `execve` completed in it: checks before that are the container
+/// runtime's setup. Userspace marks cgroups that were already running.
+#[map]
+static EXEC_SEEN: HashMap<u64, u8> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 
 /// Loss counters, indexed by `monitor_common::counter`. Per-CPU.
 #[map]
@@ -74,7 +147,7 @@ fn count<K>(map: &PerCpuHashMap<K, u64>, key: &K, full_counter: u32) -> bool {
         Ok(()) => true,
         Err(e) if -(e as i64) == EEXIST => {
             if let Some(p) = map.get_ptr_mut(key) {
-                // SAFETY: per-CPU map memory; programs on one CPU do not interleave.
+                // SAFETY: as above.
                 unsafe { *p += 1 };
             }
             false
@@ -91,14 +164,55 @@ fn comm() -> [u8; 16] {
     bpf_get_current_comm().unwrap_or([0; 16])
 }
 
+#[inline(always)]
+fn cgroup_id() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_get_current_cgroup_id() }
+}
+
+/// Reads a field of the current task at a loader-provided offset.
+#[inline(always)]
+fn task_field<T>(offset: u64) -> Option<T> {
+    if offset == 0 {
+        return None;
+    }
+    // SAFETY: the helper returns a valid task pointer; the read goes through
+    // bpf_probe_read_kernel, which fails safely on a bad address.
+    unsafe {
+        let task = bpf_get_current_task_btf() as *const u8;
+        bpf_probe_read_kernel(task.add(offset as usize) as *const T).ok()
+    }
+}
+
+/// Counts a check and sends its first sighting.
+#[inline(always)]
+fn record_check(key: &CapKey, syscall_nr: i32) {
+    if !count(&CAP_CHECKS, key, counter::CAP_MAP_FULL) {
+        return;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let event = CapEvent {
+        kind: kind::CAP_CHECK,
+        pid: pid_tgid as u32,
+        tgid: (pid_tgid >> 32) as u32,
+        syscall_nr,
+        key: *key,
+        comm: comm(),
+    };
+    if EVENTS.output::<CapEvent>(&event, 0).is_err() {
+        bump(counter::RINGBUF_FULL);
+    }
+}
+
 #[btf_tracepoint(function = "cap_capable")]
 pub fn cap_capable(ctx: BtfTracePointContext) -> i32 {
     try_cap_capable(&ctx);
     0
 }
 
-/// `trace_cap_capable(cred, target_ns, capable_ns, cap, ret)`.
+/// `trace_cap_capable(cred, target_ns, capable_ns, cap, ret)`. Minimum kernel 6.14.
 fn try_cap_capable(ctx: &BtfTracePointContext) {
+    let cred: u64 = ctx.arg(0);
     let cap: i32 = ctx.arg(3);
     let ret: i32 = ctx.arg(4);
     let stack_id = match ctx.get_stackid(&STACKS, 0) {
@@ -108,30 +222,51 @@ fn try_cap_capable(ctx: &BtfTracePointContext) {
             -1
         }
     };
-    // SAFETY: a helper without arguments.
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    let key = CapKey { cgroup_id, cap: cap as u32, ret, stack_id, _pad: 0 };
-    if !count(&CAP_CHECKS, &key, counter::CAP_MAP_FULL) {
-        return;
+    let cgroup_id = cgroup_id();
+    let mut ctx_bits = 0u32;
+    if let Some(real_cred) = task_field::<u64>(REAL_CRED_OFFSET.load()) {
+        if real_cred != cred {
+            ctx_bits |= context::BORROWED_CRED;
+        }
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let pid = pid_tgid as u32;
     // SAFETY: lookups return pointers into map memory valid for this program run.
-    let syscall_nr = match unsafe { INFLIGHT.get(&pid) } {
-        Some(v) if *v != 0 => (*v - 1) as i32,
-        _ => -1,
-    };
-    let event = CapEvent {
-        kind: kind::CAP_CHECK,
-        pid,
-        tgid: (pid_tgid >> 32) as u32,
-        syscall_nr,
-        key,
-        comm: comm(),
-    };
-    if EVENTS.output::<CapEvent>(&event, 0).is_err() {
-        bump(counter::RINGBUF_FULL);
+    if unsafe { EXEC_SEEN.get(&cgroup_id) }.is_none() {
+        ctx_bits |= context::BEFORE_EXEC;
     }
+    let state = TASKS.current(false);
+    // SAFETY: task storage memory of the current task.
+    let syscall_nr = state.map(|s| unsafe { (*s).syscall_nr }).unwrap_or(-1);
+    if syscall_nr < 0 {
+        ctx_bits |= context::NO_SYSCALL;
+    }
+    let mut key = CapKey {
+        cgroup_id,
+        cap: cap as u32,
+        ret,
+        stack_id,
+        context: ctx_bits,
+        outcome: OUTCOME_NONE,
+        _pad: 0,
+    };
+    // A refused check inside a syscall waits for the syscall's outcome: `denied` only if the
+    // syscall then failed.
+    if ret != 0 && ctx_bits == 0 {
+        if let Some(s) = state {
+            // SAFETY: task storage memory of the current task; only this task writes it.
+            unsafe {
+                let n = (*s).npending as usize;
+                if n < MAX_PENDING {
+                    (*s).pending[n] =
+                        PendingCheck { cap: cap as u32, ret, stack_id, context: ctx_bits };
+                    (*s).npending = n as u32 + 1;
+                    return;
+                }
+            }
+            bump(counter::PENDING_OVERFLOW);
+            key.context |= context::PENDING_OVERFLOW;
+        }
+    }
+    record_check(&key, syscall_nr);
 }
 
 #[btf_tracepoint(function = "sys_enter")]
@@ -147,20 +282,28 @@ fn try_sys_enter(ctx: &BtfTracePointContext) {
         return;
     }
     let nr = id as u32;
-    let tid = bpf_get_current_pid_tgid() as u32;
-    match INFLIGHT.get_ptr_mut(&tid) {
-        // SAFETY: pointer into map memory.
-        Some(p) => unsafe { *p = nr + 1 },
-        None => {
-            let _ = INFLIGHT.insert(&tid, &(nr + 1), 0);
+    match TASKS.current(true) {
+        // SAFETY: task storage memory of the current task.
+        Some(s) => unsafe {
+            (*s).syscall_nr = nr as i32;
+            (*s).npending = 0;
+        },
+        None => bump(counter::TASK_STORAGE_FAILED),
+    }
+    let cgroup_id = cgroup_id();
+    let word = (nr / 64) as usize & (SYSCALL_BITMAP_WORDS - 1);
+    let bit = 1u64 << (nr % 64);
+    let Some(cache) = BITMAP_CACHE.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU map memory; programs on one CPU do not interleave.
+    unsafe {
+        if (*cache).cgroup_id == cgroup_id && (*cache).bitmap.words[word] & bit != 0 {
+            return;
         }
     }
-    // SAFETY: a helper without arguments.
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let bitmap = match SYSCALLS.get_ptr_mut(&cgroup_id) {
         Some(p) => p,
         None => {
-            let empty = SyscallBitmap { words: [0; monitor_common::SYSCALL_BITMAP_WORDS] };
+            let empty = SyscallBitmap { words: [0; SYSCALL_BITMAP_WORDS] };
             if SYSCALLS.insert(&cgroup_id, &empty, BPF_NOEXIST.into()).is_err()
                 && SYSCALLS.get_ptr(&cgroup_id).is_none()
             {
@@ -173,13 +316,13 @@ fn try_sys_enter(ctx: &BtfTracePointContext) {
             }
         }
     };
-    let word = (nr / 64) as usize & (monitor_common::SYSCALL_BITMAP_WORDS - 1);
-    let bit = 1u64 << (nr % 64);
-    // SAFETY: pointer into map memory; a lost race only sets the same bit again later.
+    // SAFETY: map memory; a lost race only sets the same bit again later.
     unsafe {
         if (*bitmap).words[word] & bit == 0 {
             (*bitmap).words[word] |= bit;
         }
+        (*cache).cgroup_id = cgroup_id;
+        (*cache).bitmap = *bitmap;
     }
 }
 
@@ -192,25 +335,39 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
 /// `trace_sys_exit(regs, ret)`.
 fn try_sys_exit(ctx: &BtfTracePointContext) {
     let ret: i64 = ctx.arg(1);
-    let tid = bpf_get_current_pid_tgid() as u32;
-    if let Some(p) = INFLIGHT.get_ptr_mut(&tid) {
-        // SAFETY: pointer into map memory.
-        unsafe {
-            if *p != 0 {
-                *p = 0;
-                return;
-            }
+    let Some(state) = TASKS.current(false) else {
+        // A task never seen entering a syscall: it was inside one when the probes were
+        // attached, or is a new thread returning from clone. Nothing can be judged; start
+        // tracking it.
+        if TASKS.current(true).is_none() {
+            bump(counter::TASK_STORAGE_FAILED);
         }
+        return;
+    };
+    // SAFETY: task storage memory of the current task; only this task writes it.
+    let (syscall_nr, npending) = unsafe { ((*state).syscall_nr, (*state).npending) };
+    if syscall_nr >= 0 {
+        if npending != 0 {
+            finish_pending(state, syscall_nr, ret);
+        }
+        // SAFETY: as above.
+        unsafe { (*state).syscall_nr = -1 };
+        return;
     }
     // Exited without entering: seccomp refused it before the enter tracepoint, unless it
     // succeeded (a new thread returning from clone, execve from a non-leader thread).
     if ret >= 0 || ret < -MAX_ERRNO {
         return;
     }
+    if let Some(mode) = task_field::<i32>(SECCOMP_MODE_OFFSET.load()) {
+        if mode != SECCOMP_MODE_FILTER {
+            return;
+        }
+    }
     let regs: *const u8 = ctx.arg(0);
-    // SAFETY: reads kernel memory through the helper, which faults safely.
     // The number is an int-sized field on aarch64 (`syscallno`); on x86_64 the low half of
     // `orig_ax` (little endian) holds it.
+    // SAFETY: reads kernel memory through the helper, which faults safely.
     let nr: i64 = match unsafe {
         bpf_probe_read_kernel(regs.add(SYSCALL_NR_OFFSET.load() as usize) as *const i32)
     } {
@@ -220,9 +377,7 @@ fn try_sys_exit(ctx: &BtfTracePointContext) {
     if nr < 0 || nr >= SYSCALL_BITMAP_BITS as i64 {
         return;
     }
-    // SAFETY: a helper without arguments.
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    let key = DenyKey { cgroup_id, syscall_nr: nr as u32, errno: (-ret) as u32 };
+    let key = DenyKey { cgroup_id: cgroup_id(), syscall_nr: nr as u32, errno: (-ret) as u32 };
     if !count(&DENIALS, &key, counter::DENIAL_MAP_FULL) {
         return;
     }
@@ -238,6 +393,43 @@ fn try_sys_exit(ctx: &BtfTracePointContext) {
     if EVENTS.output::<DenyEvent>(&event, 0).is_err() {
         bump(counter::RINGBUF_FULL);
     }
+}
+
+/// Counts the refused checks of a syscall that just returned `ret`, keyed by that outcome.
+#[inline(never)]
+fn finish_pending(state: *mut TaskState, syscall_nr: i32, ret: i64) {
+    let outcome = if ret >= 0 || ret < -MAX_ERRNO { OUTCOME_SYSCALL_OK } else { ret as i32 };
+    let cgroup_id = cgroup_id();
+    for i in 0..MAX_PENDING {
+        // SAFETY: task storage memory of the current task.
+        let (n, p) = unsafe { ((*state).npending as usize, (*state).pending[i]) };
+        if i >= n {
+            break;
+        }
+        let key = CapKey {
+            cgroup_id,
+            cap: p.cap,
+            ret: p.ret,
+            stack_id: p.stack_id,
+            context: p.context,
+            outcome,
+            _pad: 0,
+        };
+        record_check(&key, syscall_nr);
+    }
+    // SAFETY: as above.
+    unsafe { (*state).npending = 0 };
+}
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: BtfTracePointContext) -> i32 {
+    // `trace_sched_process_exec(p, old_pid, bprm)`: the new program runs from now on.
+    let cgroup_id = cgroup_id();
+    // SAFETY: lookup into map memory.
+    if unsafe { EXEC_SEEN.get(&cgroup_id) }.is_none() {
+        let _ = EXEC_SEEN.insert(&cgroup_id, &1, BPF_NOEXIST.into());
+    }
+    0
 }
 
 #[panic_handler]
