@@ -68,7 +68,7 @@ pub const MAX_PENDING: usize = 4;
 
 /// Key of the `CAP_CHECKS` hash map: one capability check outcome at one kernel call site.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CapKey {
     /// cgroup2 id of the task that made the check.
     pub cgroup_id: u64,
@@ -157,8 +157,31 @@ pub struct TaskState {
     pub syscall_nr: i32,
     /// Number of valid entries in `pending`.
     pub npending: u32,
+    /// The task's `real_cred` as last read: a check with this `cred` uses the task's own
+    /// credentials without reading the task again.
+    pub own_cred: u64,
+    /// A cgroup this task was seen in after its first exec (the state never turns off).
+    pub exec_cgroup: u64,
     /// Refused checks of the current syscall.
     pub pending: [PendingCheck; MAX_PENDING],
+}
+
+/// Slots of the per-CPU `CAP_CACHE` array.
+pub const CAP_CACHE_SLOTS: u32 = 256;
+
+/// One slot of the per-CPU `CAP_CACHE` array in front of `CAP_CHECKS`: checks counted here
+/// (`delta`) are not yet in `CAP_CHECKS`; readers add them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapCacheEntry {
+    /// The `CAP_CHECKS` key the delta belongs to (`cgroup_id` 0: empty slot).
+    pub key: CapKey,
+    /// Checks not yet added to `CAP_CHECKS`.
+    pub delta: u64,
+    /// Checks that hit this entry (for stack sampling).
+    pub hits: u64,
+    /// Syscall the entry is for (part of the cache tag, not of the key).
+    pub syscall_nr: i64,
 }
 
 /// Per-cgroup set of syscall numbers entered, one bit each.
@@ -187,7 +210,8 @@ const _: () = {
     assert!(core::mem::align_of::<CapKey>() == 8);
     assert!(core::mem::size_of::<CapEvent>() == 64);
     assert!(core::mem::size_of::<PendingCheck>() == 16);
-    assert!(core::mem::size_of::<TaskState>() == 8 + 16 * MAX_PENDING);
+    assert!(core::mem::size_of::<CapCacheEntry>() == 56);
+    assert!(core::mem::size_of::<TaskState>() == 24 + 16 * MAX_PENDING);
     assert!(core::mem::size_of::<DenyKey>() == 16);
     assert!(core::mem::size_of::<DenyEvent>() == 48);
     assert!(core::mem::size_of::<SyscallBitmap>() == 64);
@@ -204,4 +228,5 @@ mod pod {
     unsafe impl aya::Pod for super::SyscallBitmap {}
     unsafe impl aya::Pod for super::PendingCheck {}
     unsafe impl aya::Pod for super::TaskState {}
+    unsafe impl aya::Pod for super::CapCacheEntry {}
 }

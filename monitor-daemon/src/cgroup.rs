@@ -91,6 +91,24 @@ pub fn cgroup_id(path: &Path) -> io::Result<u64> {
     Ok(fs::metadata(path)?.ino())
 }
 
+/// Ids of every cgroup under the cgroup2 mount (the mount itself included). Directories that
+/// vanish during the walk are skipped.
+pub fn all_cgroup_ids(mount: &Path) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let mut stack = vec![mount.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(meta) = fs::metadata(&dir) else { continue };
+        ids.push(meta.ino());
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
+            }
+        }
+    }
+    ids
+}
+
 /// A cgroup created for one recording, removed by [`RecordCgroup::remove`].
 #[derive(Debug)]
 pub struct RecordCgroup {

@@ -17,7 +17,7 @@ use aya::{
     maps::{HashMap as AyaHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
     programs::BtfTracePoint,
 };
-use monitor_common::{CapEvent, CapKey, DenyEvent, DenyKey, SyscallBitmap, counter, kind};
+use monitor_common::{CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, SyscallBitmap, counter, kind};
 
 use crate::names::Arch;
 
@@ -102,9 +102,10 @@ pub const fn syscall_nr_offset(arch: Arch) -> u64 {
     }
 }
 
-/// The loaded and attached programs. One owner; dropping it detaches everything.
+/// The loaded programs and their maps. One owner; dropping it detaches everything.
 pub struct Probes {
     ebpf: Ebpf,
+    links: Vec<(&'static str, aya::programs::tp_btf::BtfTracePointLinkId)>,
 }
 
 /// Sums a per-CPU value.
@@ -113,8 +114,8 @@ fn sum(values: &aya::maps::PerCpuValues<u64>) -> u64 {
 }
 
 impl Probes {
-    /// Loads the object and attaches every program; fails on the first that cannot attach.
-    pub fn attach() -> Result<Self, ProbeError> {
+    /// Loads the object and every program (the verifier runs here) without attaching.
+    pub fn load() -> Result<Self, ProbeError> {
         // The kernel charges BPF memory to the memory cgroup (5.11+); raising RLIMIT_MEMLOCK is
         // only needed on older kernels and may be refused: not fatal.
         let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
@@ -142,9 +143,62 @@ impl Probes {
                 .try_into()
                 .map_err(|source| ProbeError::Attach { program, hook, source })?;
             prog.load(hook, &btf).map_err(|source| ProbeError::Attach { program, hook, source })?;
-            prog.attach().map_err(|source| ProbeError::Attach { program, hook, source })?;
         }
-        Ok(Self { ebpf })
+        let mut probes = Self { ebpf, links: Vec::new() };
+        // Cgroups that already exist are past their runtime setup: their first execve happened
+        // before the probes were attached, so the kernel side cannot see it.
+        match crate::cgroup::find_cgroup2_mount() {
+            Ok(mount) => {
+                for id in crate::cgroup::all_cgroup_ids(&mount) {
+                    if let Err(e) = probes.mark_exec_seen(id) {
+                        tracing::warn!("cannot mark cgroup {id} as running: {e}");
+                        break;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("{e}; checks in cgroups that already run may be classed as runtime setup"),
+        }
+        Ok(probes)
+    }
+
+    /// Loads and attaches every program; fails on the first that cannot attach.
+    pub fn attach() -> Result<Self, ProbeError> {
+        let mut probes = Self::load()?;
+        probes.attach_all()?;
+        Ok(probes)
+    }
+
+    /// Attaches every loaded program that is not attached.
+    pub fn attach_all(&mut self) -> Result<(), ProbeError> {
+        for &(program, hook) in PROGRAMS {
+            if self.links.iter().any(|(p, _)| *p == program) {
+                continue;
+            }
+            let prog: &mut BtfTracePoint = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::MissingProgram(program))?
+                .try_into()
+                .map_err(|source| ProbeError::Attach { program, hook, source })?;
+            let link = prog.attach().map_err(|source| ProbeError::Attach { program, hook, source })?;
+            self.links.push((program, link));
+        }
+        Ok(())
+    }
+
+    /// Detaches every program (they stay loaded, maps keep their contents).
+    pub fn detach_all(&mut self) -> Result<(), ProbeError> {
+        for (program, link) in self.links.drain(..).rev() {
+            let hook = PROGRAMS.iter().find(|(p, _)| *p == program).map(|(_, h)| *h).unwrap_or("?");
+            let prog: &mut BtfTracePoint = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::MissingProgram(program))?
+                .try_into()
+                .map_err(|source| ProbeError::Attach { program, hook, source })?;
+            prog.detach(link).map_err(|source| ProbeError::Attach { program, hook, source })?;
+        }
+        Ok(())
     }
 
     /// Takes the ring buffer of first sightings (once).
@@ -156,18 +210,27 @@ impl Probes {
         RingBuf::try_from(map).map_err(|e| ProbeError::Map("EVENTS", e))
     }
 
-    /// Capability check counts of one cgroup, summed over CPUs.
+    /// Capability check counts of one cgroup: `CAP_CHECKS` summed over CPUs, plus what the
+    /// per-CPU `CAP_CACHE` holds that was not flushed into it yet.
     pub fn cap_checks(&self, cgroup_id: u64) -> Result<Vec<(CapKey, u64)>, ProbeError> {
         let map: PerCpuHashMap<_, CapKey, u64> = self.map("CAP_CHECKS")?;
-        let mut out = Vec::new();
+        let mut counts: BTreeMap<CapKey, u64> = BTreeMap::new();
         for item in map.iter() {
             let (key, values) = item.map_err(|e| ProbeError::Map("CAP_CHECKS", e))?;
             if key.cgroup_id == cgroup_id {
-                out.push((key, sum(&values)));
+                *counts.entry(key).or_default() += sum(&values);
             }
         }
-        out.sort();
-        Ok(out)
+        let cache: PerCpuArray<_, CapCacheEntry> = self.map("CAP_CACHE")?;
+        for slot in 0..monitor_common::CAP_CACHE_SLOTS {
+            let entries = cache.get(&slot, 0).map_err(|e| ProbeError::Map("CAP_CACHE", e))?;
+            for e in entries.iter() {
+                if e.key.cgroup_id == cgroup_id && e.delta > 0 {
+                    *counts.entry(e.key).or_default() += e.delta;
+                }
+            }
+        }
+        Ok(counts.into_iter().collect())
     }
 
     /// Seccomp denials of one cgroup, summed over CPUs.

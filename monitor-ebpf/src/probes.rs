@@ -12,7 +12,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, tracing::StackIdContext},
 };
 use monitor_common::{
-    CapEvent, CapKey, DenyEvent, DenyKey, MAX_PENDING, OUTCOME_NONE, OUTCOME_SYSCALL_OK,
+    CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, MAX_PENDING, OUTCOME_NONE, OUTCOME_SYSCALL_OK,
     PendingCheck, SYSCALL_BITMAP_BITS, SYSCALL_BITMAP_WORDS, SyscallBitmap, TaskState, context,
     counter, kind,
 };
@@ -123,6 +123,23 @@ static DENIALS: PerCpuHashMap<DenyKey, u64> =
 #[map]
 static EXEC_SEEN: HashMap<u64, u8> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 
+/// A direct-mapped, per-CPU cache in front of `CAP_CHECKS`, by (cgroup, cap, result, syscall,
+/// context). A hit only adds to `delta` (the per-CPU hash lookup costs more than everything
+/// else the probe does); a miss flushes the evicted entry's `delta` into `CAP_CHECKS` and
+/// counts the new check there directly, which is also where first sightings are detected.
+/// Userspace adds the unflushed `delta`s when it reads. Walking the kernel stack costs
+/// microseconds, so it is done at the 1st, 2nd, 4th, 8th, ... hit of an entry; in between the
+/// last stack is reused (a changed stack flushes first). Counting stays exact; only which call
+/// site an unsampled check is attributed to is inherited from the last sample.
+const CAP_CACHE_SLOTS: u32 = monitor_common::CAP_CACHE_SLOTS;
+
+#[map]
+static CAP_CACHE: PerCpuArray<CapCacheEntry> = PerCpuArray::with_max_entries(CAP_CACHE_SLOTS, 0);
+
+/// Per-CPU: the last cgroup seen past its first exec (monotonic, so a hit needs no lookup).
+#[map]
+static EXEC_CACHE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// Loss counters, indexed by `monitor_common::counter`. Per-CPU.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
@@ -184,6 +201,102 @@ fn task_field<T>(offset: u64) -> Option<T> {
     }
 }
 
+/// Whether the cgroup's first exec completed (per-CPU cached: the state only ever turns on).
+#[inline(always)]
+fn exec_seen(cgroup_id: u64) -> bool {
+    let cache = EXEC_CACHE.get_ptr_mut(0);
+    if let Some(c) = cache {
+        // SAFETY: per-CPU map memory.
+        if unsafe { *c } == cgroup_id {
+            return true;
+        }
+    }
+    // SAFETY: lookup into map memory.
+    if unsafe { EXEC_SEEN.get(&cgroup_id) }.is_none() {
+        return false;
+    }
+    if let Some(c) = cache {
+        // SAFETY: per-CPU map memory.
+        unsafe { *c = cgroup_id };
+    }
+    true
+}
+
+#[inline(always)]
+fn take_stack(ctx: &BtfTracePointContext) -> i32 {
+    match ctx.get_stackid(&STACKS, 0) {
+        Ok(id) => id as i32,
+        Err(_) => {
+            bump(counter::STACK_FAILED);
+            -1
+        }
+    }
+}
+
+/// Adds `delta` to `CAP_CHECKS[key]` (the key exists unless the map was full).
+#[inline(always)]
+fn flush(key: &CapKey, delta: u64) {
+    if delta == 0 {
+        return;
+    }
+    match CAP_CHECKS.get_ptr_mut(key) {
+        // SAFETY: per-CPU map memory.
+        Some(p) => unsafe { *p += delta },
+        None => {
+            if CAP_CHECKS.insert(key, delta, 0).is_err() {
+                bump(counter::CAP_MAP_FULL);
+            }
+        }
+    }
+}
+
+/// Counts a check that needs no syscall outcome, through `CAP_CACHE`.
+#[inline(always)]
+fn count_cached(ctx: &BtfTracePointContext, mut key: CapKey, syscall_nr: i32) {
+    let h = key.cgroup_id
+        ^ ((key.cap as u64) << 40)
+        ^ ((key.ret as u32 as u64) << 20)
+        ^ ((syscall_nr as u32 as u64) << 8)
+        ^ key.context as u64;
+    let slot = ((h ^ (h >> 13) ^ (h >> 29) ^ (h >> 43)) as u32) & (CAP_CACHE_SLOTS - 1);
+    let Some(e) = CAP_CACHE.get_ptr_mut(slot) else {
+        key.stack_id = take_stack(ctx);
+        record_check(&key, syscall_nr);
+        return;
+    };
+    // SAFETY: per-CPU map memory; programs on one CPU do not interleave.
+    unsafe {
+        if (*e).key.cgroup_id == key.cgroup_id
+            && (*e).key.cap == key.cap
+            && (*e).key.ret == key.ret
+            && (*e).key.context == key.context
+            && (*e).syscall_nr == syscall_nr as i64
+        {
+            let hits = (*e).hits + 1;
+            (*e).hits = hits;
+            if hits & (hits - 1) == 0 {
+                let stack_id = take_stack(ctx);
+                if stack_id != (*e).key.stack_id {
+                    flush(&(*e).key, (*e).delta);
+                    (*e).delta = 0;
+                    (*e).key.stack_id = stack_id;
+                    record_check(&(*e).key, syscall_nr);
+                    return;
+                }
+            }
+            (*e).delta += 1;
+            return;
+        }
+        flush(&(*e).key, (*e).delta);
+        key.stack_id = take_stack(ctx);
+        (*e).key = key;
+        (*e).delta = 0;
+        (*e).hits = 1;
+        (*e).syscall_nr = syscall_nr as i64;
+    }
+    record_check(&key, syscall_nr);
+}
+
 /// Counts a check and sends its first sighting.
 #[inline(always)]
 fn record_check(key: &CapKey, syscall_nr: i32) {
@@ -211,30 +324,42 @@ pub fn cap_capable(ctx: BtfTracePointContext) -> i32 {
 }
 
 /// `trace_cap_capable(cred, target_ns, capable_ns, cap, ret)`. Minimum kernel 6.14.
+#[inline(always)]
 fn try_cap_capable(ctx: &BtfTracePointContext) {
     let cred: u64 = ctx.arg(0);
     let cap: i32 = ctx.arg(3);
     let ret: i32 = ctx.arg(4);
-    let stack_id = match ctx.get_stackid(&STACKS, 0) {
-        Ok(id) => id as i32,
-        Err(_) => {
-            bump(counter::STACK_FAILED);
-            -1
-        }
-    };
     let cgroup_id = cgroup_id();
+    let state = TASKS.current(false);
     let mut ctx_bits = 0u32;
-    if let Some(real_cred) = task_field::<u64>(REAL_CRED_OFFSET.load()) {
-        if real_cred != cred {
-            ctx_bits |= context::BORROWED_CRED;
+    // Own credentials? Compared with the task's real_cred, cached in its state (re-read only
+    // when they differ: the task changed credentials, or borrowed someone else's).
+    // SAFETY: task storage memory of the current task; only this task writes it.
+    let cached_cred = state.map(|s| unsafe { (*s).own_cred }).unwrap_or(0);
+    if cred != cached_cred {
+        if let Some(real_cred) = task_field::<u64>(REAL_CRED_OFFSET.load()) {
+            if real_cred != cred {
+                ctx_bits |= context::BORROWED_CRED;
+            }
+            if let Some(s) = state {
+                // SAFETY: as above.
+                unsafe { (*s).own_cred = real_cred };
+            }
         }
     }
-    // SAFETY: lookups return pointers into map memory valid for this program run.
-    if unsafe { EXEC_SEEN.get(&cgroup_id) }.is_none() {
-        ctx_bits |= context::BEFORE_EXEC;
+    // SAFETY: as above.
+    let cached_exec = state.map(|s| unsafe { (*s).exec_cgroup }).unwrap_or(0);
+    if cached_exec != cgroup_id {
+        if exec_seen(cgroup_id) {
+            if let Some(s) = state {
+                // SAFETY: as above.
+                unsafe { (*s).exec_cgroup = cgroup_id };
+            }
+        } else {
+            ctx_bits |= context::BEFORE_EXEC;
+        }
     }
-    let state = TASKS.current(false);
-    // SAFETY: task storage memory of the current task.
+    // SAFETY: as above.
     let syscall_nr = state.map(|s| unsafe { (*s).syscall_nr }).unwrap_or(-1);
     if syscall_nr < 0 {
         ctx_bits |= context::NO_SYSCALL;
@@ -243,7 +368,7 @@ fn try_cap_capable(ctx: &BtfTracePointContext) {
         cgroup_id,
         cap: cap as u32,
         ret,
-        stack_id,
+        stack_id: -1,
         context: ctx_bits,
         outcome: OUTCOME_NONE,
         _pad: 0,
@@ -256,6 +381,7 @@ fn try_cap_capable(ctx: &BtfTracePointContext) {
             unsafe {
                 let n = (*s).npending as usize;
                 if n < MAX_PENDING {
+                    let stack_id = take_stack(ctx);
                     (*s).pending[n] =
                         PendingCheck { cap: cap as u32, ret, stack_id, context: ctx_bits };
                     (*s).npending = n as u32 + 1;
@@ -266,7 +392,7 @@ fn try_cap_capable(ctx: &BtfTracePointContext) {
             key.context |= context::PENDING_OVERFLOW;
         }
     }
-    record_check(&key, syscall_nr);
+    count_cached(ctx, key, syscall_nr);
 }
 
 #[btf_tracepoint(function = "sys_enter")]
@@ -276,6 +402,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
 }
 
 /// `trace_sys_enter(regs, id)`.
+#[inline(always)]
 fn try_sys_enter(ctx: &BtfTracePointContext) {
     let id: i64 = ctx.arg(1);
     if id < 0 || id >= SYSCALL_BITMAP_BITS as i64 {
@@ -333,6 +460,7 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
 }
 
 /// `trace_sys_exit(regs, ret)`.
+#[inline(always)]
 fn try_sys_exit(ctx: &BtfTracePointContext) {
     let ret: i64 = ctx.arg(1);
     let Some(state) = TASKS.current(false) else {

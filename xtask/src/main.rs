@@ -32,6 +32,8 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Set up if needed, build (release) and run the overhead benchmark as root.
+    Bench,
     /// Set up if needed, then run every test tier: unit (no root), then privileged (real
     /// kernel, as root).
     Test {
@@ -78,7 +80,7 @@ unsafe extern "C" {
 
 fn build() -> Result<PathBuf> {
     setup::ensure()?;
-    run(cargo().args(["build", "--release", "-p", "monitor-daemon"]))?;
+    run(cargo().args(["build", "--release", "-p", "monitor-daemon", "--bins"]))?;
     Ok(root().join("target/release/capmon"))
 }
 
@@ -100,6 +102,16 @@ fn main() -> ExitCode {
             std::process::exit(status.code().unwrap_or(1));
         }),
         Task::Test { unit_only } => test(unit_only),
+        Task::Bench => build().and_then(|_| {
+            let bin = root().join("target/release/capmon-bench");
+            let mut cmd = if is_root() { Command::new(&bin) } else {
+                eprintln!("xtask: the benchmark loads eBPF programs; running it with sudo");
+                let mut c = Command::new("sudo");
+                c.arg("-E").arg(&bin);
+                c
+            };
+            run(&mut cmd)
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
