@@ -3,7 +3,6 @@
 //! that cgroup.
 
 use std::{
-    collections::HashMap,
     ffi::CString,
     fs,
     io,
@@ -12,6 +11,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
+use std::collections::HashMap;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -125,20 +125,86 @@ pub fn write_outputs(dir: &Path, report: &RecordReport) -> Result<(), RecordErro
     write("report.json", serde_json::to_string_pretty(report).unwrap_or_default())
 }
 
-fn drain(ring: &mut RingBuf<MapData>, observed: &mut Observed) {
-    while let Some(item) = ring.next() {
-        match decode(&item) {
-            Ok(Event::Cap(e)) => {
-                observed.cap_events.entry(e.key).or_insert(e);
-            }
-            Ok(Event::Deny(e)) => {
-                observed.deny_events.entry(e.key).or_insert(e);
-            }
-            Err(err) => {
-                tracing::debug!("undecodable ring-buffer record: {err}");
-                observed.undecodable += 1;
+/// The probes, their ring buffer and a kernel symbolizer: observes any cgroup by id.
+/// `capmon record` uses it for its own cgroup; tests use it for containers whose cgroup a
+/// container runtime creates.
+pub struct Recorder {
+    probes: Probes,
+    ring: RingBuf<MapData>,
+    symbolizer: Symbolizer,
+    cap_events: HashMap<monitor_common::CapKey, monitor_common::CapEvent>,
+    deny_events: HashMap<monitor_common::DenyKey, monitor_common::DenyEvent>,
+    undecodable: u64,
+}
+
+impl Recorder {
+    /// Checks the preconditions, loads and attaches the probes.
+    pub fn start() -> Result<Self, RecordError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(RecordError::NotRoot);
+        }
+        if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+            return Err(RecordError::NoBtf);
+        }
+        let symbolizer = Symbolizer::from_kallsyms().map_err(RecordError::Kallsyms)?;
+        let mut probes = Probes::attach()?;
+        let ring = probes.take_events()?;
+        Ok(Self {
+            probes,
+            ring,
+            symbolizer,
+            cap_events: HashMap::new(),
+            deny_events: HashMap::new(),
+            undecodable: 0,
+        })
+    }
+
+    /// The ring buffer's fd, to wait for readability.
+    pub fn events_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd as _;
+        self.ring.as_raw_fd()
+    }
+
+    /// Takes every record waiting in the ring buffer.
+    pub fn drain(&mut self) {
+        while let Some(item) = self.ring.next() {
+            match decode(&item) {
+                Ok(Event::Cap(e)) => {
+                    self.cap_events.entry(e.key).or_insert(e);
+                }
+                Ok(Event::Deny(e)) => {
+                    self.deny_events.entry(e.key).or_insert(e);
+                }
+                Err(err) => {
+                    tracing::debug!("undecodable ring-buffer record: {err}");
+                    self.undecodable += 1;
+                }
             }
         }
+    }
+
+    /// Everything recorded for one cgroup so far.
+    pub fn observe(&mut self, cgroup_id: u64) -> Result<Observed, RecordError> {
+        self.drain();
+        let mut observed = Observed {
+            cap_checks: self.probes.cap_checks(cgroup_id)?,
+            syscalls: self.probes.syscalls(cgroup_id)?,
+            denials: self.probes.denials(cgroup_id)?,
+            counters: self.probes.counters()?,
+            undecodable: self.undecodable,
+            ..Default::default()
+        };
+        observed.cap_events =
+            self.cap_events.iter().filter(|(k, _)| k.cgroup_id == cgroup_id).map(|(k, v)| (*k, *v)).collect();
+        observed.deny_events =
+            self.deny_events.iter().filter(|(k, _)| k.cgroup_id == cgroup_id).map(|(k, v)| (*k, *v)).collect();
+        for (key, _) in &observed.cap_checks {
+            if !observed.stacks.contains_key(&key.stack_id) {
+                let frames = self.probes.stack(key.stack_id).into_iter().map(|ip| self.symbolizer.symbol(ip)).collect();
+                observed.stacks.insert(key.stack_id, frames);
+            }
+        }
+        Ok(observed)
     }
 }
 
@@ -155,10 +221,10 @@ pub async fn record(opts: &RecordOptions) -> Result<RecordReport, RecordError> {
         check_output_dir(dir)?;
     }
     let mount = cgroup::find_cgroup2_mount()?;
-    let mut symbolizer = Symbolizer::from_kallsyms().map_err(RecordError::Kallsyms)?;
-    let mut probes = Probes::attach()?;
-    // SAFETY: the ring buffer owns its fd and keeps it open for as long as the AsyncFd lives.
-    let mut ring = unsafe { AsyncFd::register(probes.take_events()?) }
+    let mut recorder = Recorder::start()?;
+    // SAFETY: the fd belongs to the recorder's ring buffer, which outlives `ready` (both live
+    // until the end of this function and `ready` is declared after it).
+    let ready = unsafe { AsyncFd::register_with_interest(recorder.events_fd(), tokio::io::Interest::READABLE) }
         .map_err(|e| RecordError::Io(e.into()))?;
 
     let name = format!("capmon-record-{}", std::process::id());
@@ -198,13 +264,12 @@ pub async fn record(opts: &RecordOptions) -> Result<RecordReport, RecordError> {
 
     // Like `time` and `strace`, survive Ctrl-C (the command gets it too) and report.
     let mut sigint = signal(SignalKind::interrupt()).map_err(RecordError::Io)?;
-    let mut observed = Observed::default();
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.map_err(RecordError::Io)?,
-            guard = ring.readable_mut() => {
+            guard = ready.readable() => {
                 let mut guard = guard.map_err(RecordError::Io)?;
-                drain(guard.get_inner_mut(), &mut observed);
+                recorder.drain();
                 guard.clear_ready();
             }
             _ = sigint.recv() => tracing::info!("interrupted; waiting for the command to exit"),
@@ -214,19 +279,7 @@ pub async fn record(opts: &RecordOptions) -> Result<RecordReport, RecordError> {
     cg.kill_all();
     let id = cg.id;
     let removed = tokio::task::spawn_blocking(move || cg.remove()).await;
-    drain(ring.get_mut(), &mut observed);
-
-    observed.cap_checks = probes.cap_checks(id)?;
-    observed.syscalls = probes.syscalls(id)?;
-    observed.denials = probes.denials(id)?;
-    observed.counters = probes.counters()?;
-    let mut stacks = HashMap::new();
-    for (key, _) in &observed.cap_checks {
-        stacks.entry(key.stack_id).or_insert_with(|| {
-            probes.stack(key.stack_id).into_iter().map(|ip| symbolizer.symbol(ip)).collect()
-        });
-    }
-    observed.stacks = stacks;
+    let observed = recorder.observe(id)?;
     match removed {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!("{e}"),

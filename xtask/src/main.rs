@@ -137,7 +137,7 @@ fn test(unit_only: bool) -> Result<()> {
         );
     }
     eprintln!("xtask: tier 2/2: privileged integration tests (real kernel, real probes)");
-    run(cargo().args(["test", "-p", "monitor-daemon", "--test", "privileged", "--", "--ignored"]))?;
+    run(cargo().args(["test", "-p", "monitor-daemon", "--tests", "--", "--ignored"]))?;
     eprintln!("xtask: all test tiers passed");
     Ok(())
 }

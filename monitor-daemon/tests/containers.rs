@@ -1,0 +1,202 @@
+//! Privileged tier with real runc containers: capability checks of workloads in containers are
+//! classified (`used` / `denied` / `probe` / `ignored`) and counted exactly. `#[ignore]`d so
+//! that a plain `cargo test` stays unprivileged; `cargo xtask test` runs them as root.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use capmon::{names::Arch, record::Recorder, report::{self, RecordReport}};
+use serde_json::Value;
+
+/// Docker's default capability set.
+const DOCKER_DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+fn require_root_and_runc() {
+    assert!(nix::unistd::geteuid().is_root(), "needs root: run `cargo xtask test` as root");
+    assert!(
+        Command::new("runc").arg("--version").output().is_ok_and(|o| o.status.success()),
+        "runc is not installed: `cargo xtask setup` installs it (Debian package runc)"
+    );
+}
+
+/// Every capability this machine can grant (its bounding set: here, all but a few such as
+/// CAP_SYS_RESOURCE, which the VM withholds).
+fn all_caps() -> Vec<String> {
+    let bounding = caps::read(None, caps::CapSet::Bounding).expect("read the bounding set");
+    assert!(bounding.contains(&caps::Capability::CAP_SYS_ADMIN), "this test needs CAP_SYS_ADMIN in the bounding set");
+    let mut caps: Vec<String> = bounding.into_iter().map(|c| c.to_string()).collect();
+    caps.sort();
+    caps
+}
+
+/// A unique 64-hex container id.
+fn container_id() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let seed = format!("{}-{}-{:?}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), std::time::SystemTime::now());
+    let mut out = String::new();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    while out.len() < 64 {
+        for b in seed.bytes().chain(out.bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        out.push_str(&format!("{h:016x}"));
+    }
+    out.truncate(64);
+    out
+}
+
+/// An OCI bundle whose rootfs holds busybox and its applets.
+fn bundle(args: &[&str], caps: &[String], cgroups_path: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("capmon-bundle-{}", container_id()));
+    let bin = dir.join("rootfs/bin");
+    fs::create_dir_all(&bin).expect("mkdir rootfs");
+    for d in ["proc", "dev", "sys", "tmp", "etc"] {
+        fs::create_dir_all(dir.join("rootfs").join(d)).expect("mkdir");
+    }
+    fs::write(dir.join("rootfs/etc/hostname"), "capmon-test\n").expect("hostname");
+    fs::copy("/bin/busybox", bin.join("busybox")).expect("copy busybox (Debian package busybox-static)");
+    for applet in ["sh", "true", "cat", "ls", "ping", "chown", "touch", "sleep"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("symlink");
+    }
+    let out = Command::new("runc").args(["spec", "--bundle"]).arg(&dir).output().expect("runc spec");
+    assert!(out.status.success(), "runc spec: {out:?}");
+    let path = dir.join("config.json");
+    let mut spec: Value = serde_json::from_str(&fs::read_to_string(&path).expect("config.json")).expect("json");
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = serde_json::json!(args);
+    for set in ["bounding", "effective", "permitted"] {
+        spec["process"]["capabilities"][set] = serde_json::json!(caps);
+    }
+    spec["process"]["capabilities"]["ambient"] = serde_json::json!([]);
+    spec["process"]["capabilities"]["inheritable"] = serde_json::json!([]);
+    spec["linux"]["cgroupsPath"] = cgroups_path.into();
+    spec["root"]["readonly"] = false.into();
+    // The host's network namespace, so that 127.0.0.1 is reachable without configuring lo.
+    let namespaces: Vec<Value> = spec["linux"]["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .filter(|n| n["type"] != "network")
+        .cloned()
+        .collect();
+    spec["linux"]["namespaces"] = namespaces.into();
+    fs::write(&path, serde_json::to_string_pretty(&spec).expect("json")).expect("write config.json");
+    dir
+}
+
+struct Run {
+    output: Output,
+    report: RecordReport,
+    cgroup_id: u64,
+}
+
+/// Runs a container to completion in a pre-created cgroup2 directory and reports on it.
+fn run(recorder: &mut Recorder, args: &[&str], caps: &[String], cgroups_path: &str) -> Run {
+    let mount = capmon::cgroup::find_cgroup2_mount().expect("cgroup2 mount");
+    let cg = mount.join(cgroups_path.trim_start_matches('/'));
+    fs::create_dir_all(&cg).expect("create the container's cgroup");
+    let cgroup_id = capmon::cgroup::cgroup_id(&cg).expect("cgroup id");
+    let dir = bundle(args, caps, cgroups_path);
+    let name = dir.file_name().expect("name").to_string_lossy().into_owned();
+    let output = Command::new("runc").arg("run").arg("--bundle").arg(&dir).arg(&name).output().expect("runc run");
+    let _ = Command::new("runc").args(["delete", "--force", &name]).output();
+    let observed = recorder.observe(cgroup_id).expect("observe");
+    let report = report::build(Arch::host(), args.iter().map(|s| s.to_string()).collect(), output.status.code().unwrap_or(-1), None, &observed);
+    // runc removes the leaf; remove what is left of the path.
+    let mut p: &Path = &cg;
+    while p != mount {
+        let _ = fs::remove_dir(p);
+        p = p.parent().expect("parent");
+    }
+    let _ = fs::remove_dir_all(&dir);
+    Run { output, report, cgroup_id }
+}
+
+fn classes_of<'a>(r: &'a RecordReport, cap: &str) -> Vec<&'a str> {
+    let mut v: Vec<&str> = r.capabilities.checks.iter().filter(|c| c.capability == cap).map(|c| c.class.as_str()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// A workload that only maps memory and executes programs: a shell that runs a few applets.
+const MMAP_EXEC: &[&str] = &["/bin/sh", "-c", "cat /etc/hostname; ls / > /dev/null; true"];
+
+#[test]
+#[ignore = "needs root and runc: run `cargo xtask test`"]
+fn mmap_exec_without_sys_admin_is_a_probe_never_denied() {
+    require_root_and_runc();
+    let mut rec = Recorder::start().expect("probes");
+    let caps: Vec<String> = DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    let r = run(&mut rec, MMAP_EXEC, &caps, &format!("/capmon-test/docker/{}", container_id()));
+    assert!(r.output.status.success(), "{:?}", r.output);
+    assert_eq!(String::from_utf8_lossy(&r.output.stdout), "capmon-test\n");
+    assert!(r.report.capabilities.probe.contains(&"CAP_SYS_ADMIN".to_owned()), "{:#?}", r.report.capabilities);
+    assert!(!r.report.capabilities.denied.contains(&"CAP_SYS_ADMIN".to_owned()), "{:#?}", r.report.capabilities);
+    assert!(!r.report.capabilities.used.contains(&"CAP_SYS_ADMIN".to_owned()), "{:#?}", r.report.capabilities);
+    // The refused CAP_SYS_ADMIN checks came from the memory-reserve no-audit path.
+    let admin: Vec<_> = r.report.capabilities.checks.iter().filter(|c| c.capability == "CAP_SYS_ADMIN" && c.class.as_str() == "probe").collect();
+    assert!(admin.iter().any(|c| c.result == "refused" && c.noaudit_caller.as_deref() == Some("security_vm_enough_memory_mm")), "{admin:#?}");
+    assert!(r.cgroup_id > 1);
+}
+
+#[test]
+#[ignore = "needs root and runc: run `cargo xtask test`"]
+fn mmap_exec_with_all_capabilities_does_not_use_sys_admin() {
+    require_root_and_runc();
+    let mut rec = Recorder::start().expect("probes");
+    let r = run(&mut rec, MMAP_EXEC, &all_caps(), &format!("/capmon-test/docker/{}", container_id()));
+    assert!(r.output.status.success(), "{:?}", r.output);
+    assert!(!r.report.capabilities.used.contains(&"CAP_SYS_ADMIN".to_owned()), "{:#?}", r.report.capabilities);
+    assert!(!r.report.capabilities.denied.contains(&"CAP_SYS_ADMIN".to_owned()), "{:#?}", r.report.capabilities);
+    assert_eq!(classes_of(&r.report, "CAP_SYS_ADMIN").iter().filter(|c| **c != "ignored").copied().collect::<Vec<_>>(), vec!["probe"]);
+}
+
+#[test]
+#[ignore = "needs root and runc: run `cargo xtask test`"]
+fn ping_uses_net_raw_when_granted_and_is_denied_without_it() {
+    require_root_and_runc();
+    let mut rec = Recorder::start().expect("probes");
+    let ping = ["/bin/ping", "-c", "1", "127.0.0.1"];
+    let caps: Vec<String> = DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    let granted = run(&mut rec, &ping, &caps, &format!("/capmon-test/docker/{}", container_id()));
+    assert!(granted.output.status.success(), "{:?}", granted.output);
+    assert!(granted.report.capabilities.used.contains(&"CAP_NET_RAW".to_owned()), "{:#?}", granted.report.capabilities);
+    assert_eq!(classes_of(&granted.report, "CAP_NET_RAW"), vec!["used"]);
+
+    let dropped: Vec<String> = caps.iter().filter(|c| *c != "CAP_NET_RAW").cloned().collect();
+    let denied = run(&mut rec, &ping, &dropped, &format!("/capmon-test/docker/{}", container_id()));
+    assert!(!denied.output.status.success(), "ping must fail without CAP_NET_RAW: {:?}", denied.output);
+    assert_eq!(denied.report.capabilities.denied, vec!["CAP_NET_RAW"], "{:#?}", denied.report.capabilities);
+    let check = denied.report.capabilities.checks.iter().find(|c| c.capability == "CAP_NET_RAW").expect("check");
+    assert_eq!(check.reason, "refused, and the syscall failed with EPERM");
+    assert_eq!(check.syscall.as_deref(), Some("socket"));
+    assert_eq!(check.comm, "ping");
+}
+
+#[test]
+#[ignore = "needs root and runc: run `cargo xtask test`"]
+fn runc_setup_checks_are_not_attributed_to_the_workload() {
+    require_root_and_runc();
+    let mut rec = Recorder::start().expect("probes");
+    let caps: Vec<String> = DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    let r = run(&mut rec, &["/bin/chown", "65534", "/etc/hostname"], &caps, &format!("/capmon-test/kubepods/burstable/pod{}/{}", &container_id()[..8], container_id()));
+    assert!(r.output.status.success(), "{:?}", r.output);
+    let runc: Vec<_> = r.report.capabilities.checks.iter().filter(|c| c.comm.starts_with("runc")).collect();
+    assert!(!runc.is_empty(), "runc made no checks in the container's cgroup? {:#?}", r.report.capabilities.checks);
+    for c in &runc {
+        assert_eq!(c.class.as_str(), "ignored", "{c:#?}");
+    }
+    for c in r.report.capabilities.checks.iter().filter(|c| matches!(c.class.as_str(), "used" | "denied")) {
+        assert_eq!(c.comm, "chown", "{c:#?}");
+    }
+    assert_eq!(r.report.capabilities.used, vec!["CAP_CHOWN"], "{:#?}", r.report.capabilities.checks);
+}
