@@ -38,6 +38,8 @@ pub mod counter {
     pub const PENDING_OVERFLOW: u32 = 5;
     /// `bpf_task_storage_get` could not create a task's state (memory pressure).
     pub const TASK_STORAGE_FAILED: u32 = 6;
+    /// kretprobe on `cap_capable` without a matching entry (kprobe mode only).
+    pub const KRETPROBE_UNMATCHED: u32 = 7;
     /// Number of counters.
     pub const COUNT: u32 = 8;
 }
@@ -55,6 +57,9 @@ pub mod context {
     /// A refused check that could not wait for its syscall's outcome (more than
     /// [`super::MAX_PENDING`] refused checks in one syscall).
     pub const PENDING_OVERFLOW: u32 = 8;
+    /// The check was made with `CAP_OPT_NOAUDIT` (known directly in kprobe mode, where
+    /// `cap_capable`'s options argument is visible; the tracepoint has no such field).
+    pub const NOAUDIT: u32 = 16;
 }
 
 /// [`CapKey::outcome`] of a check whose syscall's result is not part of the key (granted checks,
@@ -149,6 +154,18 @@ pub struct PendingCheck {
     pub context: u32,
 }
 
+/// `cap_capable`'s arguments, kept by the kprobe until the kretprobe sees the result.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KprobeArgs {
+    /// `const struct cred *`.
+    pub cred: u64,
+    /// Capability number.
+    pub cap: u32,
+    /// `CAP_OPT_*` options.
+    pub opts: u32,
+}
+
 /// Per-task state in the `TASKS` task-storage map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -229,4 +246,5 @@ mod pod {
     unsafe impl aya::Pod for super::PendingCheck {}
     unsafe impl aya::Pod for super::TaskState {}
     unsafe impl aya::Pod for super::CapCacheEntry {}
+    unsafe impl aya::Pod for super::KprobeArgs {}
 }

@@ -1,8 +1,6 @@
 //! `capmon check`: what this kernel supports, which probe mode capmon will use and why, and
 //! whether capmon can run here (exit code 0 only then).
 
-use std::path::Path;
-
 use aya::Btf;
 use aya_obj::btf::BtfKind;
 
@@ -88,7 +86,7 @@ pub fn run(try_load: bool) -> Check {
             if ok { "present" } else { "absent: syscalls cannot be observed" },
         ));
     }
-    let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    let kprobes = crate::probes::kprobes_available();
     items.push(item(
         "kprobes",
         kprobes,
@@ -111,7 +109,7 @@ pub fn run(try_load: bool) -> Check {
     } else {
         item("privileges", false, true, format!("missing {}: run as root", missing.join(", ")))
     });
-    let mode = if cap_tp { Some("tp_btf (cap_capable, sys_enter and sys_exit BTF tracepoints)") } else { None };
+    let mode = btf.as_ref().ok().and_then(crate::probes::ProbeMode::detect).map(|m| m.describe());
     if try_load && missing.is_empty() && mode.is_some() {
         items.push(match Probes::attach() {
             Ok(_) => item("load and attach", true, true, "all probes loaded and attached, then detached"),

@@ -125,6 +125,9 @@ pub fn classify(facts: CheckFacts, frames: &[&str]) -> (CapClass, String) {
     if facts.context & context::BEFORE_EXEC != 0 {
         return (CapClass::Ignored, "before the first execve in the cgroup (runtime setup)".into());
     }
+    if facts.context & context::NOAUDIT != 0 {
+        return (CapClass::Probe, "no-audit check (CAP_OPT_NOAUDIT)".into());
+    }
     if let Some(f) = noaudit_frame(frames) {
         return (CapClass::Probe, format!("no-audit check from {}", base_symbol(f)));
     }
@@ -213,6 +216,12 @@ mod tests {
         assert_eq!(class(facts(EPERM, context::NO_SYSCALL, 0), CHOWN), CapClass::Probe);
         assert_eq!(class(facts(EPERM, context::PENDING_OVERFLOW, 0), CHOWN), CapClass::Denied);
         assert_eq!(class(facts(0, 0, 0), &[]), CapClass::Used);
+    }
+
+    #[test]
+    fn kprobe_mode_noaudit_flag_makes_a_probe_without_a_stack() {
+        assert_eq!(class(facts(0, context::NOAUDIT, 0), &[]), CapClass::Probe);
+        assert_eq!(classify(facts(EPERM, context::NOAUDIT, 0), &[]).1, "no-audit check (CAP_OPT_NOAUDIT)");
     }
 
     #[test]

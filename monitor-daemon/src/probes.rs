@@ -2,7 +2,8 @@
 //!
 //! | probe | hook | minimum kernel | fallback | optional |
 //! | --- | --- | --- | --- | --- |
-//! | `cap_capable` | `tp_btf/cap_capable` | 6.14 | kprobe on `cap_capable` (not built yet) | no |
+//! | `cap_capable` | `tp_btf/cap_capable` | 6.14 | `cap_capable_entry`/`_return` | no |
+//! | `cap_capable_entry` + `cap_capable_return` | kprobe + kretprobe on `cap_capable` | 5.11 with CONFIG_KPROBES | none | used only without the tracepoint |
 //! | `sys_enter` | `tp_btf/sys_enter` | 5.5 | none | no |
 //! | `sys_exit` | `tp_btf/sys_exit` | 5.5 | none | no |
 //! | `sched_process_exec` | `tp_btf/sched_process_exec` | 5.5 | none | no |
@@ -15,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{HashMap as AyaHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
-    programs::BtfTracePoint,
+    programs::{BtfTracePoint, KProbe},
 };
 use monitor_common::{CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, SyscallBitmap, counter, kind};
 
@@ -24,13 +25,86 @@ use crate::names::Arch;
 /// The eBPF object built by `build.rs` from `monitor-ebpf`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
-/// The programs, in attach order, with the kernel hook each attaches to.
-pub const PROGRAMS: &[(&str, &str)] = &[
-    ("sched_process_exec", "sched_process_exec"),
-    ("sys_enter", "sys_enter"),
-    ("sys_exit", "sys_exit"),
-    ("cap_capable", "cap_capable"),
-];
+/// How a program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// `tp_btf/<name>`.
+    TpBtf(&'static str),
+    /// kprobe on a kernel function.
+    Kprobe(&'static str),
+    /// kretprobe on a kernel function.
+    Kretprobe(&'static str),
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hook::TpBtf(n) => write!(f, "tp_btf/{n}"),
+            Hook::Kprobe(n) => write!(f, "kprobe/{n}"),
+            Hook::Kretprobe(n) => write!(f, "kretprobe/{n}"),
+        }
+    }
+}
+
+/// How capability checks are observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeMode {
+    /// The `capability:cap_capable` BTF tracepoint (Linux >= 6.14).
+    Tracepoint,
+    /// kprobe + kretprobe on `cap_capable` (older kernels with CONFIG_KPROBES; the options
+    /// argument tells no-audit checks apart directly).
+    Kprobe,
+}
+
+impl ProbeMode {
+    /// The mode this kernel supports, preferring the tracepoint; `None` when neither works.
+    pub fn detect(btf: &Btf) -> Option<Self> {
+        if btf.id_by_type_name_kind("btf_trace_cap_capable", aya_obj::btf::BtfKind::Typedef).is_ok() {
+            Some(ProbeMode::Tracepoint)
+        } else if kprobes_available() {
+            Some(ProbeMode::Kprobe)
+        } else {
+            None
+        }
+    }
+
+    /// The programs of this mode, in attach order.
+    pub fn programs(self) -> &'static [(&'static str, Hook)] {
+        match self {
+            ProbeMode::Tracepoint => &[
+                ("sched_process_exec", Hook::TpBtf("sched_process_exec")),
+                ("sys_enter", Hook::TpBtf("sys_enter")),
+                ("sys_exit", Hook::TpBtf("sys_exit")),
+                ("cap_capable", Hook::TpBtf("cap_capable")),
+            ],
+            ProbeMode::Kprobe => &[
+                ("sched_process_exec", Hook::TpBtf("sched_process_exec")),
+                ("sys_enter", Hook::TpBtf("sys_enter")),
+                ("sys_exit", Hook::TpBtf("sys_exit")),
+                ("cap_capable_entry", Hook::Kprobe("cap_capable")),
+                ("cap_capable_return", Hook::Kretprobe("cap_capable")),
+            ],
+        }
+    }
+
+    /// A one-line description for `capmon check`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ProbeMode::Tracepoint => "tp_btf (cap_capable, sys_enter, sys_exit and sched_process_exec BTF tracepoints)",
+            ProbeMode::Kprobe => "kprobe (kprobe + kretprobe on cap_capable; BTF tracepoints for syscalls and exec)",
+        }
+    }
+}
+
+/// Whether the kernel can attach kprobes (CONFIG_KPROBES with kprobe events).
+pub fn kprobes_available() -> bool {
+    std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists()
+}
+
+enum Link {
+    Tp(aya::programs::tp_btf::BtfTracePointLinkId),
+    Kprobe(aya::programs::kprobe::KProbeLinkId),
+}
 
 /// Kernel struct fields the eBPF side reads, found in the running kernel's BTF.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,13 +151,16 @@ pub enum ProbeError {
     /// A program is missing from the object (a build problem).
     #[error("the eBPF object has no program `{0}`")]
     MissingProgram(&'static str),
+    /// Neither the cap_capable tracepoint nor kprobes are available.
+    #[error("this kernel has neither the capability:cap_capable tracepoint (Linux >= 6.14) nor kprobes (CONFIG_KPROBES): capability checks cannot be observed")]
+    NoMode,
     /// A program failed to load or attach.
-    #[error("cannot attach {program} to tp_btf/{hook}: {source}")]
+    #[error("cannot load or attach {program} to {hook}: {source}")]
     Attach {
         /// Program name.
         program: &'static str,
         /// Kernel hook.
-        hook: &'static str,
+        hook: Hook,
         /// Why.
         #[source]
         source: aya::programs::ProgramError,
@@ -105,7 +182,8 @@ pub const fn syscall_nr_offset(arch: Arch) -> u64 {
 /// The loaded programs and their maps. One owner; dropping it detaches everything.
 pub struct Probes {
     ebpf: Ebpf,
-    links: Vec<(&'static str, aya::programs::tp_btf::BtfTracePointLinkId)>,
+    mode: ProbeMode,
+    links: Vec<(&'static str, Link)>,
 }
 
 /// Sums a per-CPU value.
@@ -114,8 +192,20 @@ fn sum(values: &aya::maps::PerCpuValues<u64>) -> u64 {
 }
 
 impl Probes {
-    /// Loads the object and every program (the verifier runs here) without attaching.
+    /// Loads the object and every program of the mode this kernel supports.
     pub fn load() -> Result<Self, ProbeError> {
+        let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
+        let mode = ProbeMode::detect(&btf).ok_or(ProbeError::NoMode)?;
+        Self::load_mode(mode)
+    }
+
+    /// The mode in use.
+    pub fn mode(&self) -> ProbeMode {
+        self.mode
+    }
+
+    /// Loads the object and the programs of `mode` (the verifier runs here) without attaching.
+    pub fn load_mode(mode: ProbeMode) -> Result<Self, ProbeError> {
         // The kernel charges BPF memory to the memory cgroup (5.11+); raising RLIMIT_MEMLOCK is
         // only needed on older kernels and may be refused: not fatal.
         let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
@@ -136,15 +226,21 @@ impl Probes {
             .override_global("SECCOMP_MODE_OFFSET", &fields.seccomp_mode, true)
             .load(EBPF_OBJECT)
             .map_err(ProbeError::Load)?;
-        for &(program, hook) in PROGRAMS {
-            let prog: &mut BtfTracePoint = ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::MissingProgram(program))?
-                .try_into()
-                .map_err(|source| ProbeError::Attach { program, hook, source })?;
-            prog.load(hook, &btf).map_err(|source| ProbeError::Attach { program, hook, source })?;
+        for &(program, hook) in mode.programs() {
+            let err = |source| ProbeError::Attach { program, hook, source };
+            let prog = ebpf.program_mut(program).ok_or(ProbeError::MissingProgram(program))?;
+            match hook {
+                Hook::TpBtf(name) => {
+                    let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
+                    prog.load(name, &btf).map_err(err)?;
+                }
+                Hook::Kprobe(_) | Hook::Kretprobe(_) => {
+                    let prog: &mut KProbe = prog.try_into().map_err(err)?;
+                    prog.load().map_err(err)?;
+                }
+            }
         }
-        let mut probes = Self { ebpf, links: Vec::new() };
+        let mut probes = Self { ebpf, mode, links: Vec::new() };
         // Cgroups that already exist are past their runtime setup: their first execve happened
         // before the probes were attached, so the kernel side cannot see it.
         match crate::cgroup::find_cgroup2_mount() {
@@ -170,17 +266,22 @@ impl Probes {
 
     /// Attaches every loaded program that is not attached.
     pub fn attach_all(&mut self) -> Result<(), ProbeError> {
-        for &(program, hook) in PROGRAMS {
+        for &(program, hook) in self.mode.programs() {
             if self.links.iter().any(|(p, _)| *p == program) {
                 continue;
             }
-            let prog: &mut BtfTracePoint = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::MissingProgram(program))?
-                .try_into()
-                .map_err(|source| ProbeError::Attach { program, hook, source })?;
-            let link = prog.attach().map_err(|source| ProbeError::Attach { program, hook, source })?;
+            let err = |source| ProbeError::Attach { program, hook, source };
+            let prog = self.ebpf.program_mut(program).ok_or(ProbeError::MissingProgram(program))?;
+            let link = match hook {
+                Hook::TpBtf(_) => {
+                    let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
+                    Link::Tp(prog.attach().map_err(err)?)
+                }
+                Hook::Kprobe(function) | Hook::Kretprobe(function) => {
+                    let prog: &mut KProbe = prog.try_into().map_err(err)?;
+                    Link::Kprobe(prog.attach(function, 0).map_err(err)?)
+                }
+            };
             self.links.push((program, link));
         }
         Ok(())
@@ -189,14 +290,19 @@ impl Probes {
     /// Detaches every program (they stay loaded, maps keep their contents).
     pub fn detach_all(&mut self) -> Result<(), ProbeError> {
         for (program, link) in self.links.drain(..).rev() {
-            let hook = PROGRAMS.iter().find(|(p, _)| *p == program).map(|(_, h)| *h).unwrap_or("?");
-            let prog: &mut BtfTracePoint = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::MissingProgram(program))?
-                .try_into()
-                .map_err(|source| ProbeError::Attach { program, hook, source })?;
-            prog.detach(link).map_err(|source| ProbeError::Attach { program, hook, source })?;
+            let hook = self.mode.programs().iter().find(|(p, _)| *p == program).map(|(_, h)| *h).unwrap_or(Hook::TpBtf("?"));
+            let err = |source| ProbeError::Attach { program, hook, source };
+            let prog = self.ebpf.program_mut(program).ok_or(ProbeError::MissingProgram(program))?;
+            match link {
+                Link::Tp(link) => {
+                    let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
+                    prog.detach(link).map_err(err)?;
+                }
+                Link::Kprobe(link) => {
+                    let prog: &mut KProbe = prog.try_into().map_err(err)?;
+                    prog.detach(link).map_err(err)?;
+                }
+            }
         }
         Ok(())
     }
@@ -288,6 +394,7 @@ impl Probes {
             ("stack_failed", counter::STACK_FAILED),
             ("pending_overflow", counter::PENDING_OVERFLOW),
             ("task_storage_failed", counter::TASK_STORAGE_FAILED),
+            ("kretprobe_unmatched", counter::KRETPROBE_UNMATCHED),
         ] {
             let values = map.get(&index, 0).map_err(|e| ProbeError::Map("COUNTERS", e))?;
             out.insert(name, sum(&values));

@@ -7,12 +7,12 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
         generated::{bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_task_storage_get},
     },
-    macros::{btf_map, btf_tracepoint, map},
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
-    programs::{BtfTracePointContext, tracing::StackIdContext},
+    macros::{btf_map, btf_tracepoint, kprobe, kretprobe, map},
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    programs::{BtfTracePointContext, ProbeContext, RetProbeContext, tracing::StackIdContext},
 };
 use monitor_common::{
-    CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, MAX_PENDING, OUTCOME_NONE, OUTCOME_SYSCALL_OK,
+    KprobeArgs, CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, MAX_PENDING, OUTCOME_NONE, OUTCOME_SYSCALL_OK,
     PendingCheck, SYSCALL_BITMAP_BITS, SYSCALL_BITMAP_WORDS, SyscallBitmap, TaskState, context,
     counter, kind,
 };
@@ -223,7 +223,7 @@ fn exec_seen(cgroup_id: u64) -> bool {
 }
 
 #[inline(always)]
-fn take_stack(ctx: &BtfTracePointContext) -> i32 {
+fn take_stack<C: StackIdContext>(ctx: &C) -> i32 {
     match ctx.get_stackid(&STACKS, 0) {
         Ok(id) => id as i32,
         Err(_) => {
@@ -252,7 +252,7 @@ fn flush(key: &CapKey, delta: u64) {
 
 /// Counts a check that needs no syscall outcome, through `CAP_CACHE`.
 #[inline(always)]
-fn count_cached(ctx: &BtfTracePointContext, mut key: CapKey, syscall_nr: i32) {
+fn count_cached<C: StackIdContext>(ctx: &C, mut key: CapKey, syscall_nr: i32) {
     let h = key.cgroup_id
         ^ ((key.cap as u64) << 40)
         ^ ((key.ret as u32 as u64) << 20)
@@ -326,12 +326,50 @@ pub fn cap_capable(ctx: BtfTracePointContext) -> i32 {
 /// `trace_cap_capable(cred, target_ns, capable_ns, cap, ret)`. Minimum kernel 6.14.
 #[inline(always)]
 fn try_cap_capable(ctx: &BtfTracePointContext) {
-    let cred: u64 = ctx.arg(0);
-    let cap: i32 = ctx.arg(3);
-    let ret: i32 = ctx.arg(4);
+    check(ctx, ctx.arg(0), ctx.arg(3), ctx.arg(4), 0);
+}
+
+/// `CAP_OPT_NOAUDIT` in `include/linux/security.h` (since 5.1).
+const CAP_OPT_NOAUDIT: u32 = 1 << 1;
+
+/// Entry arguments by pid_tgid, from the kprobe to the kretprobe (kprobe mode).
+#[map]
+static KPROBE_ARGS: LruHashMap<u64, KprobeArgs> = LruHashMap::with_max_entries(16384, 0);
+
+/// Kprobe mode, for kernels without the `capability:cap_capable` tracepoint (< 6.14):
+/// `int cap_capable(const struct cred *cred, struct user_namespace *ns, int cap,
+/// unsigned int opts)` (this signature since 5.1). Needs CONFIG_KPROBES.
+#[kprobe(function = "cap_capable")]
+pub fn cap_capable_entry(ctx: ProbeContext) -> u32 {
+    let (Some(cred), Some(cap), Some(opts)) = (ctx.arg::<u64>(0), ctx.arg::<u32>(2), ctx.arg::<u32>(3)) else {
+        return 0;
+    };
+    let _ = KPROBE_ARGS.insert(&bpf_get_current_pid_tgid(), &KprobeArgs { cred, cap, opts }, 0);
+    0
+}
+
+/// The result of the check entered in `cap_capable_entry`.
+#[kretprobe(function = "cap_capable")]
+pub fn cap_capable_return(ctx: RetProbeContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: lookup into map memory, copied out before the entry is removed.
+    let Some(args) = (unsafe { KPROBE_ARGS.get(&id) }).copied() else {
+        bump(counter::KRETPROBE_UNMATCHED);
+        return 0;
+    };
+    let _ = KPROBE_ARGS.remove(&id);
+    let ret: i32 = ctx.ret();
+    let extra = if args.opts & CAP_OPT_NOAUDIT != 0 { context::NOAUDIT } else { 0 };
+    check(&ctx, args.cred, args.cap as i32, ret, extra);
+    0
+}
+
+/// One capability check, from either mode.
+#[inline(always)]
+fn check<C: StackIdContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_context: u32) {
     let cgroup_id = cgroup_id();
     let state = TASKS.current(false);
-    let mut ctx_bits = 0u32;
+    let mut ctx_bits = extra_context;
     // Own credentials? Compared with the task's real_cred, cached in its state (re-read only
     // when they differ: the task changed credentials, or borrowed someone else's).
     // SAFETY: task storage memory of the current task; only this task writes it.
@@ -373,8 +411,8 @@ fn try_cap_capable(ctx: &BtfTracePointContext) {
         outcome: OUTCOME_NONE,
         _pad: 0,
     };
-    // A refused check inside a syscall waits for the syscall's outcome: `denied` only if the
-    // syscall then failed.
+    // A refused, audited check inside a syscall waits for the syscall's outcome: `denied` only
+    // if the syscall then failed.
     if ret != 0 && ctx_bits == 0 {
         if let Some(s) = state {
             // SAFETY: task storage memory of the current task; only this task writes it.
