@@ -132,6 +132,46 @@ fn pin_to_last_cpu() -> usize {
     cpu
 }
 
+/// (name, runs, total ns) of every loaded program, from the kernel's BPF statistics.
+fn program_stats() -> std::collections::HashMap<(u32, String), (u64, u64)> {
+    aya::programs::loaded_programs()
+        .flatten()
+        .map(|p| {
+            let name = p.name_as_str().unwrap_or("?").to_owned();
+            ((p.id(), name), (p.run_count(), p.run_time().as_nanos() as u64))
+        })
+        .collect()
+}
+
+/// `CAPMON_BENCH_PROGSTATS=1`: the run time of each program under the same workloads, from
+/// `kernel.bpf_stats_enabled` (which adds its own two clock reads to every run: compare with
+/// the empty programs).
+fn progstats(loaded: &mut Loaded) -> anyhow::Result<()> {
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1")?;
+    let before = program_stats();
+    for config in [Config::Floor, Config::Capmon, Config::Reference] {
+        measure(config, loaded, || {
+            syscall_loop(SYSCALLS_PER_ROUND * 3);
+            check_loop(CHECKS_PER_ROUND * 3);
+        })?;
+    }
+    let after = program_stats();
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0")?;
+    let mut rows: Vec<(String, u64, f64)> = after
+        .iter()
+        .filter_map(|(k, (c, t))| {
+            let (c0, t0) = before.get(k).copied().unwrap_or((0, 0));
+            (c > &c0).then(|| (k.1.clone(), c - c0, (t - t0) as f64 / (c - c0) as f64))
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    println!("| program | runs | ns per run (with the statistics' overhead) |\n| --- | --- | --- |");
+    for (name, runs, ns) in rows {
+        println!("| {name} | {runs} | {ns:.0} |");
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     // SAFETY: trivial syscall.
     if unsafe { libc::geteuid() } != 0 {
@@ -152,6 +192,9 @@ fn main() -> anyhow::Result<()> {
     };
     let mut syscall_ns: Vec<Vec<f64>> = vec![Vec::new(); 4];
     let mut check_ns: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    if std::env::var_os("CAPMON_BENCH_PROGSTATS").is_some() {
+        return progstats(&mut loaded);
+    }
     // Warm-up.
     syscall_loop(SYSCALLS_PER_ROUND / 4);
     check_loop(CHECKS_PER_ROUND / 4);
