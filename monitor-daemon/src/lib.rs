@@ -4,6 +4,7 @@
 //! discovery, classification, seccomp profiles, report rendering) is unit tested without root;
 //! [`probes`] and [`record`] need the real kernel.
 
+pub mod attribution;
 pub mod btf;
 pub mod check;
 pub mod cgroup;

@@ -1,0 +1,364 @@
+//! Attribution: a cgroup path (relative to the cgroup2 mount) -> who runs there: container
+//! runtime, container id, Kubernetes pod UID and QoS class, systemd unit, or the host.
+//!
+//! Pure functions over strings, tested on real path shapes of Docker (cgroupfs and systemd
+//! drivers), containerd/CRI, CRI-O, podman, Kubernetes (all QoS classes, both drivers, kind and
+//! minikube nesting), systemd units and plain runc. Unknown shapes keep their path, never
+//! dropped; hostile input (very long, odd bytes) never panics (see the fuzz target).
+
+use serde::Serialize;
+
+/// Who created the container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Runtime {
+    /// Docker (`docker-<id>.scope`, `/docker/<id>`).
+    Docker,
+    /// containerd through CRI (`cri-containerd-<id>.scope`).
+    Containerd,
+    /// CRI-O (`crio-<id>.scope`).
+    CriO,
+    /// podman (`libpod-<id>`).
+    Podman,
+    /// A Kubernetes container whose runtime the path does not name (cgroupfs driver).
+    Cri,
+    /// A container id in an unrecognised parent (plain runc, ctr, ...).
+    Unknown,
+    /// A systemd service or scope that is not a container.
+    Systemd,
+    /// The host (root cgroup, `init.scope`).
+    Host,
+}
+
+impl Runtime {
+    /// The name used in JSON and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Docker => "docker",
+            Runtime::Containerd => "containerd",
+            Runtime::CriO => "cri-o",
+            Runtime::Podman => "podman",
+            Runtime::Cri => "cri",
+            Runtime::Unknown => "unknown",
+            Runtime::Systemd => "systemd",
+            Runtime::Host => "host",
+        }
+    }
+}
+
+/// Kubernetes QoS class, from the `kubepods` level above the pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QosClass {
+    /// Directly under `kubepods`.
+    Guaranteed,
+    /// Under `burstable`.
+    Burstable,
+    /// Under `besteffort`.
+    BestEffort,
+}
+
+/// What runs in the cgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The container's own processes.
+    Container,
+    /// The runtime's monitor process for a container (`crio-conmon-`, `libpod-conmon-`).
+    Conmon,
+    /// A Kubernetes pod's cgroup itself (no container level).
+    Pod,
+    /// Not a container.
+    Other,
+}
+
+/// The identity of a cgroup.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Identity {
+    /// Runtime.
+    pub runtime: Runtime,
+    /// What runs there.
+    pub role: Role,
+    /// Full container id (lower-case hex), when the path has one.
+    pub container_id: Option<String>,
+    /// First 12 characters of the id, as `docker ps` shows it.
+    pub short_id: Option<String>,
+    /// Kubernetes pod UID with dashes, when under `kubepods`.
+    pub pod_uid: Option<String>,
+    /// Kubernetes QoS class, when under `kubepods`.
+    pub qos: Option<QosClass>,
+    /// systemd unit (`nginx.service`) for services and scopes that are not containers.
+    pub unit: Option<String>,
+    /// The cgroup path, always kept.
+    pub path: String,
+}
+
+/// Longest path component considered; longer ones are treated as opaque.
+const MAX_COMPONENT: usize = 512;
+
+fn is_hex_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `prefix<64 hex>suffix` -> the id.
+fn id_between<'a>(component: &'a str, prefix: &str, suffix: &str) -> Option<&'a str> {
+    let id = component.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    is_hex_id(id).then_some(id)
+}
+
+/// A pod UID from `pod<uid>` (cgroupfs, dashes) or `kubepods-<qos>-pod<uid>.slice` /
+/// `kubepods-pod<uid>.slice` (systemd, underscores). Returned with dashes.
+fn pod_uid(component: &str) -> Option<String> {
+    let raw = if let Some(rest) = component.strip_suffix(".slice") {
+        rest.rsplit_once("-pod").map(|(_, uid)| uid)?
+    } else {
+        component.strip_prefix("pod")?
+    };
+    let uid = raw.replace('_', "-");
+    let ok = uid.len() == 36
+        && uid.bytes().enumerate().all(|(i, b)| if [8, 13, 18, 23].contains(&i) { b == b'-' } else { b.is_ascii_hexdigit() });
+    ok.then_some(uid.to_ascii_lowercase())
+}
+
+fn qos_of(component: &str) -> Option<QosClass> {
+    let c = component.strip_suffix(".slice").unwrap_or(component);
+    let level = c.rsplit('-').next().unwrap_or(c);
+    match level {
+        "burstable" => Some(QosClass::Burstable),
+        "besteffort" => Some(QosClass::BestEffort),
+        _ => None,
+    }
+}
+
+/// A container runtime's leaf: (runtime, role, id).
+fn container_leaf(component: &str) -> Option<(Runtime, Role, &str)> {
+    const SHAPES: &[(&str, &str, Runtime, Role)] = &[
+        ("docker-", ".scope", Runtime::Docker, Role::Container),
+        ("cri-containerd-", ".scope", Runtime::Containerd, Role::Container),
+        ("crio-conmon-", ".scope", Runtime::CriO, Role::Conmon),
+        ("crio-", ".scope", Runtime::CriO, Role::Container),
+        ("crio-", "", Runtime::CriO, Role::Container),
+        ("libpod-conmon-", ".scope", Runtime::Podman, Role::Conmon),
+        ("libpod-conmon-", "", Runtime::Podman, Role::Conmon),
+        ("libpod-", ".scope", Runtime::Podman, Role::Container),
+        ("libpod-", "", Runtime::Podman, Role::Container),
+        ("runc-", ".scope", Runtime::Unknown, Role::Container),
+    ];
+    SHAPES.iter().find_map(|(p, s, rt, role)| id_between(component, p, s).map(|id| (*rt, *role, id)))
+}
+
+/// The identity of the cgroup at `path` (relative to the cgroup2 mount, starting with `/`).
+pub fn identify(path: &str) -> Identity {
+    let mut id = Identity {
+        runtime: Runtime::Host,
+        role: Role::Other,
+        container_id: None,
+        short_id: None,
+        pod_uid: None,
+        qos: None,
+        unit: None,
+        path: path.to_owned(),
+    };
+    // Overlong components are kept as opaque placeholders: they match nothing.
+    let components: Vec<&str> =
+        path.split('/').filter(|c| !c.is_empty()).map(|c| if c.len() > MAX_COMPONENT { "?" } else { c }).collect();
+    if components.is_empty() || components == ["init.scope"] {
+        return id;
+    }
+    // The innermost container wins (Docker-in-Docker, kind and minikube nodes are containers
+    // themselves); Kubernetes context is what sits above it.
+    let mut found: Option<(usize, Runtime, Role, String)> = None;
+    let mut in_kubepods = false;
+    let mut pod: Option<String> = None;
+    let mut qos: Option<QosClass> = None;
+    let mut pod_level_at: Option<usize> = None;
+    for (i, c) in components.iter().enumerate() {
+        let base = c.strip_suffix(".slice").unwrap_or(c);
+        if base.split('-').any(|t| t == "kubepods") {
+            if !in_kubepods {
+                // A new (possibly nested) Kubernetes node: reset what an outer one said.
+                in_kubepods = true;
+                pod = None;
+                qos = None;
+            }
+            if let Some(q) = qos_of(c) {
+                qos = Some(q);
+            }
+            if let Some(uid) = pod_uid(c) {
+                pod = Some(uid);
+                pod_level_at = Some(i);
+            }
+            continue;
+        }
+        if in_kubepods {
+            if let Some(q) = qos_of(c).filter(|_| matches!(*c, "burstable" | "besteffort")) {
+                qos = Some(q);
+                continue;
+            }
+            if let Some(uid) = pod_uid(c) {
+                pod = Some(uid);
+                pod_level_at = Some(i);
+                continue;
+            }
+        }
+        if let Some((rt, role, cid)) = container_leaf(c) {
+            found = Some((i, rt, role, cid.to_ascii_lowercase()));
+        } else if is_hex_id(c) {
+            let parent = if i > 0 { components[i - 1] } else { "" };
+            let rt = if in_kubepods && pod.is_some() {
+                Runtime::Cri
+            } else if parent == "docker" {
+                Runtime::Docker
+            } else {
+                Runtime::Unknown
+            };
+            found = Some((i, rt, Role::Container, c.to_ascii_lowercase()));
+        }
+        // Anything else is structure (slices) or a sub-cgroup inside a container (podman's
+        // `container`): the container found so far stands until a deeper one replaces it.
+        if found.as_ref().is_some_and(|f| f.0 == i) && i + 1 < components.len() {
+            // A container further down (nested runtime) resets the Kubernetes context unless it
+            // re-appears below.
+            in_kubepods = false;
+        }
+    }
+    // Kubernetes context only applies if it sits above the container we found.
+    if let Some((at, rt, role, cid)) = found {
+        id.runtime = rt;
+        id.role = role;
+        id.short_id = Some(cid.chars().take(12).collect());
+        id.container_id = Some(cid);
+        if pod_level_at.is_some_and(|p| p < at) {
+            id.pod_uid = pod;
+            id.qos = Some(qos.unwrap_or(QosClass::Guaranteed));
+        }
+        return id;
+    }
+    if let Some(uid) = pod {
+        id.runtime = Runtime::Cri;
+        id.role = Role::Pod;
+        id.pod_uid = Some(uid);
+        id.qos = Some(qos.unwrap_or(QosClass::Guaranteed));
+        return id;
+    }
+    if let Some(unit) = components.iter().rev().find(|c| c.ends_with(".service") || c.ends_with(".scope")) {
+        id.runtime = Runtime::Systemd;
+        id.unit = Some((*unit).to_owned());
+        return id;
+    }
+    id.runtime = if in_kubepods { Runtime::Cri } else { Runtime::Unknown };
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "3f1c6a7d0e9b4a2f8c5d7e6f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b";
+    const B: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const UID: &str = "8a1c2b3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d";
+    const UID_US: &str = "8a1c2b3d_4e5f_6a7b_8c9d_0e1f2a3b4c5d";
+
+    struct Case {
+        path: String,
+        runtime: Runtime,
+        role: Role,
+        id: Option<&'static str>,
+        pod: bool,
+        qos: Option<QosClass>,
+        unit: Option<&'static str>,
+    }
+
+    fn c(path: String, runtime: Runtime, role: Role, id: Option<&'static str>, pod: bool, qos: Option<QosClass>, unit: Option<&'static str>) -> Case {
+        Case { path, runtime, role, id, pod, qos, unit }
+    }
+
+    fn cases() -> Vec<Case> {
+        use QosClass::*;
+        use Role::*;
+        use Runtime::*;
+        vec![
+            // Docker, cgroupfs and systemd drivers.
+            c(format!("/docker/{A}"), Docker, Container, Some(A), false, None, None),
+            c(format!("/system.slice/docker-{A}.scope"), Docker, Container, Some(A), false, None, None),
+            // Docker in Docker: the inner container wins.
+            c(format!("/docker/{B}/docker/{A}"), Docker, Container, Some(A), false, None, None),
+            // containerd through CRI, systemd driver, each QoS class.
+            c(format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice/cri-containerd-{A}.scope"), Containerd, Container, Some(A), true, Some(Burstable), None),
+            c(format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_US}.slice/cri-containerd-{A}.scope"), Containerd, Container, Some(A), true, Some(BestEffort), None),
+            c(format!("/kubepods.slice/kubepods-pod{UID_US}.slice/cri-containerd-{A}.scope"), Containerd, Container, Some(A), true, Some(Guaranteed), None),
+            // Kubernetes with the cgroupfs driver: bare ids under pod<uid>.
+            c(format!("/kubepods/burstable/pod{UID}/{A}"), Cri, Container, Some(A), true, Some(Burstable), None),
+            c(format!("/kubepods/besteffort/pod{UID}/{A}"), Cri, Container, Some(A), true, Some(BestEffort), None),
+            c(format!("/kubepods/pod{UID}/{A}"), Cri, Container, Some(A), true, Some(Guaranteed), None),
+            // CRI-O, container and conmon.
+            c(format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice/crio-{A}.scope"), CriO, Container, Some(A), true, Some(Burstable), None),
+            c(format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice/crio-conmon-{A}.scope"), CriO, Conmon, Some(A), true, Some(Burstable), None),
+            c(format!("/kubepods/burstable/pod{UID}/crio-{A}"), CriO, Container, Some(A), true, Some(Burstable), None),
+            // Docker as the Kubernetes runtime (dockershim / cri-dockerd), systemd driver.
+            c(format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_US}.slice/docker-{A}.scope"), Docker, Container, Some(A), true, Some(BestEffort), None),
+            // The pod's own cgroup.
+            c(format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice"), Cri, Pod, None, true, Some(Burstable), None),
+            c(format!("/kubepods/pod{UID}"), Cri, Pod, None, true, Some(Guaranteed), None),
+            // podman: systemd and cgroupfs managers, conmon, rootless, the inner `container`.
+            c(format!("/machine.slice/libpod-{A}.scope"), Podman, Container, Some(A), false, None, None),
+            c(format!("/machine.slice/libpod-{A}.scope/container"), Podman, Container, Some(A), false, None, None),
+            c(format!("/machine.slice/libpod-conmon-{A}.scope"), Podman, Conmon, Some(A), false, None, None),
+            c(format!("/libpod_parent/libpod-{A}"), Podman, Container, Some(A), false, None, None),
+            c(format!("/libpod_parent/libpod-conmon-{A}"), Podman, Conmon, Some(A), false, None, None),
+            c(format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{A}.scope"), Podman, Container, Some(A), false, None, None),
+            // kind (systemd driver inside a node container) and minikube (cgroupfs inside).
+            c(format!("/system.slice/docker-{B}.scope/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/kubelet-kubepods-burstable-pod{UID_US}.slice/cri-containerd-{A}.scope"), Containerd, Container, Some(A), true, Some(Burstable), None),
+            c(format!("/docker/{B}/kubepods/besteffort/pod{UID}/{A}"), Cri, Container, Some(A), true, Some(BestEffort), None),
+            // The kind node itself.
+            c(format!("/system.slice/docker-{B}.scope"), Docker, Container, Some(B), false, None, None),
+            // systemd services, scopes and sessions.
+            c("/system.slice/nginx.service".into(), Systemd, Other, None, false, None, Some("nginx.service")),
+            c("/system.slice/system-getty.slice/getty@tty1.service".into(), Systemd, Other, None, false, None, Some("getty@tty1.service")),
+            c("/user.slice/user-1000.slice/session-3.scope".into(), Systemd, Other, None, false, None, Some("session-3.scope")),
+            // Plain runc: systemd driver, and a custom cgroupsPath with an id, or without.
+            c(format!("/system.slice/runc-{A}.scope"), Unknown, Container, Some(A), false, None, None),
+            c(format!("/mygroup/{A}"), Unknown, Container, Some(A), false, None, None),
+            c("/mygroup/web".into(), Unknown, Other, None, false, None, None),
+            // The host.
+            c("/".into(), Host, Other, None, false, None, None),
+            c("/init.scope".into(), Host, Other, None, false, None, None),
+            // capmon's own recording cgroup.
+            c("/capmon-record-4242".into(), Unknown, Other, None, false, None, None),
+        ]
+    }
+
+    #[test]
+    fn real_path_shapes() {
+        let cases = cases();
+        assert!(cases.len() >= 25);
+        for case in cases {
+            let id = identify(&case.path);
+            assert_eq!(id.runtime, case.runtime, "{}", case.path);
+            assert_eq!(id.role, case.role, "{}", case.path);
+            assert_eq!(id.container_id.as_deref(), case.id, "{}", case.path);
+            assert_eq!(id.short_id.as_deref(), case.id.map(|i| &i[..12]), "{}", case.path);
+            assert_eq!(id.pod_uid.as_deref(), case.pod.then_some(UID), "{}", case.path);
+            assert_eq!(id.qos, case.qos, "{}", case.path);
+            assert_eq!(id.unit.as_deref(), case.unit, "{}", case.path);
+            assert_eq!(id.path, case.path);
+        }
+    }
+
+    #[test]
+    fn hostile_names_keep_their_path() {
+        let long = format!("/{}", "a".repeat(100_000));
+        assert_eq!(identify(&long).runtime, Runtime::Unknown);
+        assert_eq!(identify(&long).path, long);
+        for odd in ["/with space/x", "/new\nline", "/\u{fffd}\u{fffd}/docker-zz.scope", "//", "/docker/", "/kubepods/pod/"] {
+            let id = identify(odd);
+            assert_eq!(id.path, odd);
+            assert_eq!(id.container_id, None, "{odd:?}");
+        }
+        // An id that is not 64 hex digits is not an id.
+        assert_eq!(identify("/docker/3f1c6a7d0e9b").container_id, None);
+        // Upper-case hex is normalised.
+        let upper = format!("/docker/{}", A.to_uppercase());
+        assert_eq!(identify(&upper).container_id.as_deref(), Some(A));
+    }
+}
