@@ -10,6 +10,7 @@ pub mod check;
 pub mod cgroup;
 pub mod classify;
 pub mod names;
+pub mod posture;
 pub mod probes;
 pub mod record;
 pub mod report;

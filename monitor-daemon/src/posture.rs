@@ -1,0 +1,267 @@
+//! What a container was granted and how it is confined, read from one of its processes:
+//! `/proc/<pid>/status` (`CapEff`, `CapPrm`, `CapBnd`, `NoNewPrivs`, `Seccomp`, `Uid`, parsed
+//! by procfs-core) and its LSM label (`/proc/<pid>/attr/apparmor/current` or
+//! `/proc/<pid>/attr/current`). The checklist follows Docker's security guidance: privileged,
+//! `CAP_SYS_ADMIN`, seccomp off, LSM unconfined or absent, uid 0, no `no-new-privileges`.
+
+use std::{fs, io, path::Path};
+
+use procfs_core::FromRead as _;
+use serde::Serialize;
+
+use crate::names::capability_name;
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum PostureError {
+    /// The status text could not be parsed.
+    #[error("cannot parse /proc/{pid}/status: {source}")]
+    Parse {
+        /// The process.
+        pid: i32,
+        /// Why.
+        #[source]
+        source: procfs_core::ProcError,
+    },
+    /// Reading failed for another reason than the process being gone.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// `Seccomp:` of `/proc/<pid>/status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompMode {
+    /// 0: no filter.
+    Disabled,
+    /// 1: strict mode.
+    Strict,
+    /// 2: BPF filter.
+    Filter,
+    /// The kernel did not say.
+    Unknown,
+}
+
+/// One failed checklist item.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable name: `privileged`, `cap_sys_admin`, `seccomp_disabled`, `lsm_unconfined`,
+    /// `runs_as_root`, `no_new_privileges_off`.
+    pub check: &'static str,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// Granted capabilities and confinement of a process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Posture {
+    /// The process read.
+    pub pid: i32,
+    /// Effective capabilities (`CAP_*`, sorted by number).
+    pub effective: Vec<String>,
+    /// Permitted capabilities.
+    pub permitted: Vec<String>,
+    /// Bounding set.
+    pub bounding: Vec<String>,
+    /// Effective uid.
+    pub uid: u32,
+    /// `no_new_privs` set.
+    pub no_new_privs: bool,
+    /// Seccomp mode.
+    pub seccomp: SeccompMode,
+    /// LSM label, when an LSM reports one.
+    pub lsm_label: Option<String>,
+    /// Checklist items that fail.
+    pub findings: Vec<Finding>,
+}
+
+fn names(mask: u64) -> Vec<String> {
+    (0..64u32).filter(|b| mask & (1u64 << b) != 0).map(capability_name).collect()
+}
+
+/// Whether an LSM label means "not confined".
+pub fn lsm_unconfined(label: Option<&str>) -> bool {
+    match label.map(str::trim) {
+        None | Some("") => true,
+        Some(l) => {
+            l == "unconfined"
+                || l.starts_with("unconfined ")
+                || l.split(':').nth(2).is_some_and(|t| matches!(t, "unconfined_t" | "spc_t" | "kernel_t"))
+        }
+    }
+}
+
+/// Builds the posture from a status text, an LSM label and the host's own bounding set (a
+/// container holding all of it is privileged).
+pub fn from_status(pid: i32, status: &str, lsm_label: Option<&str>, host_bounding: u64) -> Result<Posture, PostureError> {
+    let s = procfs_core::process::Status::from_read(status.as_bytes()).map_err(|source| PostureError::Parse { pid, source })?;
+    let bounding = s.capbnd.unwrap_or(0);
+    let seccomp = match s.seccomp {
+        Some(0) => SeccompMode::Disabled,
+        Some(1) => SeccompMode::Strict,
+        Some(2) => SeccompMode::Filter,
+        _ => SeccompMode::Unknown,
+    };
+    let no_new_privs = s.nonewprivs == Some(1);
+    let label = lsm_label.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty());
+    let sys_admin = 1u64 << 21;
+    let mut findings = Vec::new();
+    if host_bounding != 0 && bounding & host_bounding == host_bounding {
+        findings.push(Finding { check: "privileged", detail: "holds every capability of the host's bounding set".into() });
+    }
+    if (s.capeff | bounding) & sys_admin != 0 {
+        findings.push(Finding { check: "cap_sys_admin", detail: "CAP_SYS_ADMIN is granted (nearly root)".into() });
+    }
+    if seccomp == SeccompMode::Disabled {
+        findings.push(Finding { check: "seccomp_disabled", detail: "no seccomp filter".into() });
+    }
+    if lsm_unconfined(label.as_deref()) {
+        findings.push(Finding {
+            check: "lsm_unconfined",
+            detail: label.clone().map(|l| format!("LSM label {l}")).unwrap_or_else(|| "no LSM confinement".into()),
+        });
+    }
+    if s.euid == 0 {
+        findings.push(Finding { check: "runs_as_root", detail: "effective uid 0".into() });
+    }
+    if !no_new_privs {
+        findings.push(Finding { check: "no_new_privileges_off", detail: "no_new_privs is not set".into() });
+    }
+    Ok(Posture {
+        pid,
+        effective: names(s.capeff),
+        permitted: names(s.capprm),
+        bounding: names(bounding),
+        uid: s.euid,
+        no_new_privs,
+        seccomp,
+        lsm_label: label,
+        findings,
+    })
+}
+
+fn read_optional(path: &str) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim_end_matches(['\0', '\n']).to_owned()).filter(|s| !s.is_empty())
+}
+
+/// The host's bounding set (that of PID 1), 0 when unreadable.
+pub fn host_bounding() -> u64 {
+    fs::read_to_string("/proc/1/status")
+        .ok()
+        .and_then(|t| procfs_core::process::Status::from_read(t.as_bytes()).ok())
+        .and_then(|s| s.capbnd)
+        .unwrap_or(0)
+}
+
+/// Reads a live process; `Ok(None)` when it exited meanwhile (normal).
+pub fn read_pid(pid: i32, host_bounding: u64) -> Result<Option<Posture>, PostureError> {
+    let path = format!("/proc/{pid}/status");
+    let status = match fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => return Ok(None),
+        Err(source) => return Err(PostureError::Io { path, source }),
+    };
+    let label = read_optional(&format!("/proc/{pid}/attr/apparmor/current"))
+        .or_else(|| read_optional(&format!("/proc/{pid}/attr/current")));
+    from_status(pid, &status, label.as_deref(), host_bounding).map(Some)
+}
+
+/// Reads the first process of a cgroup that is still alive; `Ok(None)` when it has none.
+pub fn read_cgroup(cgroup_dir: &Path, host_bounding: u64) -> Result<Option<Posture>, PostureError> {
+    let procs = cgroup_dir.join("cgroup.procs");
+    let text = match fs::read_to_string(&procs) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(PostureError::Io { path: procs.display().to_string(), source }),
+    };
+    for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        if let Some(p) = read_pid(pid, host_bounding)? {
+            return Ok(Some(p));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/proc/self/status` of a root shell on this project's build machine.
+    const HOST_ROOT: &str = include_str!("../tests/fixtures/status-host-root.txt");
+    const HOST_BND: u64 = 0x0000_01ff_feff_ffff;
+
+    /// The status of a process in a Docker-default container: Docker's 14 capabilities, seccomp
+    /// filter, no_new_privs, uid 0 (fields as Linux 6.x prints them).
+    fn docker_default() -> String {
+        HOST_ROOT
+            .replace("CapPrm:\t000001fffeffffff", "CapPrm:\t00000000a80425fb")
+            .replace("CapEff:\t000001fffeffffff", "CapEff:\t00000000a80425fb")
+            .replace("CapBnd:\t000001fffeffffff", "CapBnd:\t00000000a80425fb")
+            .replace("NoNewPrivs:\t0", "NoNewPrivs:\t1")
+            .replace("Seccomp:\t0", "Seccomp:\t2")
+            .replace("Seccomp_filters:\t0", "Seccomp_filters:\t1")
+    }
+
+    fn checks(p: &Posture) -> Vec<&'static str> {
+        p.findings.iter().map(|f| f.check).collect()
+    }
+
+    #[test]
+    fn host_root_shell_fails_everything() {
+        let p = from_status(1, HOST_ROOT, None, HOST_BND).expect("parse");
+        assert_eq!(p.uid, 0);
+        assert_eq!(p.seccomp, SeccompMode::Disabled);
+        assert!(!p.no_new_privs);
+        assert!(p.effective.contains(&"CAP_SYS_ADMIN".to_owned()));
+        assert!(!p.effective.contains(&"CAP_SYS_RESOURCE".to_owned()), "this VM withholds it");
+        assert_eq!(checks(&p), vec!["privileged", "cap_sys_admin", "seccomp_disabled", "lsm_unconfined", "runs_as_root", "no_new_privileges_off"]);
+    }
+
+    #[test]
+    fn docker_default_container() {
+        let p = from_status(7, &docker_default(), Some("docker-default (enforce)"), HOST_BND).expect("parse");
+        assert_eq!(
+            p.effective,
+            vec![
+                "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
+                "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SYS_CHROOT", "CAP_MKNOD", "CAP_AUDIT_WRITE",
+                "CAP_SETFCAP"
+            ]
+        );
+        assert_eq!(p.seccomp, SeccompMode::Filter);
+        assert!(p.no_new_privs);
+        assert_eq!(p.lsm_label.as_deref(), Some("docker-default (enforce)"));
+        assert_eq!(checks(&p), vec!["runs_as_root"]);
+    }
+
+    #[test]
+    fn lsm_labels() {
+        assert!(lsm_unconfined(None));
+        assert!(lsm_unconfined(Some("unconfined")));
+        assert!(lsm_unconfined(Some("unconfined (unconfined)")));
+        assert!(lsm_unconfined(Some("system_u:system_r:spc_t:s0")));
+        assert!(lsm_unconfined(Some("unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023")));
+        assert!(!lsm_unconfined(Some("system_u:system_r:container_t:s0:c123,c456")));
+        assert!(!lsm_unconfined(Some("docker-default (enforce)")));
+        assert!(!lsm_unconfined(Some("cri-containerd.apparmor.d (enforce)")));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(from_status(3, "not a status file", None, HOST_BND).is_err());
+        assert!(from_status(3, "", None, HOST_BND).is_err());
+    }
+
+    #[test]
+    fn a_vanished_process_is_none() {
+        // pid_max is at most 2^22, so this pid never exists.
+        assert!(matches!(read_pid(i32::MAX, HOST_BND), Ok(None)));
+        assert!(matches!(read_cgroup(Path::new("/nonexistent/cgroup"), HOST_BND), Ok(None)));
+    }
+}
