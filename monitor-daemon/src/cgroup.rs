@@ -109,6 +109,107 @@ pub fn all_cgroup_ids(mount: &Path) -> Vec<u64> {
     ids
 }
 
+/// A cgroup known to the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupEntry {
+    /// Path relative to the cgroup2 mount, starting with `/` (lossy UTF-8 for odd names).
+    pub path: String,
+    /// Who runs there.
+    pub identity: crate::attribution::Identity,
+    /// The directory is gone (the container exited); what was observed is kept.
+    pub exited: bool,
+}
+
+/// What a scan changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScanChanges {
+    /// Ids seen for the first time.
+    pub added: Vec<u64>,
+    /// Ids whose directory disappeared.
+    pub exited: Vec<u64>,
+}
+
+/// cgroup id -> path and identity, for attributing what the kernel side keys by cgroup id.
+/// Filled by a scan at startup (so containers that already run are known), rescanned when an
+/// unknown id shows up (at most once per `min_rescan`), and never forgets: cgroups that
+/// disappear are marked exited.
+#[derive(Debug)]
+pub struct CgroupIndex {
+    mount: PathBuf,
+    by_id: std::collections::HashMap<u64, CgroupEntry>,
+    last_scan: Option<Instant>,
+    min_rescan: Duration,
+    max_depth: usize,
+}
+
+impl CgroupIndex {
+    /// An empty index over the cgroup2 mount; call [`CgroupIndex::scan`] to fill it.
+    pub fn new(mount: PathBuf) -> Self {
+        Self { mount, by_id: Default::default(), last_scan: None, min_rescan: Duration::from_millis(200), max_depth: 32 }
+    }
+
+    /// The mount this index walks.
+    pub fn mount(&self) -> &Path {
+        &self.mount
+    }
+
+    /// Walks the hierarchy (bounded depth); vanishing directories are skipped.
+    pub fn scan(&mut self) -> ScanChanges {
+        let mut seen = std::collections::HashSet::new();
+        let mut changes = ScanChanges::default();
+        let mut stack = vec![(self.mount.clone(), 0usize)];
+        while let Some((dir, depth)) = stack.pop() {
+            let Ok(meta) = fs::metadata(&dir) else { continue };
+            let id = meta.ino();
+            seen.insert(id);
+            let rel = dir.strip_prefix(&self.mount).map(|r| format!("/{}", r.to_string_lossy())).unwrap_or_else(|_| "/".into());
+            let fresh = match self.by_id.get(&id) {
+                Some(e) => e.exited || e.path != rel,
+                None => true,
+            };
+            if fresh {
+                if !self.by_id.contains_key(&id) {
+                    changes.added.push(id);
+                }
+                let identity = crate::attribution::identify(&rel);
+                self.by_id.insert(id, CgroupEntry { path: rel, identity, exited: false });
+            }
+            if depth >= self.max_depth {
+                continue;
+            }
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push((entry.path(), depth + 1));
+                }
+            }
+        }
+        for (id, e) in self.by_id.iter_mut() {
+            if !e.exited && !seen.contains(id) {
+                e.exited = true;
+                changes.exited.push(*id);
+            }
+        }
+        changes.added.sort_unstable();
+        changes.exited.sort_unstable();
+        self.last_scan = Some(Instant::now());
+        changes
+    }
+
+    /// The entry of an id, rescanning once if it is unknown and the last scan is old enough.
+    pub fn lookup(&mut self, id: u64) -> Option<&CgroupEntry> {
+        if !self.by_id.contains_key(&id) && self.last_scan.is_none_or(|t| t.elapsed() >= self.min_rescan) {
+            self.scan();
+        }
+        self.by_id.get(&id)
+    }
+
+    /// Every known cgroup.
+    pub fn entries(&self) -> impl Iterator<Item = (&u64, &CgroupEntry)> {
+        self.by_id.iter()
+    }
+}
+
 /// A cgroup created for one recording, removed by [`RecordCgroup::remove`].
 #[derive(Debug)]
 pub struct RecordCgroup {
@@ -229,6 +330,37 @@ mod tests {
         assert_eq!(parse_cgroup2_mount(v1_only), None);
         assert_eq!(parse_cgroup2_mount(""), None);
         assert_eq!(parse_cgroup2_mount("garbage without separator\n"), None);
+    }
+
+    #[test]
+    fn index_finds_marks_exited_and_keeps() {
+        // The walk only needs directories: a temporary tree stands in for the cgroup2 mount.
+        let root = std::env::temp_dir().join(format!("capmon-index-test-{}", std::process::id()));
+        let hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let leaf = root.join("docker").join(hex);
+        fs::create_dir_all(&leaf).expect("mkdir");
+        let odd = root.join("with space\nand\u{7f}");
+        fs::create_dir_all(&odd).expect("mkdir odd");
+        let mut index = CgroupIndex::new(root.clone());
+        let changes = index.scan();
+        assert_eq!(changes.added.len(), 4, "{changes:?}");
+        let id = cgroup_id(&leaf).expect("ino");
+        let e = index.lookup(id).expect("known").clone();
+        assert_eq!(e.path, format!("/docker/{hex}"));
+        assert_eq!(e.identity.runtime, crate::attribution::Runtime::Docker);
+        assert_eq!(e.identity.container_id.as_deref(), Some(hex));
+        assert!(!e.exited);
+        fs::remove_dir(&leaf).expect("rmdir");
+        let changes = index.scan();
+        assert_eq!(changes.exited, vec![id]);
+        let e = index.lookup(id).expect("kept after exit");
+        assert!(e.exited);
+        // Unknown ids trigger at most one rescan per interval.
+        assert!(index.lookup(u64::MAX).is_none());
+        let t = index.last_scan;
+        assert!(index.lookup(u64::MAX - 1).is_none());
+        assert_eq!(index.last_scan, t, "no second rescan within the interval");
+        fs::remove_dir_all(&root).expect("cleanup");
     }
 
     #[test]
