@@ -32,7 +32,7 @@ pub mod counter {
     pub const SYSCALL_MAP_FULL: u32 = 2;
     /// `DENIALS` was full: a new (cgroup, syscall, errno) key could not be stored.
     pub const DENIAL_MAP_FULL: u32 = 3;
-    /// `bpf_get_stackid` failed (stack map full or hash collision): the check has no stack.
+    /// `bpf_get_stack` failed or `STACKS` was full: the check has no stack.
     pub const STACK_FAILED: u32 = 4;
     /// A refused check could not be held for its syscall's outcome (more than MAX_PENDING).
     pub const PENDING_OVERFLOW: u32 = 5;
@@ -81,16 +81,22 @@ pub struct CapKey {
     pub cap: u32,
     /// Result of `cap_capable`: 0 granted, negative errno when refused.
     pub ret: i32,
-    /// Kernel stack id in `STACKS`, or -1 when none could be taken.
-    pub stack_id: i32,
+    /// Hash of the kernel stack, the key of its frames in `STACKS`; [`NO_STACK`] when none
+    /// could be taken.
+    pub stack: u64,
     /// [`context`] bits.
     pub context: u32,
     /// For refused checks inside a syscall: the syscall's result, `-errno` when it failed or
     /// [`OUTCOME_SYSCALL_OK`]; else [`OUTCOME_NONE`].
     pub outcome: i32,
-    /// Explicit padding; always 0.
-    pub _pad: u32,
 }
+
+/// [`CapKey::stack`] when no stack could be taken.
+pub const NO_STACK: u64 = 0;
+
+/// Kernel frames kept per stack (innermost first; enough to pass the BPF and capability
+/// plumbing and reach the syscall entry).
+pub const STACK_DEPTH: usize = 24;
 
 /// First sighting of a [`CapKey`], with evidence: `kind` = [`kind::CAP_CHECK`].
 #[repr(C)]
@@ -148,10 +154,12 @@ pub struct PendingCheck {
     pub cap: u32,
     /// `cap_capable`'s result.
     pub ret: i32,
-    /// Stack id, or -1.
-    pub stack_id: i32,
+    /// Stack hash, or [`NO_STACK`].
+    pub stack: u64,
     /// [`context`] bits.
     pub context: u32,
+    /// Explicit padding; always 0.
+    pub _pad: u32,
 }
 
 /// `cap_capable`'s arguments, kept by the kprobe until the kretprobe sees the result.
@@ -226,9 +234,9 @@ const _: () = {
     assert!(core::mem::size_of::<CapKey>() == 32);
     assert!(core::mem::align_of::<CapKey>() == 8);
     assert!(core::mem::size_of::<CapEvent>() == 64);
-    assert!(core::mem::size_of::<PendingCheck>() == 16);
+    assert!(core::mem::size_of::<PendingCheck>() == 24);
     assert!(core::mem::size_of::<CapCacheEntry>() == 56);
-    assert!(core::mem::size_of::<TaskState>() == 24 + 16 * MAX_PENDING);
+    assert!(core::mem::size_of::<TaskState>() == 24 + 24 * MAX_PENDING);
     assert!(core::mem::size_of::<DenyKey>() == 16);
     assert!(core::mem::size_of::<DenyEvent>() == 48);
     assert!(core::mem::size_of::<SyscallBitmap>() == 64);

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{HashMap as AyaHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
+    maps::{HashMap as AyaHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, KProbe},
 };
 use monitor_common::{CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, SyscallBitmap, counter, kind};
@@ -222,6 +222,8 @@ impl Probes {
             // only the kernel side uses it.
             .allow_unsupported_maps()
             .override_global("SYSCALL_NR_OFFSET", &offset, true)
+            .override_global("EXECVE_NR", &u64::from(Arch::host().syscall_number("execve").unwrap_or(59)), true)
+            .override_global("EXECVEAT_NR", &u64::from(Arch::host().syscall_number("execveat").unwrap_or(322)), true)
             .override_global("REAL_CRED_OFFSET", &fields.real_cred, true)
             .override_global("SECCOMP_MODE_OFFSET", &fields.seccomp_mode, true)
             .load(EBPF_OBJECT)
@@ -376,10 +378,14 @@ impl Probes {
     }
 
     /// Kernel instruction pointers of a stack, innermost first.
-    pub fn stack(&self, stack_id: i32) -> Vec<u64> {
-        let Ok(id) = u32::try_from(stack_id) else { return Vec::new() };
-        let Ok(map) = self.map::<StackTraceMap<_>>("STACKS") else { return Vec::new() };
-        map.get(&id, 0).map(|s| s.frames().iter().map(|f| f.ip).collect()).unwrap_or_default()
+    pub fn stack(&self, stack: u64) -> Vec<u64> {
+        if stack == monitor_common::NO_STACK {
+            return Vec::new();
+        }
+        let Ok(map) = self.map::<AyaHashMap<_, u64, [u64; monitor_common::STACK_DEPTH]>>("STACKS") else {
+            return Vec::new();
+        };
+        map.get(&stack, 0).map(|frames| frames.iter().copied().take_while(|ip| *ip != 0).collect()).unwrap_or_default()
     }
 
     /// The loss counters, by name.
@@ -523,7 +529,7 @@ mod tests {
             pid: 10,
             tgid: 9,
             syscall_nr: 260,
-            key: CapKey { cgroup_id: 77, cap: 0, ret: 0, stack_id: 3, context: 0, outcome: 0, _pad: 0 },
+            key: CapKey { cgroup_id: 77, cap: 0, ret: 0, stack: 3, context: 0, outcome: 0 },
             comm: *b"chown\0\0\0\0\0\0\0\0\0\0\0",
         };
         assert_eq!(decode(&bytes_of(&cap)), Ok(Event::Cap(cap)));

@@ -20,8 +20,8 @@ pub struct Observed {
     pub cap_checks: Vec<(CapKey, u64)>,
     /// First sighting of each cap-check key (evidence).
     pub cap_events: HashMap<CapKey, CapEvent>,
-    /// Kernel frames (symbol names, innermost first) by stack id.
-    pub stacks: HashMap<i32, Vec<String>>,
+    /// Kernel frames (symbol names, innermost first) by stack hash.
+    pub stacks: HashMap<u64, Vec<String>>,
     /// Syscall numbers entered.
     pub syscalls: Vec<u32>,
     /// (cgroup, syscall, errno) -> count.
@@ -142,7 +142,7 @@ pub fn build(
     let mut classes: BTreeMap<CapClass, BTreeSet<u32>> = BTreeMap::new();
     let mut checks = Vec::new();
     for (key, count) in &observed.cap_checks {
-        let frames = observed.stacks.get(&key.stack_id).cloned().unwrap_or_default();
+        let frames = observed.stacks.get(&key.stack).cloned().unwrap_or_default();
         let frame_refs: Vec<&str> = frames.iter().map(String::as_str).collect();
         let facts = crate::classify::CheckFacts { ret: key.ret, context: key.context, outcome: key.outcome };
         let (class, reason) = classify(facts, &frame_refs);
@@ -280,9 +280,9 @@ pub fn render_text(r: &RecordReport) -> String {
 mod tests {
     use super::*;
 
-    fn key(cap: u32, ret: i32, stack_id: i32) -> CapKey {
+    fn key(cap: u32, ret: i32, stack: u64) -> CapKey {
         let outcome = if ret == 0 { 0 } else { -1 };
-        CapKey { cgroup_id: 42, cap, ret, stack_id, context: 0, outcome, _pad: 0 }
+        CapKey { cgroup_id: 42, cap, ret, stack, context: 0, outcome }
     }
 
     fn observed() -> Observed {

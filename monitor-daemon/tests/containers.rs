@@ -55,6 +55,11 @@ fn container_id() -> String {
 
 /// An OCI bundle whose rootfs holds busybox and its applets.
 fn bundle(args: &[&str], caps: &[String], cgroups_path: &str) -> PathBuf {
+    bundle_with(args, caps, cgroups_path, |_| {})
+}
+
+/// Like [`bundle`], with a last edit of the runtime spec.
+fn bundle_with(args: &[&str], caps: &[String], cgroups_path: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("capmon-bundle-{}", container_id()));
     let bin = dir.join("rootfs/bin");
     fs::create_dir_all(&bin).expect("mkdir rootfs");
@@ -88,6 +93,7 @@ fn bundle(args: &[&str], caps: &[String], cgroups_path: &str) -> PathBuf {
         .cloned()
         .collect();
     spec["linux"]["namespaces"] = namespaces.into();
+    edit(&mut spec);
     fs::write(&path, serde_json::to_string_pretty(&spec).expect("json")).expect("write config.json");
     dir
 }
@@ -199,4 +205,184 @@ fn runc_setup_checks_are_not_attributed_to_the_workload() {
         assert_eq!(c.comm, "chown", "{c:#?}");
     }
     assert_eq!(r.report.capabilities.used, vec!["CAP_CHOWN"], "{:#?}", r.report.capabilities.checks);
+}
+
+/// A container started in the background (`runc run` in the foreground of a child process).
+struct Running {
+    child: std::process::Child,
+    name: String,
+    bundle: PathBuf,
+    cgroup: PathBuf,
+    mount: PathBuf,
+    cgroup_id: u64,
+}
+
+impl Running {
+    fn start(args: &[&str], caps: &[String], cgroups_path: &str, edit: impl FnOnce(&mut Value)) -> Running {
+        let mount = capmon::cgroup::find_cgroup2_mount().expect("cgroup2 mount");
+        let cgroup = mount.join(cgroups_path.trim_start_matches('/'));
+        fs::create_dir_all(&cgroup).expect("create the container's cgroup");
+        let cgroup_id = capmon::cgroup::cgroup_id(&cgroup).expect("cgroup id");
+        let bundle = bundle_with(args, caps, cgroups_path, edit);
+        let name = bundle.file_name().expect("name").to_string_lossy().into_owned();
+        let child = Command::new("runc")
+            .arg("run")
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg(&name)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runc run");
+        Running { child, name, bundle, cgroup, mount, cgroup_id }
+    }
+
+    /// The first pid of the container once its workload runs (after runc's exec).
+    fn wait_for_workload(&self, comm: &str) -> i32 {
+        for _ in 0..200 {
+            let procs = fs::read_to_string(self.cgroup.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                if fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm) {
+                    return pid;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("no {comm} process appeared in {}", self.cgroup.display());
+    }
+
+    fn wait(self) -> Output {
+        let out = self.child.wait_with_output().expect("wait runc");
+        let _ = Command::new("runc").args(["delete", "--force", &self.name]).output();
+        let mut p: &Path = &self.cgroup;
+        while p != self.mount {
+            let _ = fs::remove_dir(p);
+            p = p.parent().expect("parent");
+        }
+        let _ = fs::remove_dir_all(&self.bundle);
+        out
+    }
+}
+
+fn docker_caps() -> Vec<String> {
+    DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+#[ignore = "needs root and runc: run `cargo xtask test`"]
+fn two_containers_side_by_side_are_attributed_to_the_right_identity() {
+    require_root_and_runc();
+    let mut rec = Recorder::start().expect("probes");
+    let docker_id = container_id();
+    let pod = "4f8e2a1c-7b3d-4e5f-9a0b-1c2d3e4f5a6b";
+    let k8s_id = container_id();
+    let a = Running::start(
+        &["/bin/sh", "-c", "chown 65534 /etc/hostname; sleep 1"],
+        &docker_caps(),
+        &format!("/capmon-test/docker/{docker_id}"),
+        |_| {},
+    );
+    let b = Running::start(
+        &["/bin/sh", "-c", "ping -c 1 127.0.0.1 > /dev/null; sleep 1"],
+        &docker_caps(),
+        &format!("/capmon-test/kubepods/burstable/pod{pod}/{k8s_id}"),
+        |_| {},
+    );
+    // Both run at the same time.
+    a.wait_for_workload("sleep");
+    b.wait_for_workload("sleep");
+    let mut index = capmon::cgroup::CgroupIndex::new(a.mount.clone());
+    index.scan();
+    let (a_id, b_id) = (a.cgroup_id, b.cgroup_id);
+    let ia = index.lookup(a_id).expect("a is indexed").identity.clone();
+    let ib = index.lookup(b_id).expect("b is indexed").identity.clone();
+    assert_eq!(ia.runtime, capmon::attribution::Runtime::Docker);
+    assert_eq!(ia.container_id.as_deref(), Some(docker_id.as_str()));
+    assert_eq!(ia.short_id.as_deref(), Some(&docker_id[..12]));
+    assert_eq!(ia.pod_uid, None);
+    assert_eq!(ib.runtime, capmon::attribution::Runtime::Cri);
+    assert_eq!(ib.container_id.as_deref(), Some(k8s_id.as_str()));
+    assert_eq!(ib.pod_uid.as_deref(), Some(pod));
+    assert_eq!(ib.qos, Some(capmon::attribution::QosClass::Burstable));
+    let (oa, ob) = (a.wait(), b.wait());
+    assert!(oa.status.success() && ob.status.success(), "{oa:?} {ob:?}");
+
+    let ra = report::build(Arch::host(), vec!["a".into()], 0, None, &rec.observe(a_id).expect("observe a"));
+    let rb = report::build(Arch::host(), vec!["b".into()], 0, None, &rec.observe(b_id).expect("observe b"));
+    assert_eq!(ra.capabilities.used, vec!["CAP_CHOWN"], "{:#?}", ra.capabilities.checks);
+    assert_eq!(rb.capabilities.used, vec!["CAP_NET_RAW"], "{:#?}", rb.capabilities.checks);
+    assert!(ra.syscalls.used.contains(&"fchownat".to_owned()) || ra.syscalls.used.contains(&"chown".to_owned()), "{:?}", ra.syscalls.used);
+    assert!(rb.syscalls.used.contains(&"socket".to_owned()), "{:?}", rb.syscalls.used);
+    assert!(!ra.syscalls.used.contains(&"socket".to_owned()), "b's socket leaked into a: {:?}", ra.syscalls.used);
+    assert!(!rb.syscalls.used.iter().any(|s| s == "fchownat" || s == "chown"), "a's chown leaked into b: {:?}", rb.syscalls.used);
+    assert!(ra.capabilities.checks.iter().all(|c| c.comm != "ping"));
+    assert!(rb.capabilities.checks.iter().all(|c| c.comm != "chown"));
+
+    // Both exited: still known, marked exited.
+    index.scan();
+    assert!(index.lookup(a_id).expect("kept").exited);
+    assert!(index.lookup(b_id).expect("kept").exited);
+}
+
+#[test]
+#[ignore = "needs root and runc: run `cargo xtask test`"]
+fn posture_flags_privileged_and_accepts_a_confined_container() {
+    require_root_and_runc();
+    let host = capmon::posture::host_bounding();
+    let all = Running::start(&["/bin/sleep", "1"], &all_caps(), &format!("/capmon-test/docker/{}", container_id()), |spec| {
+        spec["process"]["noNewPrivileges"] = false.into();
+    });
+    let pid = all.wait_for_workload("sleep");
+    let p = capmon::posture::read_pid(pid, host).expect("read").expect("alive");
+    let checks: Vec<&str> = p.findings.iter().map(|f| f.check).collect();
+    assert!(checks.contains(&"privileged"), "{checks:?}");
+    assert!(checks.contains(&"cap_sys_admin"), "{checks:?}");
+    assert!(checks.contains(&"no_new_privileges_off"), "{checks:?}");
+    assert!(checks.contains(&"seccomp_disabled"), "{checks:?}");
+    assert!(all.wait().status.success());
+
+    let confined = Running::start(&["/bin/sleep", "1"], &["CAP_CHOWN".to_owned()], &format!("/capmon-test/docker/{}", container_id()), |spec| {
+        spec["process"]["noNewPrivileges"] = true.into();
+        spec["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+            "syscalls": [{"names": ["kexec_load"], "action": "SCMP_ACT_ERRNO"}]
+        });
+    });
+    let pid = confined.wait_for_workload("sleep");
+    let p = capmon::posture::read_cgroup(&confined.cgroup, host).expect("read").expect("alive");
+    assert_eq!(p.effective, vec!["CAP_CHOWN"]);
+    assert_eq!(p.seccomp, capmon::posture::SeccompMode::Filter);
+    assert!(p.no_new_privs);
+    let checks: Vec<&str> = p.findings.iter().map(|f| f.check).collect();
+    for flagged in ["privileged", "cap_sys_admin", "seccomp_disabled", "no_new_privileges_off"] {
+        assert!(!checks.contains(&flagged), "{flagged} wrongly flagged: {checks:?} (pid {pid})");
+    }
+    assert!(confined.wait().status.success());
+}
+
+#[test]
+#[ignore = "needs root and runc: run `cargo xtask test`"]
+fn a_container_started_before_capmon_is_found_and_its_checks_count() {
+    require_root_and_runc();
+    let c = Running::start(
+        &["/bin/sh", "-c", "sleep 3; chown 65534 /etc/hostname"],
+        &docker_caps(),
+        &format!("/capmon-test/docker/{}", container_id()),
+        |_| {},
+    );
+    c.wait_for_workload("sleep");
+    // capmon starts after the container: the startup scan finds it, and its cgroup counts as
+    // past its runtime setup although its exec happened before the probes.
+    let mut rec = Recorder::start().expect("probes");
+    let mut index = capmon::cgroup::CgroupIndex::new(c.mount.clone());
+    index.scan();
+    let id = c.cgroup_id;
+    assert_eq!(index.lookup(id).expect("found by the startup scan").identity.runtime, capmon::attribution::Runtime::Docker);
+    let out = c.wait();
+    assert!(out.status.success(), "{out:?}");
+    let r = report::build(Arch::host(), vec!["c".into()], 0, None, &rec.observe(id).expect("observe"));
+    assert_eq!(r.capabilities.used, vec!["CAP_CHOWN"], "{:#?}", r.capabilities.checks);
+    index.scan();
+    assert!(index.lookup(id).expect("kept").exited);
 }

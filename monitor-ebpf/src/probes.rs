@@ -5,14 +5,15 @@ use aya_ebpf::{
     },
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
-        generated::{bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_task_storage_get},
+        generated::{bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_get_stack, bpf_task_storage_get},
     },
     macros::{btf_map, btf_tracepoint, kprobe, kretprobe, map},
-    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
-    programs::{BtfTracePointContext, ProbeContext, RetProbeContext, tracing::StackIdContext},
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{BtfTracePointContext, ProbeContext, RetProbeContext},
+    EbpfContext,
 };
 use monitor_common::{
-    KprobeArgs, CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, MAX_PENDING, OUTCOME_NONE, OUTCOME_SYSCALL_OK,
+    NO_STACK, STACK_DEPTH, KprobeArgs, CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, MAX_PENDING, OUTCOME_NONE, OUTCOME_SYSCALL_OK,
     PendingCheck, SYSCALL_BITMAP_BITS, SYSCALL_BITMAP_WORDS, SyscallBitmap, TaskState, context,
     counter, kind,
 };
@@ -28,6 +29,12 @@ const SECCOMP_MODE_FILTER: i32 = 2;
 /// aarch64). Set by the loader for the host architecture.
 #[unsafe(no_mangle)]
 static SYSCALL_NR_OFFSET: Global<u64> = Global::new(120);
+/// Syscall numbers of `execve` and `execveat` on the host architecture, set by the loader.
+#[unsafe(no_mangle)]
+static EXECVE_NR: Global<u64> = Global::new(59);
+#[unsafe(no_mangle)]
+static EXECVEAT_NR: Global<u64> = Global::new(322);
+
 /// Offset of `real_cred` in `struct task_struct`, read from the kernel's BTF by the loader;
 /// 0 when unknown (then borrowed credentials are not detected).
 #[unsafe(no_mangle)]
@@ -62,22 +69,36 @@ impl<T> TaskStorage<T> {
         }
     }
 
-    /// The current task's value, created zeroed when `create` and absent.
+    /// The current task's value; when `init` is given and there is none, it is created with
+    /// that value.
     #[inline(always)]
-    fn current(&self, create: bool) -> Option<*mut T> {
-        let flags = if create { BPF_LOCAL_STORAGE_GET_F_CREATE as u64 } else { 0 };
-        // SAFETY: bpf_get_current_task_btf returns a trusted task pointer, as the helper needs.
+    fn current(&self, init: Option<&mut T>) -> Option<*mut T> {
+        let (flags, value) = match init {
+            Some(v) => (BPF_LOCAL_STORAGE_GET_F_CREATE as u64, core::ptr::from_mut(v).cast()),
+            None => (0, core::ptr::null_mut()),
+        };
+        // SAFETY: bpf_get_current_task_btf returns a trusted task pointer, as the helper needs;
+        // `value` is null or a valid value of the map's type.
         let p = unsafe {
             bpf_task_storage_get(
                 core::ptr::from_ref(self).cast_mut().cast(),
                 bpf_get_current_task_btf(),
-                core::ptr::null_mut(),
+                value,
                 flags,
             )
         };
         if p.is_null() { None } else { Some(p.cast()) }
     }
 }
+
+/// A task's state before its first syscall is seen: not inside one.
+const NEW_TASK: TaskState = TaskState {
+    syscall_nr: -1,
+    npending: 0,
+    own_cred: 0,
+    exec_cgroup: 0,
+    pending: [PendingCheck { cap: 0, ret: 0, stack: 0, context: 0, _pad: 0 }; MAX_PENDING],
+};
 
 /// Per-task syscall state: the syscall being executed and refused checks awaiting its outcome.
 #[btf_map]
@@ -87,9 +108,16 @@ static TASKS: TaskStorage<TaskState> = TaskStorage::new();
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
-/// Kernel stacks of capability checks, for telling no-audit checks apart in userspace.
+/// Kernel stacks of capability checks by a 64-bit hash of their frames, for telling no-audit
+/// checks apart in userspace. (A `BPF_MAP_TYPE_STACK_TRACE` map fails on bucket collisions,
+/// which become frequent once a host has a few hundred distinct stacks; a hash map keyed by a
+/// 64-bit hash practically never collides and only holds the stacks seen.)
 #[map]
-static STACKS: StackTrace = StackTrace::with_max_entries(8192, 0);
+static STACKS: HashMap<u64, [u64; STACK_DEPTH]> = HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+
+/// Per-CPU scratch space for `bpf_get_stack`.
+#[map]
+static STACK_SCRATCH: PerCpuArray<[u64; STACK_DEPTH]> = PerCpuArray::with_max_entries(1, 0);
 
 /// (cgroup, cap, result, stack, context, outcome) -> number of checks. Per-CPU so that counting
 /// needs no atomic read-modify-write (the bpf target has none); userspace sums the CPUs.
@@ -222,15 +250,33 @@ fn exec_seen(cgroup_id: u64) -> bool {
     true
 }
 
-#[inline(always)]
-fn take_stack<C: StackIdContext>(ctx: &C) -> i32 {
-    match ctx.get_stackid(&STACKS, 0) {
-        Ok(id) => id as i32,
-        Err(_) => {
-            bump(counter::STACK_FAILED);
-            -1
-        }
+/// Takes the kernel stack, stores it by hash, returns the hash ([`NO_STACK`] on failure).
+#[inline(never)]
+fn take_stack<C: EbpfContext>(ctx: &C) -> u64 {
+    let Some(buf) = STACK_SCRATCH.get_ptr_mut(0) else { return NO_STACK };
+    // SAFETY: `buf` is per-CPU map memory of exactly the size passed; the helper zero-fills
+    // what the stack does not use.
+    let n = unsafe {
+        bpf_get_stack(ctx.as_ptr(), buf.cast(), (STACK_DEPTH * 8) as u32, 0)
+    };
+    if n <= 0 {
+        bump(counter::STACK_FAILED);
+        return NO_STACK;
     }
+    // FNV-1a over the frames.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for i in 0..STACK_DEPTH {
+        // SAFETY: as above.
+        h = (h ^ unsafe { (*buf)[i] }).wrapping_mul(0x100_0000_01b3);
+    }
+    if h == NO_STACK {
+        h = 1;
+    }
+    // SAFETY: as above.
+    if STACKS.get_ptr(&h).is_none() && STACKS.insert(&h, unsafe { &*buf }, BPF_NOEXIST.into()).is_err() && STACKS.get_ptr(&h).is_none() {
+        bump(counter::STACK_FAILED);
+    }
+    h
 }
 
 /// Adds `delta` to `CAP_CHECKS[key]` (the key exists unless the map was full).
@@ -252,7 +298,7 @@ fn flush(key: &CapKey, delta: u64) {
 
 /// Counts a check that needs no syscall outcome, through `CAP_CACHE`.
 #[inline(always)]
-fn count_cached<C: StackIdContext>(ctx: &C, mut key: CapKey, syscall_nr: i32) {
+fn count_cached<C: EbpfContext>(ctx: &C, mut key: CapKey, syscall_nr: i32) {
     let h = key.cgroup_id
         ^ ((key.cap as u64) << 40)
         ^ ((key.ret as u32 as u64) << 20)
@@ -260,7 +306,7 @@ fn count_cached<C: StackIdContext>(ctx: &C, mut key: CapKey, syscall_nr: i32) {
         ^ key.context as u64;
     let slot = ((h ^ (h >> 13) ^ (h >> 29) ^ (h >> 43)) as u32) & (CAP_CACHE_SLOTS - 1);
     let Some(e) = CAP_CACHE.get_ptr_mut(slot) else {
-        key.stack_id = take_stack(ctx);
+        key.stack = take_stack(ctx);
         record_check(&key, syscall_nr);
         return;
     };
@@ -275,11 +321,11 @@ fn count_cached<C: StackIdContext>(ctx: &C, mut key: CapKey, syscall_nr: i32) {
             let hits = (*e).hits + 1;
             (*e).hits = hits;
             if hits & (hits - 1) == 0 {
-                let stack_id = take_stack(ctx);
-                if stack_id != (*e).key.stack_id {
+                let stack = take_stack(ctx);
+                if stack != (*e).key.stack {
                     flush(&(*e).key, (*e).delta);
                     (*e).delta = 0;
-                    (*e).key.stack_id = stack_id;
+                    (*e).key.stack = stack;
                     record_check(&(*e).key, syscall_nr);
                     return;
                 }
@@ -288,7 +334,7 @@ fn count_cached<C: StackIdContext>(ctx: &C, mut key: CapKey, syscall_nr: i32) {
             return;
         }
         flush(&(*e).key, (*e).delta);
-        key.stack_id = take_stack(ctx);
+        key.stack = take_stack(ctx);
         (*e).key = key;
         (*e).delta = 0;
         (*e).hits = 1;
@@ -366,9 +412,9 @@ pub fn cap_capable_return(ctx: RetProbeContext) -> u32 {
 
 /// One capability check, from either mode.
 #[inline(always)]
-fn check<C: StackIdContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_context: u32) {
+fn check<C: EbpfContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_context: u32) {
     let cgroup_id = cgroup_id();
-    let state = TASKS.current(false);
+    let state = TASKS.current(None);
     let mut ctx_bits = extra_context;
     // Own credentials? Compared with the task's real_cred, cached in its state (re-read only
     // when they differ: the task changed credentials, or borrowed someone else's).
@@ -406,10 +452,9 @@ fn check<C: StackIdContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_contex
         cgroup_id,
         cap: cap as u32,
         ret,
-        stack_id: -1,
+        stack: NO_STACK,
         context: ctx_bits,
         outcome: OUTCOME_NONE,
-        _pad: 0,
     };
     // A refused, audited check inside a syscall waits for the syscall's outcome: `denied` only
     // if the syscall then failed.
@@ -419,9 +464,9 @@ fn check<C: StackIdContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_contex
             unsafe {
                 let n = (*s).npending as usize;
                 if n < MAX_PENDING {
-                    let stack_id = take_stack(ctx);
+                    let stack = take_stack(ctx);
                     (*s).pending[n] =
-                        PendingCheck { cap: cap as u32, ret, stack_id, context: ctx_bits };
+                        PendingCheck { cap: cap as u32, ret, stack, context: ctx_bits, _pad: 0 };
                     (*s).npending = n as u32 + 1;
                     return;
                 }
@@ -447,7 +492,8 @@ fn try_sys_enter(ctx: &BtfTracePointContext) {
         return;
     }
     let nr = id as u32;
-    match TASKS.current(true) {
+    let mut fresh = NEW_TASK;
+    match TASKS.current(Some(&mut fresh)) {
         // SAFETY: task storage memory of the current task.
         Some(s) => unsafe {
             (*s).syscall_nr = nr as i32;
@@ -459,11 +505,19 @@ fn try_sys_enter(ctx: &BtfTracePointContext) {
     let word = (nr / 64) as usize & (SYSCALL_BITMAP_WORDS - 1);
     let bit = 1u64 << (nr % 64);
     let Some(cache) = BITMAP_CACHE.get_ptr_mut(0) else { return };
-    // SAFETY: per-CPU map memory; programs on one CPU do not interleave.
-    unsafe {
-        if (*cache).cgroup_id == cgroup_id && (*cache).bitmap.words[word] & bit != 0 {
-            return;
-        }
+    // SAFETY: per-CPU map memory; programs on one CPU do not interleave. Only cgroups past
+    // their first exec are ever cached.
+    let cached = unsafe { (*cache).cgroup_id == cgroup_id };
+    // SAFETY: as above.
+    if cached && unsafe { (*cache).bitmap.words[word] } & bit != 0 {
+        return;
+    }
+    // Syscalls of the container runtime's setup (before the workload's first exec) are not
+    // the workload's: they are not recorded, except the exec itself, which the workload's
+    // seccomp profile must allow.
+    let past_exec = cached || exec_seen(cgroup_id);
+    if !past_exec && nr != EXECVE_NR.load() as u32 && nr != EXECVEAT_NR.load() as u32 {
+        return;
     }
     let bitmap = match SYSCALLS.get_ptr_mut(&cgroup_id) {
         Some(p) => p,
@@ -486,8 +540,10 @@ fn try_sys_enter(ctx: &BtfTracePointContext) {
         if (*bitmap).words[word] & bit == 0 {
             (*bitmap).words[word] |= bit;
         }
-        (*cache).cgroup_id = cgroup_id;
-        (*cache).bitmap = *bitmap;
+        if past_exec {
+            (*cache).cgroup_id = cgroup_id;
+            (*cache).bitmap = *bitmap;
+        }
     }
 }
 
@@ -501,11 +557,12 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 fn try_sys_exit(ctx: &BtfTracePointContext) {
     let ret: i64 = ctx.arg(1);
-    let Some(state) = TASKS.current(false) else {
+    let Some(state) = TASKS.current(None) else {
         // A task never seen entering a syscall: it was inside one when the probes were
         // attached, or is a new thread returning from clone. Nothing can be judged; start
         // tracking it.
-        if TASKS.current(true).is_none() {
+        let mut fresh = NEW_TASK;
+        if TASKS.current(Some(&mut fresh)).is_none() {
             bump(counter::TASK_STORAGE_FAILED);
         }
         return;
@@ -576,10 +633,9 @@ fn finish_pending(state: *mut TaskState, syscall_nr: i32, ret: i64) {
             cgroup_id,
             cap: p.cap,
             ret: p.ret,
-            stack_id: p.stack_id,
+            stack: p.stack,
             context: p.context,
             outcome,
-            _pad: 0,
         };
         record_check(&key, syscall_nr);
     }
@@ -587,9 +643,23 @@ fn finish_pending(state: *mut TaskState, syscall_nr: i32, ret: i64) {
     unsafe { (*state).npending = 0 };
 }
 
+/// Whether a program that just started is a container runtime re-executing itself during
+/// setup (runc starts as `/proc/self/exe` = "exe", re-execs a sealed copy of itself = "runc",
+/// then renames itself "runc:[0:PARENT]" ...; crun, youki and runsc likewise), not a workload.
+#[inline(always)]
+fn is_runtime_comm(comm: &[u8; 16]) -> bool {
+    let starts = |p: &[u8]| comm.len() >= p.len() && &comm[..p.len()] == p;
+    let exact = |p: &[u8]| starts(p) && comm.get(p.len()).is_none_or(|b| *b == 0);
+    starts(b"runc") || exact(b"exe") || exact(b"crun") || exact(b"youki") || exact(b"runsc") || exact(b"conmon")
+}
+
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(_ctx: BtfTracePointContext) -> i32 {
-    // `trace_sched_process_exec(p, old_pid, bprm)`: the new program runs from now on.
+    // `trace_sched_process_exec(p, old_pid, bprm)`: the new program runs from now on. A
+    // runtime's own re-exec does not end its setup.
+    if is_runtime_comm(&comm()) {
+        return 0;
+    }
     let cgroup_id = cgroup_id();
     // SAFETY: lookup into map memory.
     if unsafe { EXEC_SEEN.get(&cgroup_id) }.is_none() {
