@@ -157,11 +157,10 @@ impl Btf {
             if name == field {
                 return Some((m.bit_offset, m.type_id));
             }
-            if name.is_empty() {
-                if let Some((off, ty)) = self.find(m.type_id, field) {
+            if name.is_empty()
+                && let Some((off, ty)) = self.find(m.type_id, field) {
                     return Some((m.bit_offset + off, ty));
                 }
-            }
         }
         None
     }
@@ -178,7 +177,7 @@ impl Btf {
             bits += u64::from(off);
             id = ty;
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             return Err(no());
         }
         Ok(bits / 8)
@@ -199,7 +198,7 @@ mod tests {
         };
         let st = strings.clone();
         let mut t = Vec::new();
-        let mut ty = |name: u32, kind: u32, vlen: u32, size: u32, extra: &[u32], t: &mut Vec<u8>| {
+        let ty = |name: u32, kind: u32, vlen: u32, size: u32, extra: &[u32], t: &mut Vec<u8>| {
             for v in [name, (kind << 24) | vlen, size].iter().chain(extra) {
                 t.extend_from_slice(&v.to_le_bytes());
             }

@@ -199,9 +199,9 @@ impl Recorder {
         observed.deny_events =
             self.deny_events.iter().filter(|(k, _)| k.cgroup_id == cgroup_id).map(|(k, v)| (*k, *v)).collect();
         for (key, _) in &observed.cap_checks {
-            if !observed.stacks.contains_key(&key.stack) {
+            if let std::collections::hash_map::Entry::Vacant(e) = observed.stacks.entry(key.stack) {
                 let frames = self.probes.stack(key.stack).into_iter().map(|ip| self.symbolizer.symbol(ip)).collect();
-                observed.stacks.insert(key.stack, frames);
+                e.insert(frames);
             }
         }
         Ok(observed)

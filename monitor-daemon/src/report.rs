@@ -229,7 +229,9 @@ pub fn render_text(r: &RecordReport) -> String {
     let _ = writeln!(out, "probes (not needed):  {}", list(&r.capabilities.probe));
     let _ = writeln!(out, "ignored (not the workload's): {}", list(&r.capabilities.ignored));
     // One line per capability and class; every site is in the JSON.
-    let mut groups: BTreeMap<(&str, CapClass), (u64, BTreeSet<String>, BTreeSet<&str>)> = BTreeMap::new();
+    /// Per (capability, class): total count, call sites, process names.
+    type Group<'a> = (u64, BTreeSet<String>, BTreeSet<&'a str>);
+    let mut groups: BTreeMap<(&str, CapClass), Group> = BTreeMap::new();
     for c in &r.capabilities.checks {
         let g = groups.entry((c.capability.as_str(), c.class)).or_default();
         g.0 += c.count;
