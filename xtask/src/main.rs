@@ -34,6 +34,12 @@ enum Task {
     },
     /// Set up if needed, build (release) and run the overhead benchmark as root.
     Bench,
+    /// Fuzz the cgroup path parser with cargo-fuzz (nightly), growing fuzz/corpus/identify.
+    Fuzz {
+        /// How long, in seconds.
+        #[arg(default_value_t = 60)]
+        seconds: u64,
+    },
     /// Set up if needed, then run every test tier: unit (no root), then privileged (real
     /// kernel, as root).
     Test {
@@ -102,6 +108,15 @@ fn main() -> ExitCode {
             std::process::exit(status.code().unwrap_or(1));
         }),
         Task::Test { unit_only } => test(unit_only),
+        Task::Fuzz { seconds } => setup::ensure().and_then(|()| {
+            let has_fuzz = Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
+            if !has_fuzz {
+                run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+            }
+            run(Command::new("cargo")
+                .current_dir(root().join("fuzz"))
+                .args(["+nightly", "fuzz", "run", "identify", "--", &format!("-max_total_time={seconds}")]))
+        }),
         Task::Bench => build().and_then(|_| {
             let bin = root().join("target/release/capmon-bench");
             let mut cmd = if is_root() { Command::new(&bin) } else {
