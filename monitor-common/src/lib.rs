@@ -187,6 +187,8 @@ pub struct TaskState {
     pub own_cred: u64,
     /// A cgroup this task was seen in after its first exec (the state never turns off).
     pub exec_cgroup: u64,
+    /// The task's cgroup when it entered the current syscall.
+    pub cgroup_id: u64,
     /// Refused checks of the current syscall.
     pub pending: [PendingCheck; MAX_PENDING],
 }
@@ -236,7 +238,7 @@ const _: () = {
     assert!(core::mem::size_of::<CapEvent>() == 64);
     assert!(core::mem::size_of::<PendingCheck>() == 24);
     assert!(core::mem::size_of::<CapCacheEntry>() == 56);
-    assert!(core::mem::size_of::<TaskState>() == 24 + 24 * MAX_PENDING);
+    assert!(core::mem::size_of::<TaskState>() == 32 + 24 * MAX_PENDING);
     assert!(core::mem::size_of::<DenyKey>() == 16);
     assert!(core::mem::size_of::<DenyEvent>() == 48);
     assert!(core::mem::size_of::<SyscallBitmap>() == 64);

@@ -97,6 +97,7 @@ const NEW_TASK: TaskState = TaskState {
     npending: 0,
     own_cred: 0,
     exec_cgroup: 0,
+    cgroup_id: 0,
     pending: [PendingCheck { cap: 0, ret: 0, stack: 0, context: 0, _pad: 0 }; MAX_PENDING],
 };
 
@@ -413,8 +414,14 @@ pub fn cap_capable_return(ctx: RetProbeContext) -> u32 {
 /// One capability check, from either mode.
 #[inline(always)]
 fn check<C: EbpfContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_context: u32) {
-    let cgroup_id = cgroup_id();
     let state = TASKS.current(None);
+    // Inside a syscall the cgroup read at its entry is still the task's (a task moves between
+    // cgroups by writing cgroup.procs, and the checks of that write itself come before it).
+    let cgroup_id = match state {
+        // SAFETY: task storage memory of the current task.
+        Some(s) if unsafe { (*s).syscall_nr } >= 0 => unsafe { (*s).cgroup_id },
+        _ => cgroup_id(),
+    };
     let mut ctx_bits = extra_context;
     // Own credentials? Compared with the task's real_cred, cached in its state (re-read only
     // when they differ: the task changed credentials, or borrowed someone else's).
@@ -492,16 +499,25 @@ fn try_sys_enter(ctx: &BtfTracePointContext) {
         return;
     }
     let nr = id as u32;
-    let mut fresh = NEW_TASK;
-    match TASKS.current(Some(&mut fresh)) {
+    let state = match TASKS.current(None) {
+        Some(s) => Some(s),
+        None => {
+            // First syscall seen of this task: create its state (the initial value is built
+            // only here, not on every syscall).
+            let mut fresh = NEW_TASK;
+            TASKS.current(Some(&mut fresh))
+        }
+    };
+    let cgroup_id = cgroup_id();
+    match state {
         // SAFETY: task storage memory of the current task.
         Some(s) => unsafe {
             (*s).syscall_nr = nr as i32;
             (*s).npending = 0;
+            (*s).cgroup_id = cgroup_id;
         },
         None => bump(counter::TASK_STORAGE_FAILED),
     }
-    let cgroup_id = cgroup_id();
     let word = (nr / 64) as usize & (SYSCALL_BITMAP_WORDS - 1);
     let bit = 1u64 << (nr % 64);
     let Some(cache) = BITMAP_CACHE.get_ptr_mut(0) else { return };
