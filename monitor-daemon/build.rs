@@ -13,10 +13,14 @@ fn fail(what: &str) -> ! {
 }
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let ebpf_dir = manifest_dir.join("../monitor-ebpf");
     println!("cargo:rerun-if-changed={}", ebpf_dir.display());
-    println!("cargo:rerun-if-changed={}", manifest_dir.join("../monitor-common/src").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("../monitor-common/src").display()
+    );
 
     let ok = |mut c: Command| c.output().map(|o| o.status.success()).unwrap_or(false);
     let mut rustc = Command::new("rustup");
@@ -38,7 +42,11 @@ fn main() {
     // SAFETY: the build script is single-threaded at this point.
     unsafe { env::set_var("RUSTC_BOOTSTRAP", "aya_ebpf") };
     let root_dir = ebpf_dir.to_str().expect("utf-8 path");
-    let package = aya_build::Package { name: "monitor-ebpf", root_dir, ..Default::default() };
+    let package = aya_build::Package {
+        name: "monitor-ebpf",
+        root_dir,
+        ..Default::default()
+    };
     if let Err(e) = aya_build::build_ebpf([package], aya_build::Toolchain::Custom("debian")) {
         eprintln!("error: building monitor-ebpf failed: {e:#}");
         eprintln!("hint: if the toolchain is incomplete, {SETUP_HINT}");

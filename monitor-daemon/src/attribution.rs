@@ -116,7 +116,13 @@ fn pod_uid(component: &str) -> Option<String> {
     };
     let uid = raw.replace('_', "-");
     let ok = uid.len() == 36
-        && uid.bytes().enumerate().all(|(i, b)| if [8, 13, 18, 23].contains(&i) { b == b'-' } else { b.is_ascii_hexdigit() });
+        && uid.bytes().enumerate().all(|(i, b)| {
+            if [8, 13, 18, 23].contains(&i) {
+                b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        });
     ok.then_some(uid.to_ascii_lowercase())
 }
 
@@ -134,7 +140,12 @@ fn qos_of(component: &str) -> Option<QosClass> {
 fn container_leaf(component: &str) -> Option<(Runtime, Role, &str)> {
     const SHAPES: &[(&str, &str, Runtime, Role)] = &[
         ("docker-", ".scope", Runtime::Docker, Role::Container),
-        ("cri-containerd-", ".scope", Runtime::Containerd, Role::Container),
+        (
+            "cri-containerd-",
+            ".scope",
+            Runtime::Containerd,
+            Role::Container,
+        ),
         ("crio-conmon-", ".scope", Runtime::CriO, Role::Conmon),
         ("crio-", ".scope", Runtime::CriO, Role::Container),
         ("crio-", "", Runtime::CriO, Role::Container),
@@ -144,7 +155,9 @@ fn container_leaf(component: &str) -> Option<(Runtime, Role, &str)> {
         ("libpod-", "", Runtime::Podman, Role::Container),
         ("runc-", ".scope", Runtime::Unknown, Role::Container),
     ];
-    SHAPES.iter().find_map(|(p, s, rt, role)| id_between(component, p, s).map(|id| (*rt, *role, id)))
+    SHAPES
+        .iter()
+        .find_map(|(p, s, rt, role)| id_between(component, p, s).map(|id| (*rt, *role, id)))
 }
 
 /// The identity of the cgroup at `path` (relative to the cgroup2 mount, starting with `/`).
@@ -160,8 +173,11 @@ pub fn identify(path: &str) -> Identity {
         path: path.to_owned(),
     };
     // Overlong components are kept as opaque placeholders: they match nothing.
-    let components: Vec<&str> =
-        path.split('/').filter(|c| !c.is_empty()).map(|c| if c.len() > MAX_COMPONENT { "?" } else { c }).collect();
+    let components: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(|c| if c.len() > MAX_COMPONENT { "?" } else { c })
+        .collect();
     if components.is_empty() || components == ["init.scope"] {
         return id;
     }
@@ -241,12 +257,20 @@ pub fn identify(path: &str) -> Identity {
         id.qos = Some(qos.unwrap_or(QosClass::Guaranteed));
         return id;
     }
-    if let Some(unit) = components.iter().rev().find(|c| c.ends_with(".service") || c.ends_with(".scope")) {
+    if let Some(unit) = components
+        .iter()
+        .rev()
+        .find(|c| c.ends_with(".service") || c.ends_with(".scope"))
+    {
         id.runtime = Runtime::Systemd;
         id.unit = Some((*unit).to_owned());
         return id;
     }
-    id.runtime = if in_kubepods { Runtime::Cri } else { Runtime::Unknown };
+    id.runtime = if in_kubepods {
+        Runtime::Cri
+    } else {
+        Runtime::Unknown
+    };
     id
 }
 
@@ -269,8 +293,24 @@ mod tests {
         unit: Option<&'static str>,
     }
 
-    fn c(path: String, runtime: Runtime, role: Role, id: Option<&'static str>, pod: bool, qos: Option<QosClass>, unit: Option<&'static str>) -> Case {
-        Case { path, runtime, role, id, pod, qos, unit }
+    fn c(
+        path: String,
+        runtime: Runtime,
+        role: Role,
+        id: Option<&'static str>,
+        pod: bool,
+        qos: Option<QosClass>,
+        unit: Option<&'static str>,
+    ) -> Case {
+        Case {
+            path,
+            runtime,
+            role,
+            id,
+            pod,
+            qos,
+            unit,
+        }
     }
 
     fn cases() -> Vec<Case> {
@@ -279,52 +319,316 @@ mod tests {
         use Runtime::*;
         vec![
             // Docker, cgroupfs and systemd drivers.
-            c(format!("/docker/{A}"), Docker, Container, Some(A), false, None, None),
-            c(format!("/system.slice/docker-{A}.scope"), Docker, Container, Some(A), false, None, None),
+            c(
+                format!("/docker/{A}"),
+                Docker,
+                Container,
+                Some(A),
+                false,
+                None,
+                None,
+            ),
+            c(
+                format!("/system.slice/docker-{A}.scope"),
+                Docker,
+                Container,
+                Some(A),
+                false,
+                None,
+                None,
+            ),
             // Docker in Docker: the inner container wins.
-            c(format!("/docker/{B}/docker/{A}"), Docker, Container, Some(A), false, None, None),
+            c(
+                format!("/docker/{B}/docker/{A}"),
+                Docker,
+                Container,
+                Some(A),
+                false,
+                None,
+                None,
+            ),
             // containerd through CRI, systemd driver, each QoS class.
-            c(format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice/cri-containerd-{A}.scope"), Containerd, Container, Some(A), true, Some(Burstable), None),
-            c(format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_US}.slice/cri-containerd-{A}.scope"), Containerd, Container, Some(A), true, Some(BestEffort), None),
-            c(format!("/kubepods.slice/kubepods-pod{UID_US}.slice/cri-containerd-{A}.scope"), Containerd, Container, Some(A), true, Some(Guaranteed), None),
+            c(
+                format!(
+                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice/cri-containerd-{A}.scope"
+                ),
+                Containerd,
+                Container,
+                Some(A),
+                true,
+                Some(Burstable),
+                None,
+            ),
+            c(
+                format!(
+                    "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_US}.slice/cri-containerd-{A}.scope"
+                ),
+                Containerd,
+                Container,
+                Some(A),
+                true,
+                Some(BestEffort),
+                None,
+            ),
+            c(
+                format!("/kubepods.slice/kubepods-pod{UID_US}.slice/cri-containerd-{A}.scope"),
+                Containerd,
+                Container,
+                Some(A),
+                true,
+                Some(Guaranteed),
+                None,
+            ),
             // Kubernetes with the cgroupfs driver: bare ids under pod<uid>.
-            c(format!("/kubepods/burstable/pod{UID}/{A}"), Cri, Container, Some(A), true, Some(Burstable), None),
-            c(format!("/kubepods/besteffort/pod{UID}/{A}"), Cri, Container, Some(A), true, Some(BestEffort), None),
-            c(format!("/kubepods/pod{UID}/{A}"), Cri, Container, Some(A), true, Some(Guaranteed), None),
+            c(
+                format!("/kubepods/burstable/pod{UID}/{A}"),
+                Cri,
+                Container,
+                Some(A),
+                true,
+                Some(Burstable),
+                None,
+            ),
+            c(
+                format!("/kubepods/besteffort/pod{UID}/{A}"),
+                Cri,
+                Container,
+                Some(A),
+                true,
+                Some(BestEffort),
+                None,
+            ),
+            c(
+                format!("/kubepods/pod{UID}/{A}"),
+                Cri,
+                Container,
+                Some(A),
+                true,
+                Some(Guaranteed),
+                None,
+            ),
             // CRI-O, container and conmon.
-            c(format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice/crio-{A}.scope"), CriO, Container, Some(A), true, Some(Burstable), None),
-            c(format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice/crio-conmon-{A}.scope"), CriO, Conmon, Some(A), true, Some(Burstable), None),
-            c(format!("/kubepods/burstable/pod{UID}/crio-{A}"), CriO, Container, Some(A), true, Some(Burstable), None),
+            c(
+                format!(
+                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice/crio-{A}.scope"
+                ),
+                CriO,
+                Container,
+                Some(A),
+                true,
+                Some(Burstable),
+                None,
+            ),
+            c(
+                format!(
+                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice/crio-conmon-{A}.scope"
+                ),
+                CriO,
+                Conmon,
+                Some(A),
+                true,
+                Some(Burstable),
+                None,
+            ),
+            c(
+                format!("/kubepods/burstable/pod{UID}/crio-{A}"),
+                CriO,
+                Container,
+                Some(A),
+                true,
+                Some(Burstable),
+                None,
+            ),
             // Docker as the Kubernetes runtime (dockershim / cri-dockerd), systemd driver.
-            c(format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_US}.slice/docker-{A}.scope"), Docker, Container, Some(A), true, Some(BestEffort), None),
+            c(
+                format!(
+                    "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_US}.slice/docker-{A}.scope"
+                ),
+                Docker,
+                Container,
+                Some(A),
+                true,
+                Some(BestEffort),
+                None,
+            ),
             // The pod's own cgroup.
-            c(format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice"), Cri, Pod, None, true, Some(Burstable), None),
-            c(format!("/kubepods/pod{UID}"), Cri, Pod, None, true, Some(Guaranteed), None),
+            c(
+                format!(
+                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice"
+                ),
+                Cri,
+                Pod,
+                None,
+                true,
+                Some(Burstable),
+                None,
+            ),
+            c(
+                format!("/kubepods/pod{UID}"),
+                Cri,
+                Pod,
+                None,
+                true,
+                Some(Guaranteed),
+                None,
+            ),
             // podman: systemd and cgroupfs managers, conmon, rootless, the inner `container`.
-            c(format!("/machine.slice/libpod-{A}.scope"), Podman, Container, Some(A), false, None, None),
-            c(format!("/machine.slice/libpod-{A}.scope/container"), Podman, Container, Some(A), false, None, None),
-            c(format!("/machine.slice/libpod-conmon-{A}.scope"), Podman, Conmon, Some(A), false, None, None),
-            c(format!("/libpod_parent/libpod-{A}"), Podman, Container, Some(A), false, None, None),
-            c(format!("/libpod_parent/libpod-conmon-{A}"), Podman, Conmon, Some(A), false, None, None),
-            c(format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{A}.scope"), Podman, Container, Some(A), false, None, None),
+            c(
+                format!("/machine.slice/libpod-{A}.scope"),
+                Podman,
+                Container,
+                Some(A),
+                false,
+                None,
+                None,
+            ),
+            c(
+                format!("/machine.slice/libpod-{A}.scope/container"),
+                Podman,
+                Container,
+                Some(A),
+                false,
+                None,
+                None,
+            ),
+            c(
+                format!("/machine.slice/libpod-conmon-{A}.scope"),
+                Podman,
+                Conmon,
+                Some(A),
+                false,
+                None,
+                None,
+            ),
+            c(
+                format!("/libpod_parent/libpod-{A}"),
+                Podman,
+                Container,
+                Some(A),
+                false,
+                None,
+                None,
+            ),
+            c(
+                format!("/libpod_parent/libpod-conmon-{A}"),
+                Podman,
+                Conmon,
+                Some(A),
+                false,
+                None,
+                None,
+            ),
+            c(
+                format!(
+                    "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{A}.scope"
+                ),
+                Podman,
+                Container,
+                Some(A),
+                false,
+                None,
+                None,
+            ),
             // kind (systemd driver inside a node container) and minikube (cgroupfs inside).
-            c(format!("/system.slice/docker-{B}.scope/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/kubelet-kubepods-burstable-pod{UID_US}.slice/cri-containerd-{A}.scope"), Containerd, Container, Some(A), true, Some(Burstable), None),
-            c(format!("/docker/{B}/kubepods/besteffort/pod{UID}/{A}"), Cri, Container, Some(A), true, Some(BestEffort), None),
+            c(
+                format!(
+                    "/system.slice/docker-{B}.scope/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/kubelet-kubepods-burstable-pod{UID_US}.slice/cri-containerd-{A}.scope"
+                ),
+                Containerd,
+                Container,
+                Some(A),
+                true,
+                Some(Burstable),
+                None,
+            ),
+            c(
+                format!("/docker/{B}/kubepods/besteffort/pod{UID}/{A}"),
+                Cri,
+                Container,
+                Some(A),
+                true,
+                Some(BestEffort),
+                None,
+            ),
             // The kind node itself.
-            c(format!("/system.slice/docker-{B}.scope"), Docker, Container, Some(B), false, None, None),
+            c(
+                format!("/system.slice/docker-{B}.scope"),
+                Docker,
+                Container,
+                Some(B),
+                false,
+                None,
+                None,
+            ),
             // systemd services, scopes and sessions.
-            c("/system.slice/nginx.service".into(), Systemd, Other, None, false, None, Some("nginx.service")),
-            c("/system.slice/system-getty.slice/getty@tty1.service".into(), Systemd, Other, None, false, None, Some("getty@tty1.service")),
-            c("/user.slice/user-1000.slice/session-3.scope".into(), Systemd, Other, None, false, None, Some("session-3.scope")),
+            c(
+                "/system.slice/nginx.service".into(),
+                Systemd,
+                Other,
+                None,
+                false,
+                None,
+                Some("nginx.service"),
+            ),
+            c(
+                "/system.slice/system-getty.slice/getty@tty1.service".into(),
+                Systemd,
+                Other,
+                None,
+                false,
+                None,
+                Some("getty@tty1.service"),
+            ),
+            c(
+                "/user.slice/user-1000.slice/session-3.scope".into(),
+                Systemd,
+                Other,
+                None,
+                false,
+                None,
+                Some("session-3.scope"),
+            ),
             // Plain runc: systemd driver, and a custom cgroupsPath with an id, or without.
-            c(format!("/system.slice/runc-{A}.scope"), Unknown, Container, Some(A), false, None, None),
-            c(format!("/mygroup/{A}"), Unknown, Container, Some(A), false, None, None),
-            c("/mygroup/web".into(), Unknown, Other, None, false, None, None),
+            c(
+                format!("/system.slice/runc-{A}.scope"),
+                Unknown,
+                Container,
+                Some(A),
+                false,
+                None,
+                None,
+            ),
+            c(
+                format!("/mygroup/{A}"),
+                Unknown,
+                Container,
+                Some(A),
+                false,
+                None,
+                None,
+            ),
+            c(
+                "/mygroup/web".into(),
+                Unknown,
+                Other,
+                None,
+                false,
+                None,
+                None,
+            ),
             // The host.
             c("/".into(), Host, Other, None, false, None, None),
             c("/init.scope".into(), Host, Other, None, false, None, None),
             // capmon's own recording cgroup.
-            c("/capmon-record-4242".into(), Unknown, Other, None, false, None, None),
+            c(
+                "/capmon-record-4242".into(),
+                Unknown,
+                Other,
+                None,
+                false,
+                None,
+                None,
+            ),
         ]
     }
 
@@ -337,8 +641,18 @@ mod tests {
             assert_eq!(id.runtime, case.runtime, "{}", case.path);
             assert_eq!(id.role, case.role, "{}", case.path);
             assert_eq!(id.container_id.as_deref(), case.id, "{}", case.path);
-            assert_eq!(id.short_id.as_deref(), case.id.map(|i| &i[..12]), "{}", case.path);
-            assert_eq!(id.pod_uid.as_deref(), case.pod.then_some(UID), "{}", case.path);
+            assert_eq!(
+                id.short_id.as_deref(),
+                case.id.map(|i| &i[..12]),
+                "{}",
+                case.path
+            );
+            assert_eq!(
+                id.pod_uid.as_deref(),
+                case.pod.then_some(UID),
+                "{}",
+                case.path
+            );
             assert_eq!(id.qos, case.qos, "{}", case.path);
             assert_eq!(id.unit.as_deref(), case.unit, "{}", case.path);
             assert_eq!(id.path, case.path);
@@ -350,7 +664,14 @@ mod tests {
         let long = format!("/{}", "a".repeat(100_000));
         assert_eq!(identify(&long).runtime, Runtime::Unknown);
         assert_eq!(identify(&long).path, long);
-        for odd in ["/with space/x", "/new\nline", "/\u{fffd}\u{fffd}/docker-zz.scope", "//", "/docker/", "/kubepods/pod/"] {
+        for odd in [
+            "/with space/x",
+            "/new\nline",
+            "/\u{fffd}\u{fffd}/docker-zz.scope",
+            "//",
+            "/docker/",
+            "/kubepods/pod/",
+        ] {
             let id = identify(odd);
             assert_eq!(id.path, odd);
             assert_eq!(id.container_id, None, "{odd:?}");

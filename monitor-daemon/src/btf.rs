@@ -38,7 +38,10 @@ struct Member {
 #[derive(Debug, Clone)]
 enum Type {
     /// struct or union.
-    Composite { name: u32, members: Vec<Member> },
+    Composite {
+        name: u32,
+        members: Vec<Member>,
+    },
     /// typedef, const, volatile, restrict, type_tag: refers to another type.
     Alias(u32),
     Other,
@@ -95,9 +98,9 @@ impl Btf {
             let kind = (info >> 24) & 0x1f;
             let kind_flag = info >> 31 == 1;
             let (extra, ty) = match kind {
-                1 | 14 | 17 => (4, Type::Other),                 // int, var, decl_tag
-                2 | 7 | 12 | 16 => (0, Type::Other),             // ptr, fwd, func, float
-                3 => (12, Type::Other),                          // array
+                1 | 14 | 17 => (4, Type::Other),     // int, var, decl_tag
+                2 | 7 | 12 | 16 => (0, Type::Other), // ptr, fwd, func, float
+                3 => (12, Type::Other),              // array
                 4 | 5 => {
                     let mut members = Vec::with_capacity(vlen);
                     for i in 0..vlen {
@@ -111,15 +114,19 @@ impl Btf {
                     }
                     (vlen * 12, Type::Composite { name, members })
                 }
-                6 | 13 => (vlen * 8, Type::Other),               // enum, func_proto
-                15 | 19 => (vlen * 12, Type::Other),             // datasec, enum64
+                6 | 13 => (vlen * 8, Type::Other), // enum, func_proto
+                15 | 19 => (vlen * 12, Type::Other), // datasec, enum64
                 8 | 9 | 10 | 11 | 18 => (0, Type::Alias(size_or_type)),
                 kind => return Err(BtfError::UnknownKind { id, kind }),
             };
             pos += extra;
             types.push(ty);
         }
-        let mut btf = Btf { strings, types, by_name: HashMap::new() };
+        let mut btf = Btf {
+            strings,
+            types,
+            by_name: HashMap::new(),
+        };
         for (id, t) in btf.types.iter().enumerate() {
             if let Type::Composite { name, .. } = t {
                 let n = btf.string(*name);
@@ -149,7 +156,8 @@ impl Btf {
 
     /// Bit offset of `field` in composite `id`, looking into anonymous members.
     fn find(&self, id: u32, field: &str) -> Option<(u32, u32)> {
-        let Some(Type::Composite { members, .. }) = self.types.get(self.resolve(id) as usize) else {
+        let Some(Type::Composite { members, .. }) = self.types.get(self.resolve(id) as usize)
+        else {
             return None;
         };
         for m in members {
@@ -158,9 +166,10 @@ impl Btf {
                 return Some((m.bit_offset, m.type_id));
             }
             if name.is_empty()
-                && let Some((off, ty)) = self.find(m.type_id, field) {
-                    return Some((m.bit_offset + off, ty));
-                }
+                && let Some((off, ty)) = self.find(m.type_id, field)
+            {
+                return Some((m.bit_offset + off, ty));
+            }
         }
         None
     }
@@ -194,7 +203,10 @@ mod tests {
         let mut strings = b"\0int\0inner\0a\0mode\0outer\0x\0y\0in\0p\0s\0".to_vec();
         let s = |name: &str, st: &[u8]| -> u32 {
             let pat = [name.as_bytes(), b"\0"].concat();
-            st.windows(pat.len()).position(|w| w == pat.as_slice()).map(|p| p as u32).expect("string")
+            st.windows(pat.len())
+                .position(|w| w == pat.as_slice())
+                .map(|p| p as u32)
+                .expect("string")
         };
         let st = strings.clone();
         let mut t = Vec::new();
@@ -206,7 +218,14 @@ mod tests {
         // 1: int
         ty(s("int", &st), 1, 0, 4, &[32], &mut t);
         // 2: struct inner { a @0, mode @32 }
-        ty(s("inner", &st), 4, 2, 8, &[s("a", &st), 1, 0, s("mode", &st), 1, 32], &mut t);
+        ty(
+            s("inner", &st),
+            4,
+            2,
+            8,
+            &[s("a", &st), 1, 0, s("mode", &st), 1, 32],
+            &mut t,
+        );
         // 3: anonymous union { y: int @0, in: inner @0 }
         ty(0, 5, 2, 8, &[s("y", &st), 1, 0, s("in", &st), 2, 0], &mut t);
         // 4: const inner
@@ -214,11 +233,37 @@ mod tests {
         // 5: ptr to 4
         ty(0, 2, 0, 4, &[], &mut t);
         // 6: struct outer { x @0, <anon union> @64, p @128, s @192 }
-        ty(s("outer", &st), 4, 4, 32, &[s("x", &st), 1, 0, 0, 3, 64, s("p", &st), 5, 128, s("s", &st), 2, 192], &mut t);
+        ty(
+            s("outer", &st),
+            4,
+            4,
+            32,
+            &[
+                s("x", &st),
+                1,
+                0,
+                0,
+                3,
+                64,
+                s("p", &st),
+                5,
+                128,
+                s("s", &st),
+                2,
+                192,
+            ],
+            &mut t,
+        );
         let mut out = Vec::new();
         out.extend_from_slice(&MAGIC.to_le_bytes());
         out.extend_from_slice(&[1, 0]);
-        for v in [24u32, 0, t.len() as u32, t.len() as u32, strings.len() as u32] {
+        for v in [
+            24u32,
+            0,
+            t.len() as u32,
+            t.len() as u32,
+            strings.len() as u32,
+        ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&t);
@@ -234,8 +279,14 @@ mod tests {
         assert_eq!(btf.offset_of("outer.in.mode"), Ok(12));
         assert_eq!(btf.offset_of("outer.p"), Ok(16));
         assert_eq!(btf.offset_of("outer.s.mode"), Ok(28));
-        assert_eq!(btf.offset_of("outer.nope"), Err(BtfError::NoField("outer.nope".into())));
-        assert_eq!(btf.offset_of("missing.x"), Err(BtfError::NoField("missing.x".into())));
+        assert_eq!(
+            btf.offset_of("outer.nope"),
+            Err(BtfError::NoField("outer.nope".into()))
+        );
+        assert_eq!(
+            btf.offset_of("missing.x"),
+            Err(BtfError::NoField("missing.x".into()))
+        );
     }
 
     #[test]

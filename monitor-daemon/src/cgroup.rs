@@ -46,7 +46,9 @@ fn unescape_mountinfo(field: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'\\'
             && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
         {
             let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(v);
@@ -65,12 +67,16 @@ pub fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
     let mut fallback = None;
     for line in mountinfo.lines() {
         // id parent major:minor root mount-point options [optional...] - fstype source super
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         if right.split_whitespace().next() != Some("cgroup2") {
             continue;
         }
         let fields: Vec<&str> = left.split_whitespace().collect();
-        let (Some(root), Some(mount_point)) = (fields.get(3), fields.get(4)) else { continue };
+        let (Some(root), Some(mount_point)) = (fields.get(3), fields.get(4)) else {
+            continue;
+        };
         let mount_point = PathBuf::from(unescape_mountinfo(mount_point));
         if *root == "/" {
             return Some(mount_point);
@@ -97,9 +103,13 @@ pub fn all_cgroup_ids(mount: &Path) -> Vec<u64> {
     let mut ids = Vec::new();
     let mut stack = vec![mount.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(meta) = fs::metadata(&dir) else { continue };
+        let Ok(meta) = fs::metadata(&dir) else {
+            continue;
+        };
         ids.push(meta.ino());
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(entry.path());
@@ -145,7 +155,13 @@ pub struct CgroupIndex {
 impl CgroupIndex {
     /// An empty index over the cgroup2 mount; call [`CgroupIndex::scan`] to fill it.
     pub fn new(mount: PathBuf) -> Self {
-        Self { mount, by_id: Default::default(), last_scan: None, min_rescan: Duration::from_millis(200), max_depth: 32 }
+        Self {
+            mount,
+            by_id: Default::default(),
+            last_scan: None,
+            min_rescan: Duration::from_millis(200),
+            max_depth: 32,
+        }
     }
 
     /// The mount this index walks.
@@ -159,10 +175,15 @@ impl CgroupIndex {
         let mut changes = ScanChanges::default();
         let mut stack = vec![(self.mount.clone(), 0usize)];
         while let Some((dir, depth)) = stack.pop() {
-            let Ok(meta) = fs::metadata(&dir) else { continue };
+            let Ok(meta) = fs::metadata(&dir) else {
+                continue;
+            };
             let id = meta.ino();
             seen.insert(id);
-            let rel = dir.strip_prefix(&self.mount).map(|r| format!("/{}", r.to_string_lossy())).unwrap_or_else(|_| "/".into());
+            let rel = dir
+                .strip_prefix(&self.mount)
+                .map(|r| format!("/{}", r.to_string_lossy()))
+                .unwrap_or_else(|_| "/".into());
             let fresh = match self.by_id.get(&id) {
                 Some(e) => e.exited || e.path != rel,
                 None => true,
@@ -172,12 +193,21 @@ impl CgroupIndex {
                     changes.added.push(id);
                 }
                 let identity = crate::attribution::identify(&rel);
-                self.by_id.insert(id, CgroupEntry { path: rel, identity, exited: false });
+                self.by_id.insert(
+                    id,
+                    CgroupEntry {
+                        path: rel,
+                        identity,
+                        exited: false,
+                    },
+                );
             }
             if depth >= self.max_depth {
                 continue;
             }
-            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
                     stack.push((entry.path(), depth + 1));
@@ -198,7 +228,11 @@ impl CgroupIndex {
 
     /// The entry of an id, rescanning once if it is unknown and the last scan is old enough.
     pub fn lookup(&mut self, id: u64) -> Option<&CgroupEntry> {
-        if !self.by_id.contains_key(&id) && self.last_scan.is_none_or(|t| t.elapsed() >= self.min_rescan) {
+        if !self.by_id.contains_key(&id)
+            && self
+                .last_scan
+                .is_none_or(|t| t.elapsed() >= self.min_rescan)
+        {
             self.scan();
         }
         self.by_id.get(&id)
@@ -311,17 +345,26 @@ mod tests {
 
     #[test]
     fn finds_cgroup2_in_hybrid_mode() {
-        assert_eq!(parse_cgroup2_mount(HYBRID), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            parse_cgroup2_mount(HYBRID),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
     }
 
     #[test]
     fn finds_cgroup2_on_unified_hosts() {
-        assert_eq!(parse_cgroup2_mount(UNIFIED), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(
+            parse_cgroup2_mount(UNIFIED),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
     }
 
     #[test]
     fn prefers_the_mount_of_the_root() {
-        assert_eq!(parse_cgroup2_mount(IN_CONTAINER), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(
+            parse_cgroup2_mount(IN_CONTAINER),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
     }
 
     #[test]
@@ -366,6 +409,9 @@ mod tests {
     #[test]
     fn escaped_mount_points() {
         let text = "40 26 0:30 / /mnt/cg\\040two rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(parse_cgroup2_mount(text), Some(PathBuf::from("/mnt/cg two")));
+        assert_eq!(
+            parse_cgroup2_mount(text),
+            Some(PathBuf::from("/mnt/cg two"))
+        );
     }
 }

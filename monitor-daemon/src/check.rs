@@ -38,20 +38,36 @@ impl Check {
     pub fn render(&self) -> String {
         let mut out = String::new();
         for i in &self.items {
-            let mark = if i.ok { "ok  " } else if i.required { "FAIL" } else { "--  " };
+            let mark = if i.ok {
+                "ok  "
+            } else if i.required {
+                "FAIL"
+            } else {
+                "--  "
+            };
             out.push_str(&format!("[{mark}] {:<24} {}\n", i.name, i.detail));
         }
         out.push_str(&format!(
             "probe mode: {}\n",
-            self.mode.unwrap_or("none (capmon cannot observe capability checks on this kernel)")
+            self.mode
+                .unwrap_or("none (capmon cannot observe capability checks on this kernel)")
         ));
-        out.push_str(if self.can_run() { "result: capmon can run here\n" } else { "result: capmon cannot run here\n" });
+        out.push_str(if self.can_run() {
+            "result: capmon can run here\n"
+        } else {
+            "result: capmon cannot run here\n"
+        });
         out
     }
 }
 
 fn item(name: &'static str, ok: bool, required: bool, detail: impl Into<String>) -> Item {
-    Item { name, ok, required, detail: detail.into() }
+    Item {
+        name,
+        ok,
+        required,
+        detail: detail.into(),
+    }
 }
 
 /// Runs every check. With `try_load`, also loads and attaches the probes (needs root).
@@ -65,25 +81,47 @@ pub fn run(try_load: bool) -> Check {
     let btf = Btf::from_sys_fs();
     items.push(match &btf {
         Ok(_) => item("BTF", true, true, "/sys/kernel/btf/vmlinux"),
-        Err(e) => item("BTF", false, true, format!("cannot read /sys/kernel/btf/vmlinux: {e}; needs CONFIG_DEBUG_INFO_BTF=y")),
+        Err(e) => item(
+            "BTF",
+            false,
+            true,
+            format!("cannot read /sys/kernel/btf/vmlinux: {e}; needs CONFIG_DEBUG_INFO_BTF=y"),
+        ),
     });
     let has_hook = |name: &str| {
-        btf.as_ref().map(|b| b.id_by_type_name_kind(&format!("btf_trace_{name}"), BtfKind::Typedef).is_ok()).unwrap_or(false)
+        btf.as_ref()
+            .map(|b| {
+                b.id_by_type_name_kind(&format!("btf_trace_{name}"), BtfKind::Typedef)
+                    .is_ok()
+            })
+            .unwrap_or(false)
     };
     let cap_tp = has_hook("cap_capable");
     items.push(item(
         "tracepoint cap_capable",
         cap_tp,
         false,
-        if cap_tp { "present (Linux >= 6.14)" } else { "absent (added in Linux 6.14)" },
+        if cap_tp {
+            "present (Linux >= 6.14)"
+        } else {
+            "absent (added in Linux 6.14)"
+        },
     ));
     for hook in ["sys_enter", "sys_exit"] {
         let ok = has_hook(hook);
         items.push(item(
-            if hook == "sys_enter" { "tracepoint sys_enter" } else { "tracepoint sys_exit" },
+            if hook == "sys_enter" {
+                "tracepoint sys_enter"
+            } else {
+                "tracepoint sys_exit"
+            },
             ok,
             true,
-            if ok { "present" } else { "absent: syscalls cannot be observed" },
+            if ok {
+                "present"
+            } else {
+                "absent: syscalls cannot be observed"
+            },
         ));
     }
     let kprobes = crate::probes::kprobes_available();
@@ -91,28 +129,58 @@ pub fn run(try_load: bool) -> Check {
         "kprobes",
         kprobes,
         false,
-        if kprobes { "available" } else { "not available (CONFIG_KPROBES unset); only needed without the cap_capable tracepoint" },
+        if kprobes {
+            "available"
+        } else {
+            "not available (CONFIG_KPROBES unset); only needed without the cap_capable tracepoint"
+        },
     ));
     items.push(match cgroup::find_cgroup2_mount() {
         Ok(p) => item("cgroup2 mount", true, true, p.display().to_string()),
         Err(e) => item("cgroup2 mount", false, true, e.to_string()),
     });
     let root = nix::unistd::geteuid().is_root();
-    let needed = [caps::Capability::CAP_BPF, caps::Capability::CAP_PERFMON, caps::Capability::CAP_SYS_ADMIN];
+    let needed = [
+        caps::Capability::CAP_BPF,
+        caps::Capability::CAP_PERFMON,
+        caps::Capability::CAP_SYS_ADMIN,
+    ];
     let missing: Vec<String> = needed
         .iter()
         .filter(|c| !caps::has_cap(None, caps::CapSet::Effective, **c).unwrap_or(false))
         .map(|c| c.to_string())
         .collect();
     items.push(if missing.is_empty() {
-        item("privileges", true, true, format!("{} with CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN", if root { "root" } else { "not root" }))
+        item(
+            "privileges",
+            true,
+            true,
+            format!(
+                "{} with CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN",
+                if root { "root" } else { "not root" }
+            ),
+        )
     } else {
-        item("privileges", false, true, format!("missing {}: run as root", missing.join(", ")))
+        item(
+            "privileges",
+            false,
+            true,
+            format!("missing {}: run as root", missing.join(", ")),
+        )
     });
-    let mode = btf.as_ref().ok().and_then(crate::probes::ProbeMode::detect).map(|m| m.describe());
+    let mode = btf
+        .as_ref()
+        .ok()
+        .and_then(crate::probes::ProbeMode::detect)
+        .map(|m| m.describe());
     if try_load && missing.is_empty() && mode.is_some() {
         items.push(match Probes::attach() {
-            Ok(_) => item("load and attach", true, true, "all probes loaded and attached, then detached"),
+            Ok(_) => item(
+                "load and attach",
+                true,
+                true,
+                "all probes loaded and attached, then detached",
+            ),
             Err(e) => item("load and attach", false, true, e.to_string()),
         });
     }

@@ -103,7 +103,10 @@ pub fn base_symbol(sym: &str) -> &str {
 
 /// The first frame (innermost first) that is a known no-audit caller.
 pub fn noaudit_frame<'a>(frames: &[&'a str]) -> Option<&'a str> {
-    frames.iter().copied().find(|f| NOAUDIT_CALLERS.contains(&base_symbol(f)))
+    frames
+        .iter()
+        .copied()
+        .find(|f| NOAUDIT_CALLERS.contains(&base_symbol(f)))
 }
 
 /// What the kernel side knew about a check.
@@ -120,41 +123,69 @@ pub struct CheckFacts {
 /// Classifies a check; returns the class and why.
 pub fn classify(facts: CheckFacts, frames: &[&str]) -> (CapClass, String) {
     if facts.context & context::BORROWED_CRED != 0 {
-        return (CapClass::Ignored, "borrowed credentials (not the task's own real_cred)".into());
+        return (
+            CapClass::Ignored,
+            "borrowed credentials (not the task's own real_cred)".into(),
+        );
     }
     if facts.context & context::BEFORE_EXEC != 0 {
-        return (CapClass::Ignored, "before the first execve in the cgroup (runtime setup)".into());
+        return (
+            CapClass::Ignored,
+            "before the first execve in the cgroup (runtime setup)".into(),
+        );
     }
     if facts.context & context::NOAUDIT != 0 {
         return (CapClass::Probe, "no-audit check (CAP_OPT_NOAUDIT)".into());
     }
     if let Some(f) = noaudit_frame(frames) {
-        return (CapClass::Probe, format!("no-audit check from {}", base_symbol(f)));
+        return (
+            CapClass::Probe,
+            format!("no-audit check from {}", base_symbol(f)),
+        );
     }
     if facts.ret == 0 {
         if frames.is_empty() {
             // Kept as used, the safe side for recommendations: dropping it might break the
             // workload, keeping it only costs least privilege.
-            return (CapClass::Used, "granted (no kernel stack to rule out a no-audit check)".into());
+            return (
+                CapClass::Used,
+                "granted (no kernel stack to rule out a no-audit check)".into(),
+            );
         }
         return (CapClass::Used, "granted".into());
     }
     if facts.context & context::PENDING_OVERFLOW != 0 {
-        return (CapClass::Denied, "refused (syscall outcome not tracked: too many refusals in one syscall)".into());
+        return (
+            CapClass::Denied,
+            "refused (syscall outcome not tracked: too many refusals in one syscall)".into(),
+        );
     }
     if facts.context & context::NO_SYSCALL != 0 {
-        return (CapClass::Probe, "refused outside any observed syscall".into());
+        return (
+            CapClass::Probe,
+            "refused outside any observed syscall".into(),
+        );
     }
     match facts.outcome {
-        o if o == -libc::EPERM || o == -libc::EACCES => {
-            (CapClass::Denied, format!("refused, and the syscall failed with {}", crate::names::errno_name((-o) as u32)))
-        }
+        o if o == -libc::EPERM || o == -libc::EACCES => (
+            CapClass::Denied,
+            format!(
+                "refused, and the syscall failed with {}",
+                crate::names::errno_name((-o) as u32)
+            ),
+        ),
         OUTCOME_SYSCALL_OK => (CapClass::Probe, "refused, but the syscall succeeded".into()),
         o if o < 0 => (
             CapClass::Probe,
-            format!("refused, and the syscall failed with {} (not a permission error)", crate::names::errno_name((-o) as u32)),
+            format!(
+                "refused, and the syscall failed with {} (not a permission error)",
+                crate::names::errno_name((-o) as u32)
+            ),
         ),
-        _ => (CapClass::Probe, "refused; the syscall's outcome is unknown".into()),
+        _ => (
+            CapClass::Probe,
+            "refused; the syscall's outcome is unknown".into(),
+        ),
     }
 }
 
@@ -193,7 +224,11 @@ mod tests {
     const EPERM: i32 = -1;
 
     fn facts(ret: i32, context: u32, outcome: i32) -> CheckFacts {
-        CheckFacts { ret, context, outcome }
+        CheckFacts {
+            ret,
+            context,
+            outcome,
+        }
     }
 
     fn class(f: CheckFacts, frames: &[&str]) -> CapClass {
@@ -203,38 +238,77 @@ mod tests {
     #[test]
     fn mmap_reserve_check_is_a_probe_granted_or_not() {
         assert_eq!(class(facts(0, 0, 0), MMAP), CapClass::Probe);
-        assert_eq!(class(facts(EPERM, 0, OUTCOME_SYSCALL_OK), MMAP), CapClass::Probe);
+        assert_eq!(
+            class(facts(EPERM, 0, OUTCOME_SYSCALL_OK), MMAP),
+            CapClass::Probe
+        );
         assert_eq!(class(facts(EPERM, 0, -libc::EPERM), MMAP), CapClass::Probe);
         assert_eq!(noaudit_frame(MMAP), Some("cap_vm_enough_memory"));
-        assert_eq!(classify(facts(0, 0, 0), MMAP).1, "no-audit check from cap_vm_enough_memory");
+        assert_eq!(
+            classify(facts(0, 0, 0), MMAP).1,
+            "no-audit check from cap_vm_enough_memory"
+        );
     }
 
     #[test]
     fn audited_checks_are_used_or_denied_by_the_syscall_outcome() {
         assert_eq!(class(facts(0, 0, 0), CHOWN), CapClass::Used);
-        assert_eq!(class(facts(EPERM, 0, -libc::EPERM), CHOWN), CapClass::Denied);
-        assert_eq!(class(facts(EPERM, 0, -libc::EACCES), CHOWN), CapClass::Denied);
-        assert_eq!(classify(facts(EPERM, 0, -libc::EACCES), CHOWN).1, "refused, and the syscall failed with EACCES");
+        assert_eq!(
+            class(facts(EPERM, 0, -libc::EPERM), CHOWN),
+            CapClass::Denied
+        );
+        assert_eq!(
+            class(facts(EPERM, 0, -libc::EACCES), CHOWN),
+            CapClass::Denied
+        );
+        assert_eq!(
+            classify(facts(EPERM, 0, -libc::EACCES), CHOWN).1,
+            "refused, and the syscall failed with EACCES"
+        );
         // The kernel asked, was told no, and the syscall went on fine: a probe.
-        assert_eq!(class(facts(EPERM, 0, OUTCOME_SYSCALL_OK), CHOWN), CapClass::Probe);
-        assert_eq!(class(facts(EPERM, 0, -libc::ENOENT), CHOWN), CapClass::Probe);
-        assert_eq!(class(facts(EPERM, context::NO_SYSCALL, 0), CHOWN), CapClass::Probe);
-        assert_eq!(class(facts(EPERM, context::PENDING_OVERFLOW, 0), CHOWN), CapClass::Denied);
+        assert_eq!(
+            class(facts(EPERM, 0, OUTCOME_SYSCALL_OK), CHOWN),
+            CapClass::Probe
+        );
+        assert_eq!(
+            class(facts(EPERM, 0, -libc::ENOENT), CHOWN),
+            CapClass::Probe
+        );
+        assert_eq!(
+            class(facts(EPERM, context::NO_SYSCALL, 0), CHOWN),
+            CapClass::Probe
+        );
+        assert_eq!(
+            class(facts(EPERM, context::PENDING_OVERFLOW, 0), CHOWN),
+            CapClass::Denied
+        );
         assert_eq!(class(facts(0, 0, 0), &[]), CapClass::Used);
     }
 
     #[test]
     fn kprobe_mode_noaudit_flag_makes_a_probe_without_a_stack() {
         assert_eq!(class(facts(0, context::NOAUDIT, 0), &[]), CapClass::Probe);
-        assert_eq!(classify(facts(EPERM, context::NOAUDIT, 0), &[]).1, "no-audit check (CAP_OPT_NOAUDIT)");
+        assert_eq!(
+            classify(facts(EPERM, context::NOAUDIT, 0), &[]).1,
+            "no-audit check (CAP_OPT_NOAUDIT)"
+        );
     }
 
     #[test]
     fn borrowed_credentials_and_runtime_setup_are_ignored() {
-        assert_eq!(class(facts(0, context::BORROWED_CRED, 0), CHOWN), CapClass::Ignored);
-        assert_eq!(class(facts(EPERM, context::BEFORE_EXEC, 0), CHOWN), CapClass::Ignored);
+        assert_eq!(
+            class(facts(0, context::BORROWED_CRED, 0), CHOWN),
+            CapClass::Ignored
+        );
+        assert_eq!(
+            class(facts(EPERM, context::BEFORE_EXEC, 0), CHOWN),
+            CapClass::Ignored
+        );
         // Ignored wins over probe: it is not the workload's check at all.
-        assert_eq!(class(facts(0, context::BEFORE_EXEC, 0), MMAP), CapClass::Ignored);
+        assert_eq!(
+            class(facts(0, context::BEFORE_EXEC, 0), MMAP),
+            CapClass::Ignored
+        );
     }
 
     #[test]
@@ -242,14 +316,29 @@ mod tests {
         assert_eq!(call_site(&CHOWN[2..]), Some("chown_ok"));
         assert_eq!(call_site(&MMAP[2..]), Some("mmap_region"));
         assert_eq!(call_site(&["security_capable", "ns_capable"]), None);
-        assert_eq!(call_site(&["security_capable", "do_jit.isra.0"]), Some("do_jit"));
+        assert_eq!(
+            call_site(&["security_capable", "do_jit.isra.0"]),
+            Some("do_jit")
+        );
     }
 
     #[test]
     fn compiler_suffixes_are_ignored() {
-        assert_eq!(base_symbol("ns_capable_noaudit.isra.0"), "ns_capable_noaudit");
-        assert_eq!(class(facts(0, 0, 0), &["cap_capable", "has_ns_capability_noaudit.constprop.0"]), CapClass::Probe);
+        assert_eq!(
+            base_symbol("ns_capable_noaudit.isra.0"),
+            "ns_capable_noaudit"
+        );
+        assert_eq!(
+            class(
+                facts(0, 0, 0),
+                &["cap_capable", "has_ns_capability_noaudit.constprop.0"]
+            ),
+            CapClass::Probe
+        );
         // A similar name is not a match.
-        assert_eq!(class(facts(0, 0, 0), &["cap_capable", "ns_capable"]), CapClass::Used);
+        assert_eq!(
+            class(facts(0, 0, 0), &["cap_capable", "ns_capable"]),
+            CapClass::Used
+        );
     }
 }

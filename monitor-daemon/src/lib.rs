@@ -6,8 +6,8 @@
 
 pub mod attribution;
 pub mod btf;
-pub mod check;
 pub mod cgroup;
+pub mod check;
 pub mod classify;
 pub mod names;
 pub mod posture;

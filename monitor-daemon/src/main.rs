@@ -6,7 +6,11 @@ use capmon::{check, record, report};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "capmon", version, about = "Runtime capability and syscall monitor for Linux containers")]
+#[command(
+    name = "capmon",
+    version,
+    about = "Runtime capability and syscall monitor for Linux containers"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CAPMON_LOG_FORMAT")]
@@ -45,7 +49,9 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAPMON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -63,17 +69,31 @@ fn main() -> ExitCode {
         Command::Check => {
             let c = check::run(true);
             print!("{}", c.render());
-            if c.can_run() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if c.can_run() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
-        Command::Record { json, output_dir, command } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Command::Record {
+            json,
+            output_dir,
+            command,
+        } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("capmon: error: cannot start the async runtime: {e}");
                     return ExitCode::from(1);
                 }
             };
-            let opts = record::RecordOptions { command, output_dir };
+            let opts = record::RecordOptions {
+                command,
+                output_dir,
+            };
             match runtime.block_on(record::record(&opts)) {
                 Ok(r) => {
                     if json {
@@ -81,7 +101,10 @@ fn main() -> ExitCode {
                     } else {
                         eprint!("{}", report::render_text(&r));
                         if let Some(dir) = &opts.output_dir {
-                            eprintln!("\nwrote {0}/seccomp.json and {0}/report.json", dir.display());
+                            eprintln!(
+                                "\nwrote {0}/seccomp.json and {0}/report.json",
+                                dir.display()
+                            );
                         }
                     }
                     exit(r.exit_code)

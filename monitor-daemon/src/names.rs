@@ -65,7 +65,9 @@ pub fn capability_name(cap: u32) -> String {
 /// Capability number of `CAP_CHOWN`, `chown` or `cap_chown`.
 pub fn capability_number(name: &str) -> Option<u32> {
     let canonical = caps::to_canonical(name);
-    caps::Capability::from_str(&canonical).ok().map(|c| u32::from(c.index()))
+    caps::Capability::from_str(&canonical)
+        .ok()
+        .map(|c| u32::from(c.index()))
 }
 
 /// `EPERM` for 1, ...; `E<n>` for an unknown number.

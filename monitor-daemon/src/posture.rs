@@ -82,7 +82,10 @@ pub struct Posture {
 }
 
 fn names(mask: u64) -> Vec<String> {
-    (0..64u32).filter(|b| mask & (1u64 << b) != 0).map(capability_name).collect()
+    (0..64u32)
+        .filter(|b| mask & (1u64 << b) != 0)
+        .map(capability_name)
+        .collect()
 }
 
 /// Whether an LSM label means "not confined".
@@ -92,15 +95,23 @@ pub fn lsm_unconfined(label: Option<&str>) -> bool {
         Some(l) => {
             l == "unconfined"
                 || l.starts_with("unconfined ")
-                || l.split(':').nth(2).is_some_and(|t| matches!(t, "unconfined_t" | "spc_t" | "kernel_t"))
+                || l.split(':')
+                    .nth(2)
+                    .is_some_and(|t| matches!(t, "unconfined_t" | "spc_t" | "kernel_t"))
         }
     }
 }
 
 /// Builds the posture from a status text, an LSM label and the host's own bounding set (a
 /// container holding all of it is privileged).
-pub fn from_status(pid: i32, status: &str, lsm_label: Option<&str>, host_bounding: u64) -> Result<Posture, PostureError> {
-    let s = procfs_core::process::Status::from_read(status.as_bytes()).map_err(|source| PostureError::Parse { pid, source })?;
+pub fn from_status(
+    pid: i32,
+    status: &str,
+    lsm_label: Option<&str>,
+    host_bounding: u64,
+) -> Result<Posture, PostureError> {
+    let s = procfs_core::process::Status::from_read(status.as_bytes())
+        .map_err(|source| PostureError::Parse { pid, source })?;
     let bounding = s.capbnd.unwrap_or(0);
     let seccomp = match s.seccomp {
         Some(0) => SeccompMode::Disabled,
@@ -109,29 +120,49 @@ pub fn from_status(pid: i32, status: &str, lsm_label: Option<&str>, host_boundin
         _ => SeccompMode::Unknown,
     };
     let no_new_privs = s.nonewprivs == Some(1);
-    let label = lsm_label.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty());
+    let label = lsm_label
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty());
     let sys_admin = 1u64 << 21;
     let mut findings = Vec::new();
     if host_bounding != 0 && bounding & host_bounding == host_bounding {
-        findings.push(Finding { check: "privileged", detail: "holds every capability of the host's bounding set".into() });
+        findings.push(Finding {
+            check: "privileged",
+            detail: "holds every capability of the host's bounding set".into(),
+        });
     }
     if (s.capeff | bounding) & sys_admin != 0 {
-        findings.push(Finding { check: "cap_sys_admin", detail: "CAP_SYS_ADMIN is granted (nearly root)".into() });
+        findings.push(Finding {
+            check: "cap_sys_admin",
+            detail: "CAP_SYS_ADMIN is granted (nearly root)".into(),
+        });
     }
     if seccomp == SeccompMode::Disabled {
-        findings.push(Finding { check: "seccomp_disabled", detail: "no seccomp filter".into() });
+        findings.push(Finding {
+            check: "seccomp_disabled",
+            detail: "no seccomp filter".into(),
+        });
     }
     if lsm_unconfined(label.as_deref()) {
         findings.push(Finding {
             check: "lsm_unconfined",
-            detail: label.clone().map(|l| format!("LSM label {l}")).unwrap_or_else(|| "no LSM confinement".into()),
+            detail: label
+                .clone()
+                .map(|l| format!("LSM label {l}"))
+                .unwrap_or_else(|| "no LSM confinement".into()),
         });
     }
     if s.euid == 0 {
-        findings.push(Finding { check: "runs_as_root", detail: "effective uid 0".into() });
+        findings.push(Finding {
+            check: "runs_as_root",
+            detail: "effective uid 0".into(),
+        });
     }
     if !no_new_privs {
-        findings.push(Finding { check: "no_new_privileges_off", detail: "no_new_privs is not set".into() });
+        findings.push(Finding {
+            check: "no_new_privileges_off",
+            detail: "no_new_privs is not set".into(),
+        });
     }
     Ok(Posture {
         pid,
@@ -147,7 +178,10 @@ pub fn from_status(pid: i32, status: &str, lsm_label: Option<&str>, host_boundin
 }
 
 fn read_optional(path: &str) -> Option<String> {
-    fs::read_to_string(path).ok().map(|s| s.trim_end_matches(['\0', '\n']).to_owned()).filter(|s| !s.is_empty())
+    fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim_end_matches(['\0', '\n']).to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 /// The host's bounding set (that of PID 1), 0 when unreadable.
@@ -178,7 +212,12 @@ pub fn read_cgroup(cgroup_dir: &Path, host_bounding: u64) -> Result<Option<Postu
     let text = match fs::read_to_string(&procs) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(PostureError::Io { path: procs.display().to_string(), source }),
+        Err(source) => {
+            return Err(PostureError::Io {
+                path: procs.display().to_string(),
+                source,
+            });
+        }
     };
     for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
         if let Some(p) = read_pid(pid, host_bounding)? {
@@ -219,18 +258,48 @@ mod tests {
         assert_eq!(p.seccomp, SeccompMode::Disabled);
         assert!(!p.no_new_privs);
         assert!(p.effective.contains(&"CAP_SYS_ADMIN".to_owned()));
-        assert!(!p.effective.contains(&"CAP_SYS_RESOURCE".to_owned()), "this VM withholds it");
-        assert_eq!(checks(&p), vec!["privileged", "cap_sys_admin", "seccomp_disabled", "lsm_unconfined", "runs_as_root", "no_new_privileges_off"]);
+        assert!(
+            !p.effective.contains(&"CAP_SYS_RESOURCE".to_owned()),
+            "this VM withholds it"
+        );
+        assert_eq!(
+            checks(&p),
+            vec![
+                "privileged",
+                "cap_sys_admin",
+                "seccomp_disabled",
+                "lsm_unconfined",
+                "runs_as_root",
+                "no_new_privileges_off"
+            ]
+        );
     }
 
     #[test]
     fn docker_default_container() {
-        let p = from_status(7, &docker_default(), Some("docker-default (enforce)"), HOST_BND).expect("parse");
+        let p = from_status(
+            7,
+            &docker_default(),
+            Some("docker-default (enforce)"),
+            HOST_BND,
+        )
+        .expect("parse");
         assert_eq!(
             p.effective,
             vec![
-                "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
-                "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SYS_CHROOT", "CAP_MKNOD", "CAP_AUDIT_WRITE",
+                "CAP_CHOWN",
+                "CAP_DAC_OVERRIDE",
+                "CAP_FOWNER",
+                "CAP_FSETID",
+                "CAP_KILL",
+                "CAP_SETGID",
+                "CAP_SETUID",
+                "CAP_SETPCAP",
+                "CAP_NET_BIND_SERVICE",
+                "CAP_NET_RAW",
+                "CAP_SYS_CHROOT",
+                "CAP_MKNOD",
+                "CAP_AUDIT_WRITE",
                 "CAP_SETFCAP"
             ]
         );
@@ -246,8 +315,12 @@ mod tests {
         assert!(lsm_unconfined(Some("unconfined")));
         assert!(lsm_unconfined(Some("unconfined (unconfined)")));
         assert!(lsm_unconfined(Some("system_u:system_r:spc_t:s0")));
-        assert!(lsm_unconfined(Some("unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023")));
-        assert!(!lsm_unconfined(Some("system_u:system_r:container_t:s0:c123,c456")));
+        assert!(lsm_unconfined(Some(
+            "unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023"
+        )));
+        assert!(!lsm_unconfined(Some(
+            "system_u:system_r:container_t:s0:c123,c456"
+        )));
         assert!(!lsm_unconfined(Some("docker-default (enforce)")));
         assert!(!lsm_unconfined(Some("cri-containerd.apparmor.d (enforce)")));
     }
@@ -262,6 +335,9 @@ mod tests {
     fn a_vanished_process_is_none() {
         // pid_max is at most 2^22, so this pid never exists.
         assert!(matches!(read_pid(i32::MAX, HOST_BND), Ok(None)));
-        assert!(matches!(read_cgroup(Path::new("/nonexistent/cgroup"), HOST_BND), Ok(None)));
+        assert!(matches!(
+            read_cgroup(Path::new("/nonexistent/cgroup"), HOST_BND),
+            Ok(None)
+        ));
     }
 }

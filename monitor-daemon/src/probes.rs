@@ -18,7 +18,9 @@ use aya::{
     maps::{HashMap as AyaHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, KProbe},
 };
-use monitor_common::{CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, SyscallBitmap, counter, kind};
+use monitor_common::{
+    CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, SyscallBitmap, counter, kind,
+};
 
 use crate::names::Arch;
 
@@ -59,7 +61,10 @@ pub enum ProbeMode {
 impl ProbeMode {
     /// The mode this kernel supports, preferring the tracepoint; `None` when neither works.
     pub fn detect(btf: &Btf) -> Option<Self> {
-        if btf.id_by_type_name_kind("btf_trace_cap_capable", aya_obj::btf::BtfKind::Typedef).is_ok() {
+        if btf
+            .id_by_type_name_kind("btf_trace_cap_capable", aya_obj::btf::BtfKind::Typedef)
+            .is_ok()
+        {
             Some(ProbeMode::Tracepoint)
         } else if kprobes_available() {
             Some(ProbeMode::Kprobe)
@@ -90,8 +95,12 @@ impl ProbeMode {
     /// A one-line description for `capmon check`.
     pub fn describe(self) -> &'static str {
         match self {
-            ProbeMode::Tracepoint => "tp_btf (cap_capable, sys_enter, sys_exit and sched_process_exec BTF tracepoints)",
-            ProbeMode::Kprobe => "kprobe (kprobe + kretprobe on cap_capable; BTF tracepoints for syscalls and exec)",
+            ProbeMode::Tracepoint => {
+                "tp_btf (cap_capable, sys_enter, sys_exit and sched_process_exec BTF tracepoints)"
+            }
+            ProbeMode::Kprobe => {
+                "kprobe (kprobe + kretprobe on cap_capable; BTF tracepoints for syscalls and exec)"
+            }
         }
     }
 }
@@ -135,7 +144,10 @@ impl KernelOffsets {
                 0
             })
         };
-        Self { real_cred: get("task_struct.real_cred"), seccomp_mode: get("task_struct.seccomp.mode") }
+        Self {
+            real_cred: get("task_struct.real_cred"),
+            seccomp_mode: get("task_struct.seccomp.mode"),
+        }
     }
 }
 
@@ -143,16 +155,22 @@ impl KernelOffsets {
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// The kernel exposes no BTF.
-    #[error("cannot read kernel BTF from /sys/kernel/btf/vmlinux ({0}); capmon needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    #[error(
+        "cannot read kernel BTF from /sys/kernel/btf/vmlinux ({0}); capmon needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
     Btf(#[source] aya::BtfError),
     /// The object could not be loaded (usually: not root).
-    #[error("cannot load the eBPF object: {0} (capmon needs root: CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)")]
+    #[error(
+        "cannot load the eBPF object: {0} (capmon needs root: CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)"
+    )]
     Load(#[source] aya::EbpfError),
     /// A program is missing from the object (a build problem).
     #[error("the eBPF object has no program `{0}`")]
     MissingProgram(&'static str),
     /// Neither the cap_capable tracepoint nor kprobes are available.
-    #[error("this kernel has neither the capability:cap_capable tracepoint (Linux >= 6.14) nor kprobes (CONFIG_KPROBES): capability checks cannot be observed")]
+    #[error(
+        "this kernel has neither the capability:cap_capable tracepoint (Linux >= 6.14) nor kprobes (CONFIG_KPROBES): capability checks cannot be observed"
+    )]
     NoMode,
     /// A program failed to load or attach.
     #[error("cannot load or attach {program} to {hook}: {source}")]
@@ -208,10 +226,16 @@ impl Probes {
     pub fn load_mode(mode: ProbeMode) -> Result<Self, ProbeError> {
         // The kernel charges BPF memory to the memory cgroup (5.11+); raising RLIMIT_MEMLOCK is
         // only needed on older kernels and may be refused: not fatal.
-        let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        let rlim = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
         // SAFETY: plain syscall with a valid pointer.
         if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
-            tracing::debug!("cannot raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
+            tracing::debug!(
+                "cannot raise RLIMIT_MEMLOCK: {}",
+                std::io::Error::last_os_error()
+            );
         }
         let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
         let offset = syscall_nr_offset(Arch::host());
@@ -222,15 +246,29 @@ impl Probes {
             // only the kernel side uses it.
             .allow_unsupported_maps()
             .override_global("SYSCALL_NR_OFFSET", &offset, true)
-            .override_global("EXECVE_NR", &u64::from(Arch::host().syscall_number("execve").unwrap_or(59)), true)
-            .override_global("EXECVEAT_NR", &u64::from(Arch::host().syscall_number("execveat").unwrap_or(322)), true)
+            .override_global(
+                "EXECVE_NR",
+                &u64::from(Arch::host().syscall_number("execve").unwrap_or(59)),
+                true,
+            )
+            .override_global(
+                "EXECVEAT_NR",
+                &u64::from(Arch::host().syscall_number("execveat").unwrap_or(322)),
+                true,
+            )
             .override_global("REAL_CRED_OFFSET", &fields.real_cred, true)
             .override_global("SECCOMP_MODE_OFFSET", &fields.seccomp_mode, true)
             .load(EBPF_OBJECT)
             .map_err(ProbeError::Load)?;
         for &(program, hook) in mode.programs() {
-            let err = |source| ProbeError::Attach { program, hook, source };
-            let prog = ebpf.program_mut(program).ok_or(ProbeError::MissingProgram(program))?;
+            let err = |source| ProbeError::Attach {
+                program,
+                hook,
+                source,
+            };
+            let prog = ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::MissingProgram(program))?;
             match hook {
                 Hook::TpBtf(name) => {
                     let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
@@ -242,7 +280,11 @@ impl Probes {
                 }
             }
         }
-        let mut probes = Self { ebpf, mode, links: Vec::new() };
+        let mut probes = Self {
+            ebpf,
+            mode,
+            links: Vec::new(),
+        };
         // Cgroups that already exist are past their runtime setup: their first execve happened
         // before the probes were attached, so the kernel side cannot see it.
         match crate::cgroup::find_cgroup2_mount() {
@@ -254,7 +296,9 @@ impl Probes {
                     }
                 }
             }
-            Err(e) => tracing::warn!("{e}; checks in cgroups that already run may be classed as runtime setup"),
+            Err(e) => tracing::warn!(
+                "{e}; checks in cgroups that already run may be classed as runtime setup"
+            ),
         }
         Ok(probes)
     }
@@ -272,8 +316,15 @@ impl Probes {
             if self.links.iter().any(|(p, _)| *p == program) {
                 continue;
             }
-            let err = |source| ProbeError::Attach { program, hook, source };
-            let prog = self.ebpf.program_mut(program).ok_or(ProbeError::MissingProgram(program))?;
+            let err = |source| ProbeError::Attach {
+                program,
+                hook,
+                source,
+            };
+            let prog = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::MissingProgram(program))?;
             let link = match hook {
                 Hook::TpBtf(_) => {
                     let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
@@ -292,9 +343,22 @@ impl Probes {
     /// Detaches every program (they stay loaded, maps keep their contents).
     pub fn detach_all(&mut self) -> Result<(), ProbeError> {
         for (program, link) in self.links.drain(..).rev() {
-            let hook = self.mode.programs().iter().find(|(p, _)| *p == program).map(|(_, h)| *h).unwrap_or(Hook::TpBtf("?"));
-            let err = |source| ProbeError::Attach { program, hook, source };
-            let prog = self.ebpf.program_mut(program).ok_or(ProbeError::MissingProgram(program))?;
+            let hook = self
+                .mode
+                .programs()
+                .iter()
+                .find(|(p, _)| *p == program)
+                .map(|(_, h)| *h)
+                .unwrap_or(Hook::TpBtf("?"));
+            let err = |source| ProbeError::Attach {
+                program,
+                hook,
+                source,
+            };
+            let prog = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::MissingProgram(program))?;
             match link {
                 Link::Tp(link) => {
                     let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
@@ -313,7 +377,9 @@ impl Probes {
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
         let map = self.ebpf.take_map("EVENTS").ok_or(ProbeError::Map(
             "EVENTS",
-            aya::maps::MapError::InvalidName { name: "EVENTS".into() },
+            aya::maps::MapError::InvalidName {
+                name: "EVENTS".into(),
+            },
         ))?;
         RingBuf::try_from(map).map_err(|e| ProbeError::Map("EVENTS", e))
     }
@@ -331,7 +397,9 @@ impl Probes {
         }
         let cache: PerCpuArray<_, CapCacheEntry> = self.map("CAP_CACHE")?;
         for slot in 0..monitor_common::CAP_CACHE_SLOTS {
-            let entries = cache.get(&slot, 0).map_err(|e| ProbeError::Map("CAP_CACHE", e))?;
+            let entries = cache
+                .get(&slot, 0)
+                .map_err(|e| ProbeError::Map("CAP_CACHE", e))?;
             for e in entries.iter() {
                 if e.key.cgroup_id == cgroup_id && e.delta > 0 {
                     *counts.entry(e.key).or_default() += e.delta;
@@ -370,11 +438,14 @@ impl Probes {
     pub fn mark_exec_seen(&mut self, cgroup_id: u64) -> Result<(), ProbeError> {
         let map = self.ebpf.map_mut("EXEC_SEEN").ok_or(ProbeError::Map(
             "EXEC_SEEN",
-            aya::maps::MapError::InvalidName { name: "EXEC_SEEN".into() },
+            aya::maps::MapError::InvalidName {
+                name: "EXEC_SEEN".into(),
+            },
         ))?;
         let mut map: AyaHashMap<_, u64, u8> =
             AyaHashMap::try_from(map).map_err(|e| ProbeError::Map("EXEC_SEEN", e))?;
-        map.insert(cgroup_id, 1, 0).map_err(|e| ProbeError::Map("EXEC_SEEN", e))
+        map.insert(cgroup_id, 1, 0)
+            .map_err(|e| ProbeError::Map("EXEC_SEEN", e))
     }
 
     /// Kernel instruction pointers of a stack, innermost first.
@@ -382,10 +453,13 @@ impl Probes {
         if stack == monitor_common::NO_STACK {
             return Vec::new();
         }
-        let Ok(map) = self.map::<AyaHashMap<_, u64, [u64; monitor_common::STACK_DEPTH]>>("STACKS") else {
+        let Ok(map) = self.map::<AyaHashMap<_, u64, [u64; monitor_common::STACK_DEPTH]>>("STACKS")
+        else {
             return Vec::new();
         };
-        map.get(&stack, 0).map(|frames| frames.iter().copied().take_while(|ip| *ip != 0).collect()).unwrap_or_default()
+        map.get(&stack, 0)
+            .map(|frames| frames.iter().copied().take_while(|ip| *ip != 0).collect())
+            .unwrap_or_default()
     }
 
     /// The loss counters, by name.
@@ -402,7 +476,9 @@ impl Probes {
             ("task_storage_failed", counter::TASK_STORAGE_FAILED),
             ("kretprobe_unmatched", counter::KRETPROBE_UNMATCHED),
         ] {
-            let values = map.get(&index, 0).map_err(|e| ProbeError::Map("COUNTERS", e))?;
+            let values = map
+                .get(&index, 0)
+                .map_err(|e| ProbeError::Map("COUNTERS", e))?;
             out.insert(name, sum(&values));
         }
         Ok(out)
@@ -453,7 +529,11 @@ pub enum DecodeError {
 fn read_pod<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
     let expected = std::mem::size_of::<T>();
     if bytes.len() < expected {
-        return Err(DecodeError::Short { kind, len: bytes.len(), expected });
+        return Err(DecodeError::Short {
+            kind,
+            len: bytes.len(),
+            expected,
+        });
     }
     // SAFETY: length checked; T is a `#[repr(C)]` integer-only type (see monitor-common), so any
     // bit pattern is valid; read_unaligned copes with the buffer's alignment.
@@ -488,12 +568,18 @@ pub struct Symbolizer {
 impl Symbolizer {
     /// Reads `/proc/kallsyms` (addresses are only visible to root).
     pub fn from_kallsyms() -> std::io::Result<Self> {
-        Ok(Self { symbols: aya::util::kernel_symbols()?, cache: HashMap::new() })
+        Ok(Self {
+            symbols: aya::util::kernel_symbols()?,
+            cache: HashMap::new(),
+        })
     }
 
     /// A symbolizer over a given table (tests).
     pub fn from_table(symbols: BTreeMap<u64, String>) -> Self {
-        Self { symbols, cache: HashMap::new() }
+        Self {
+            symbols,
+            cache: HashMap::new(),
+        }
     }
 
     /// The function containing `ip`, or its address in hex.
@@ -518,8 +604,10 @@ mod tests {
 
     fn bytes_of<T>(v: &T) -> Vec<u8> {
         // SAFETY: reading the bytes of a plain-data value.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
-            .to_vec()
+        unsafe {
+            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        }
+        .to_vec()
     }
 
     #[test]
@@ -529,7 +617,14 @@ mod tests {
             pid: 10,
             tgid: 9,
             syscall_nr: 260,
-            key: CapKey { cgroup_id: 77, cap: 0, ret: 0, stack: 3, context: 0, outcome: 0 },
+            key: CapKey {
+                cgroup_id: 77,
+                cap: 0,
+                ret: 0,
+                stack: 3,
+                context: 0,
+                outcome: 0,
+            },
             comm: *b"chown\0\0\0\0\0\0\0\0\0\0\0",
         };
         assert_eq!(decode(&bytes_of(&cap)), Ok(Event::Cap(cap)));
@@ -539,7 +634,11 @@ mod tests {
             pid: 1,
             tgid: 1,
             _pad: 0,
-            key: DenyKey { cgroup_id: 5, syscall_nr: 268, errno: 1 },
+            key: DenyKey {
+                cgroup_id: 5,
+                syscall_nr: 268,
+                errno: 1,
+            },
             comm: [b'x'; 16],
         };
         assert_eq!(decode(&bytes_of(&deny)), Ok(Event::Deny(deny)));
@@ -551,14 +650,21 @@ mod tests {
         assert_eq!(decode(&[1, 0]), Err(DecodeError::NoHeader(2)));
         assert_eq!(
             decode(&[1, 0, 0, 0, 0]),
-            Err(DecodeError::Short { kind: 1, len: 5, expected: 64 })
+            Err(DecodeError::Short {
+                kind: 1,
+                len: 5,
+                expected: 64
+            })
         );
         assert_eq!(decode(&[9, 0, 0, 0]), Err(DecodeError::UnknownKind(9)));
     }
 
     #[test]
     fn symbolizes_to_the_enclosing_function() {
-        let table = BTreeMap::from([(0x1000, "cap_capable".to_owned()), (0x2000, "do_mmap".to_owned())]);
+        let table = BTreeMap::from([
+            (0x1000, "cap_capable".to_owned()),
+            (0x2000, "do_mmap".to_owned()),
+        ]);
         let mut s = Symbolizer::from_table(table);
         assert_eq!(s.symbol(0x1000), "cap_capable");
         assert_eq!(s.symbol(0x1fff), "cap_capable");

@@ -4,8 +4,7 @@
 
 use std::{
     ffi::CString,
-    fs,
-    io,
+    fs, io,
     os::unix::{ffi::OsStrExt, process::ExitStatusExt},
     path::{Path, PathBuf},
 };
@@ -107,7 +106,10 @@ pub struct RecordOptions {
 
 /// Makes sure `dir` exists and a file can be created in it.
 fn check_output_dir(dir: &Path) -> Result<(), RecordError> {
-    let err = |source| RecordError::OutputDir { path: dir.to_owned(), source };
+    let err = |source| RecordError::OutputDir {
+        path: dir.to_owned(),
+        source,
+    };
     fs::create_dir_all(dir).map_err(err)?;
     let probe = dir.join(format!(".capmon-write-test-{}", std::process::id()));
     fs::write(&probe, b"").map_err(err)?;
@@ -122,7 +124,10 @@ pub fn write_outputs(dir: &Path, report: &RecordReport) -> Result<(), RecordErro
         fs::write(&path, text + "\n").map_err(|source| RecordError::Write { path, source })
     };
     write("seccomp.json", report.seccomp_profile.to_json_pretty())?;
-    write("report.json", serde_json::to_string_pretty(report).unwrap_or_default())
+    write(
+        "report.json",
+        serde_json::to_string_pretty(report).unwrap_or_default(),
+    )
 }
 
 /// The probes, their ring buffer and a kernel symbolizer: observes any cgroup by id.
@@ -194,13 +199,26 @@ impl Recorder {
             undecodable: self.undecodable,
             ..Default::default()
         };
-        observed.cap_events =
-            self.cap_events.iter().filter(|(k, _)| k.cgroup_id == cgroup_id).map(|(k, v)| (*k, *v)).collect();
-        observed.deny_events =
-            self.deny_events.iter().filter(|(k, _)| k.cgroup_id == cgroup_id).map(|(k, v)| (*k, *v)).collect();
+        observed.cap_events = self
+            .cap_events
+            .iter()
+            .filter(|(k, _)| k.cgroup_id == cgroup_id)
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        observed.deny_events = self
+            .deny_events
+            .iter()
+            .filter(|(k, _)| k.cgroup_id == cgroup_id)
+            .map(|(k, v)| (*k, *v))
+            .collect();
         for (key, _) in &observed.cap_checks {
             if let std::collections::hash_map::Entry::Vacant(e) = observed.stacks.entry(key.stack) {
-                let frames = self.probes.stack(key.stack).into_iter().map(|ip| self.symbolizer.symbol(ip)).collect();
+                let frames = self
+                    .probes
+                    .stack(key.stack)
+                    .into_iter()
+                    .map(|ip| self.symbolizer.symbol(ip))
+                    .collect();
                 e.insert(frames);
             }
         }
@@ -210,7 +228,9 @@ impl Recorder {
 
 /// Runs the command under the probes and reports what it did.
 pub async fn record(opts: &RecordOptions) -> Result<RecordReport, RecordError> {
-    let Some(program) = opts.command.first() else { return Err(RecordError::NoCommand) };
+    let Some(program) = opts.command.first() else {
+        return Err(RecordError::NoCommand);
+    };
     if !nix::unistd::geteuid().is_root() {
         return Err(RecordError::NotRoot);
     }
@@ -224,8 +244,10 @@ pub async fn record(opts: &RecordOptions) -> Result<RecordReport, RecordError> {
     let mut recorder = Recorder::start()?;
     // SAFETY: the fd belongs to the recorder's ring buffer, which outlives `ready` (both live
     // until the end of this function and `ready` is declared after it).
-    let ready = unsafe { AsyncFd::register_with_interest(recorder.events_fd(), tokio::io::Interest::READABLE) }
-        .map_err(|e| RecordError::Io(e.into()))?;
+    let ready = unsafe {
+        AsyncFd::register_with_interest(recorder.events_fd(), tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| RecordError::Io(e.into()))?;
 
     let name = format!("capmon-record-{}", std::process::id());
     let cg = RecordCgroup::create(&mount, &name)?;
@@ -258,7 +280,10 @@ pub async fn record(opts: &RecordOptions) -> Result<RecordReport, RecordError> {
         Ok(child) => child,
         Err(source) => {
             let _ = cg.remove();
-            return Err(RecordError::Spawn { command: program.clone(), source });
+            return Err(RecordError::Spawn {
+                command: program.clone(),
+                source,
+            });
         }
     };
 
@@ -291,7 +316,13 @@ pub async fn record(opts: &RecordOptions) -> Result<RecordReport, RecordError> {
         (None, Some(sig)) => (128 + sig, Some(sig)),
         (None, None) => (1, None),
     };
-    let report = report::build(Arch::host(), opts.command.clone(), exit_code, signal, &observed);
+    let report = report::build(
+        Arch::host(),
+        opts.command.clone(),
+        exit_code,
+        signal,
+        &observed,
+    );
     if let Some(dir) = &opts.output_dir {
         write_outputs(dir, &report)?;
     }

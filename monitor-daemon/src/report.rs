@@ -121,13 +121,19 @@ pub struct RecordReport {
 }
 
 fn syscall_label(arch: Arch, nr: u32) -> String {
-    arch.syscall_name(nr).map(str::to_owned).unwrap_or_else(|| format!("syscall_{nr}"))
+    arch.syscall_name(nr)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("syscall_{nr}"))
 }
 
 /// Frames of interest: those below `cap_capable` (the tracepoint and BPF plumbing above it
 /// are dropped), clone suffixes removed.
 fn interesting_frames(frames: &[String]) -> Vec<String> {
-    let start = frames.iter().position(|f| base_symbol(f) == "cap_capable").map(|i| i + 1).unwrap_or(0);
+    let start = frames
+        .iter()
+        .position(|f| base_symbol(f) == "cap_capable")
+        .map(|i| i + 1)
+        .unwrap_or(0);
     frames[start..].iter().take(8).cloned().collect()
 }
 
@@ -144,7 +150,11 @@ pub fn build(
     for (key, count) in &observed.cap_checks {
         let frames = observed.stacks.get(&key.stack).cloned().unwrap_or_default();
         let frame_refs: Vec<&str> = frames.iter().map(String::as_str).collect();
-        let facts = crate::classify::CheckFacts { ret: key.ret, context: key.context, outcome: key.outcome };
+        let facts = crate::classify::CheckFacts {
+            ret: key.ret,
+            context: key.context,
+            outcome: key.outcome,
+        };
         let (class, reason) = classify(facts, &frame_refs);
         classes.entry(class).or_default().insert(key.cap);
         let event = observed.cap_events.get(key);
@@ -154,7 +164,8 @@ pub fn build(
             reason,
             result: if key.ret == 0 { "granted" } else { "refused" },
             count: *count,
-            noaudit_caller: crate::classify::noaudit_frame(&frame_refs).map(|f| base_symbol(f).to_owned()),
+            noaudit_caller: crate::classify::noaudit_frame(&frame_refs)
+                .map(|f| base_symbol(f).to_owned()),
             comm: event.map(|e| comm_str(&e.comm)).unwrap_or_default(),
             pid: event.map(|e| e.pid).unwrap_or_default(),
             syscall: event
@@ -168,14 +179,23 @@ pub fn build(
             stack: interesting_frames(&frames),
         });
     }
-    checks.sort_by(|a, b| (&a.capability, a.class, b.count).cmp(&(&b.capability, b.class, a.count)));
+    checks
+        .sort_by(|a, b| (&a.capability, a.class, b.count).cmp(&(&b.capability, b.class, a.count)));
     let names = |class| -> Vec<String> {
-        let mut v: Vec<String> =
-            classes.get(&class).into_iter().flatten().map(|c| capability_name(*c)).collect();
+        let mut v: Vec<String> = classes
+            .get(&class)
+            .into_iter()
+            .flatten()
+            .map(|c| capability_name(*c))
+            .collect();
         v.sort();
         v
     };
-    let mut used_syscalls: Vec<String> = observed.syscalls.iter().map(|nr| syscall_label(arch, *nr)).collect();
+    let mut used_syscalls: Vec<String> = observed
+        .syscalls
+        .iter()
+        .map(|nr| syscall_label(arch, *nr))
+        .collect();
     used_syscalls.sort();
     used_syscalls.dedup();
     let mut denied: Vec<Denial> = observed
@@ -190,8 +210,11 @@ pub fn build(
         })
         .collect();
     denied.sort_by(|a, b| (&a.name, &a.errno).cmp(&(&b.name, &b.errno)));
-    let mut lost: BTreeMap<String, u64> =
-        observed.counters.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+    let mut lost: BTreeMap<String, u64> = observed
+        .counters
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), *v))
+        .collect();
     lost.insert("undecodable_records".into(), observed.undecodable);
     RecordReport {
         command,
@@ -205,7 +228,10 @@ pub fn build(
             checks,
         },
         seccomp_profile: Profile::allow_only(arch, &used_syscalls),
-        syscalls: Syscalls { used: used_syscalls, denied },
+        syscalls: Syscalls {
+            used: used_syscalls,
+            denied,
+        },
         lost,
     }
 }
@@ -214,11 +240,21 @@ pub fn build(
 pub fn render_text(r: &RecordReport) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let list = |v: &[String]| if v.is_empty() { "(none)".to_owned() } else { v.join(", ") };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "(none)".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
     let _ = writeln!(out, "capmon record: {}", r.command.join(" "));
     match r.signal {
         Some(sig) => {
-            let _ = writeln!(out, "exit status: killed by signal {sig} (exit code {})", r.exit_code);
+            let _ = writeln!(
+                out,
+                "exit status: killed by signal {sig} (exit code {})",
+                r.exit_code
+            );
         }
         None => {
             let _ = writeln!(out, "exit status: {}", r.exit_code);
@@ -227,7 +263,11 @@ pub fn render_text(r: &RecordReport) -> String {
     let _ = writeln!(out, "\ncapabilities used:   {}", list(&r.capabilities.used));
     let _ = writeln!(out, "capabilities denied: {}", list(&r.capabilities.denied));
     let _ = writeln!(out, "probes (not needed):  {}", list(&r.capabilities.probe));
-    let _ = writeln!(out, "ignored (not the workload's): {}", list(&r.capabilities.ignored));
+    let _ = writeln!(
+        out,
+        "ignored (not the workload's): {}",
+        list(&r.capabilities.ignored)
+    );
     // One line per capability and class; every site is in the JSON.
     /// Per (capability, class): total count, call sites, process names.
     type Group<'a> = (u64, BTreeSet<String>, BTreeSet<&'a str>);
@@ -245,9 +285,18 @@ pub fn render_text(r: &RecordReport) -> String {
     }
     for ((cap, class), (count, sites, comms)) in &groups {
         let sites: Vec<&str> = sites.iter().map(String::as_str).collect();
-        let shown = if sites.len() > 3 { format!("{}, +{} more", sites[..3].join(", "), sites.len() - 3) } else { sites.join(", ") };
+        let shown = if sites.len() > 3 {
+            format!("{}, +{} more", sites[..3].join(", "), sites.len() - 3)
+        } else {
+            sites.join(", ")
+        };
         let comms: Vec<&str> = comms.iter().copied().collect();
-        let _ = writeln!(out, "  {cap:<22} {:<7} x{count:<6} by {}: {shown}", class.as_str(), comms.join(","));
+        let _ = writeln!(
+            out,
+            "  {cap:<22} {:<7} x{count:<6} by {}: {shown}",
+            class.as_str(),
+            comms.join(",")
+        );
     }
     let _ = writeln!(out, "\nsyscalls used ({}):", r.syscalls.used.len());
     let mut line = String::from(" ");
@@ -284,27 +333,82 @@ mod tests {
 
     fn key(cap: u32, ret: i32, stack: u64) -> CapKey {
         let outcome = if ret == 0 { 0 } else { -1 };
-        CapKey { cgroup_id: 42, cap, ret, stack, context: 0, outcome }
+        CapKey {
+            cgroup_id: 42,
+            cap,
+            ret,
+            stack,
+            context: 0,
+            outcome,
+        }
     }
 
     fn observed() -> Observed {
         let chown = key(0, 0, 1);
         let mmap = key(21, -1, 2);
-        let setup = CapKey { context: monitor_common::context::BEFORE_EXEC, ..key(12, 0, 1) };
+        let setup = CapKey {
+            context: monitor_common::context::BEFORE_EXEC,
+            ..key(12, 0, 1)
+        };
         let raw = key(13, -1, 3);
         let mut o = Observed {
             cap_checks: vec![(chown, 1), (mmap, 7), (raw, 2), (setup, 4)],
             syscalls: vec![0, 1, 59, 260, 231],
-            denials: vec![(DenyKey { cgroup_id: 42, syscall_nr: 268, errno: 1 }, 3)],
+            denials: vec![(
+                DenyKey {
+                    cgroup_id: 42,
+                    syscall_nr: 268,
+                    errno: 1,
+                },
+                3,
+            )],
             counters: BTreeMap::from([("ringbuf_full", 0), ("stack_failed", 0)]),
             ..Default::default()
         };
-        o.stacks.insert(1, ["bpf_trace_run5", "cap_capable", "security_capable", "capable_wrt_inode_uidgid", "chown_ok"].map(String::from).to_vec());
-        o.stacks.insert(2, ["cap_capable", "cap_vm_enough_memory", "security_vm_enough_memory_mm", "do_mmap"].map(String::from).to_vec());
-        o.stacks.insert(3, ["cap_capable", "security_capable", "ns_capable", "inet_create"].map(String::from).to_vec());
+        o.stacks.insert(
+            1,
+            [
+                "bpf_trace_run5",
+                "cap_capable",
+                "security_capable",
+                "capable_wrt_inode_uidgid",
+                "chown_ok",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        o.stacks.insert(
+            2,
+            [
+                "cap_capable",
+                "cap_vm_enough_memory",
+                "security_vm_enough_memory_mm",
+                "do_mmap",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        o.stacks.insert(
+            3,
+            [
+                "cap_capable",
+                "security_capable",
+                "ns_capable",
+                "inet_create",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
         o.cap_events.insert(
             chown,
-            CapEvent { kind: 1, pid: 7, tgid: 7, syscall_nr: 260, key: chown, comm: *b"chown\0\0\0\0\0\0\0\0\0\0\0" },
+            CapEvent {
+                kind: 1,
+                pid: 7,
+                tgid: 7,
+                syscall_nr: 260,
+                key: chown,
+                comm: *b"chown\0\0\0\0\0\0\0\0\0\0\0",
+            },
         );
         o
     }
@@ -316,27 +420,58 @@ mod tests {
         assert_eq!(r.capabilities.denied, vec!["CAP_NET_RAW"]);
         assert_eq!(r.capabilities.probe, vec!["CAP_SYS_ADMIN"]);
         assert_eq!(r.capabilities.ignored, vec!["CAP_NET_ADMIN"]);
-        let raw = r.capabilities.checks.iter().find(|c| c.capability == "CAP_NET_RAW").expect("raw");
+        let raw = r
+            .capabilities
+            .checks
+            .iter()
+            .find(|c| c.capability == "CAP_NET_RAW")
+            .expect("raw");
         assert_eq!(raw.reason, "refused, and the syscall failed with EPERM");
-        assert_eq!(r.syscalls.used, vec!["execve", "exit_group", "fchownat", "read", "write"]);
+        assert_eq!(
+            r.syscalls.used,
+            vec!["execve", "exit_group", "fchownat", "read", "write"]
+        );
         assert_eq!(
             r.syscalls.denied,
-            vec![Denial { name: "fchmodat".into(), number: 268, errno: "EPERM".into(), count: 3, comm: None }]
+            vec![Denial {
+                name: "fchmodat".into(),
+                number: 268,
+                errno: "EPERM".into(),
+                count: 3,
+                comm: None
+            }]
         );
         let chown = &r.capabilities.checks[0];
         assert_eq!(chown.capability, "CAP_CHOWN");
         assert_eq!(chown.comm, "chown");
         assert_eq!(chown.syscall.as_deref(), Some("fchownat"));
-        assert_eq!(chown.stack, vec!["security_capable", "capable_wrt_inode_uidgid", "chown_ok"]);
+        assert_eq!(
+            chown.stack,
+            vec!["security_capable", "capable_wrt_inode_uidgid", "chown_ok"]
+        );
         assert_eq!(chown.site.as_deref(), Some("chown_ok"));
-        let probe = r.capabilities.checks.iter().find(|c| c.class == CapClass::Probe).expect("probe");
-        assert_eq!(probe.noaudit_caller.as_deref(), Some("cap_vm_enough_memory"));
+        let probe = r
+            .capabilities
+            .checks
+            .iter()
+            .find(|c| c.class == CapClass::Probe)
+            .expect("probe");
+        assert_eq!(
+            probe.noaudit_caller.as_deref(),
+            Some("cap_vm_enough_memory")
+        );
         assert_eq!(r.seccomp_profile.syscalls[0].names, r.syscalls.used);
     }
 
     #[test]
     fn json_shape() {
-        let r = build(Arch::X86_64, vec!["chown".into(), "nobody".into()], 3, None, &observed());
+        let r = build(
+            Arch::X86_64,
+            vec!["chown".into(), "nobody".into()],
+            3,
+            None,
+            &observed(),
+        );
         let v = serde_json::to_value(&r).expect("json");
         assert_eq!(v["command"], serde_json::json!(["chown", "nobody"]));
         assert_eq!(v["exit_code"], 3);
@@ -352,11 +487,22 @@ mod tests {
         let r = build(Arch::X86_64, vec!["chown".into()], 0, None, &observed());
         let text = render_text(&r);
         assert!(text.contains("capabilities used:   CAP_CHOWN\n"), "{text}");
-        assert!(text.contains("capabilities denied: CAP_NET_RAW\n"), "{text}");
+        assert!(
+            text.contains("capabilities denied: CAP_NET_RAW\n"),
+            "{text}"
+        );
         assert!(text.contains("fchmodat             EPERM    x3"), "{text}");
         assert!(text.contains("syscalls used (5):"), "{text}");
-        assert!(text.contains("  CAP_CHOWN              used    x1      by chown: chown_ok (fchownat)\n"), "{text}");
-        assert!(text.contains("  CAP_SYS_ADMIN          probe   x7      by : do_mmap\n"), "{text}");
+        assert!(
+            text.contains(
+                "  CAP_CHOWN              used    x1      by chown: chown_ok (fchownat)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  CAP_SYS_ADMIN          probe   x7      by : do_mmap\n"),
+            "{text}"
+        );
         assert!(!text.contains("WARNING"), "{text}");
     }
 }

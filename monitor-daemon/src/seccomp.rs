@@ -161,7 +161,10 @@ mod tests {
     use super::*;
 
     fn fixture() -> String {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/docker-default-seccomp.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/docker-default-seccomp.json"
+        );
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
     }
 

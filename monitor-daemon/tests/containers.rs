@@ -9,20 +9,41 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use capmon::{names::Arch, record::Recorder, report::{self, RecordReport}};
+use capmon::{
+    names::Arch,
+    record::Recorder,
+    report::{self, RecordReport},
+};
 use serde_json::Value;
 
 /// Docker's default capability set.
 const DOCKER_DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
     "CAP_AUDIT_WRITE",
 ];
 
 fn require_root_and_runc() {
-    assert!(nix::unistd::geteuid().is_root(), "needs root: run `cargo xtask test` as root");
     assert!(
-        Command::new("runc").arg("--version").output().is_ok_and(|o| o.status.success()),
+        nix::unistd::geteuid().is_root(),
+        "needs root: run `cargo xtask test` as root"
+    );
+    assert!(
+        Command::new("runc")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
         "runc is not installed: `cargo xtask setup` installs it (Debian package runc)"
     );
 }
@@ -31,7 +52,10 @@ fn require_root_and_runc() {
 /// CAP_SYS_RESOURCE, which the VM withholds).
 fn all_caps() -> Vec<String> {
     let bounding = caps::read(None, caps::CapSet::Bounding).expect("read the bounding set");
-    assert!(bounding.contains(&caps::Capability::CAP_SYS_ADMIN), "this test needs CAP_SYS_ADMIN in the bounding set");
+    assert!(
+        bounding.contains(&caps::Capability::CAP_SYS_ADMIN),
+        "this test needs CAP_SYS_ADMIN in the bounding set"
+    );
     let mut caps: Vec<String> = bounding.into_iter().map(|c| c.to_string()).collect();
     caps.sort();
     caps
@@ -40,7 +64,12 @@ fn all_caps() -> Vec<String> {
 /// A unique 64-hex container id.
 fn container_id() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let seed = format!("{}-{}-{:?}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), std::time::SystemTime::now());
+    let seed = format!(
+        "{}-{}-{:?}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+    );
     let mut out = String::new();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     while out.len() < 64 {
@@ -59,7 +88,12 @@ fn bundle(args: &[&str], caps: &[String], cgroups_path: &str) -> PathBuf {
 }
 
 /// Like [`bundle`], with a last edit of the runtime spec.
-fn bundle_with(args: &[&str], caps: &[String], cgroups_path: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+fn bundle_with(
+    args: &[&str],
+    caps: &[String],
+    cgroups_path: &str,
+    edit: impl FnOnce(&mut Value),
+) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("capmon-bundle-{}", container_id()));
     let bin = dir.join("rootfs/bin");
     fs::create_dir_all(&bin).expect("mkdir rootfs");
@@ -67,14 +101,20 @@ fn bundle_with(args: &[&str], caps: &[String], cgroups_path: &str, edit: impl Fn
         fs::create_dir_all(dir.join("rootfs").join(d)).expect("mkdir");
     }
     fs::write(dir.join("rootfs/etc/hostname"), "capmon-test\n").expect("hostname");
-    fs::copy("/bin/busybox", bin.join("busybox")).expect("copy busybox (Debian package busybox-static)");
+    fs::copy("/bin/busybox", bin.join("busybox"))
+        .expect("copy busybox (Debian package busybox-static)");
     for applet in ["sh", "true", "cat", "ls", "ping", "chown", "touch", "sleep"] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("symlink");
     }
-    let out = Command::new("runc").args(["spec", "--bundle"]).arg(&dir).output().expect("runc spec");
+    let out = Command::new("runc")
+        .args(["spec", "--bundle"])
+        .arg(&dir)
+        .output()
+        .expect("runc spec");
     assert!(out.status.success(), "runc spec: {out:?}");
     let path = dir.join("config.json");
-    let mut spec: Value = serde_json::from_str(&fs::read_to_string(&path).expect("config.json")).expect("json");
+    let mut spec: Value =
+        serde_json::from_str(&fs::read_to_string(&path).expect("config.json")).expect("json");
     spec["process"]["terminal"] = false.into();
     spec["process"]["args"] = serde_json::json!(args);
     for set in ["bounding", "effective", "permitted"] {
@@ -94,7 +134,8 @@ fn bundle_with(args: &[&str], caps: &[String], cgroups_path: &str, edit: impl Fn
         .collect();
     spec["linux"]["namespaces"] = namespaces.into();
     edit(&mut spec);
-    fs::write(&path, serde_json::to_string_pretty(&spec).expect("json")).expect("write config.json");
+    fs::write(&path, serde_json::to_string_pretty(&spec).expect("json"))
+        .expect("write config.json");
     dir
 }
 
@@ -111,11 +152,29 @@ fn run(recorder: &mut Recorder, args: &[&str], caps: &[String], cgroups_path: &s
     fs::create_dir_all(&cg).expect("create the container's cgroup");
     let cgroup_id = capmon::cgroup::cgroup_id(&cg).expect("cgroup id");
     let dir = bundle(args, caps, cgroups_path);
-    let name = dir.file_name().expect("name").to_string_lossy().into_owned();
-    let output = Command::new("runc").arg("run").arg("--bundle").arg(&dir).arg(&name).output().expect("runc run");
-    let _ = Command::new("runc").args(["delete", "--force", &name]).output();
+    let name = dir
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let output = Command::new("runc")
+        .arg("run")
+        .arg("--bundle")
+        .arg(&dir)
+        .arg(&name)
+        .output()
+        .expect("runc run");
+    let _ = Command::new("runc")
+        .args(["delete", "--force", &name])
+        .output();
     let observed = recorder.observe(cgroup_id).expect("observe");
-    let report = report::build(Arch::host(), args.iter().map(|s| s.to_string()).collect(), output.status.code().unwrap_or(-1), None, &observed);
+    let report = report::build(
+        Arch::host(),
+        args.iter().map(|s| s.to_string()).collect(),
+        output.status.code().unwrap_or(-1),
+        None,
+        &observed,
+    );
     // runc removes the leaf; remove what is left of the path.
     let mut p: &Path = &cg;
     while p != mount {
@@ -123,11 +182,21 @@ fn run(recorder: &mut Recorder, args: &[&str], caps: &[String], cgroups_path: &s
         p = p.parent().expect("parent");
     }
     let _ = fs::remove_dir_all(&dir);
-    Run { output, report, cgroup_id }
+    Run {
+        output,
+        report,
+        cgroup_id,
+    }
 }
 
 fn classes_of<'a>(r: &'a RecordReport, cap: &str) -> Vec<&'a str> {
-    let mut v: Vec<&str> = r.capabilities.checks.iter().filter(|c| c.capability == cap).map(|c| c.class.as_str()).collect();
+    let mut v: Vec<&str> = r
+        .capabilities
+        .checks
+        .iter()
+        .filter(|c| c.capability == cap)
+        .map(|c| c.class.as_str())
+        .collect();
     v.sort();
     v.dedup();
     v
@@ -142,15 +211,51 @@ fn mmap_exec_without_sys_admin_is_a_probe_never_denied() {
     require_root_and_runc();
     let mut rec = Recorder::start().expect("probes");
     let caps: Vec<String> = DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
-    let r = run(&mut rec, MMAP_EXEC, &caps, &format!("/capmon-test/docker/{}", container_id()));
+    let r = run(
+        &mut rec,
+        MMAP_EXEC,
+        &caps,
+        &format!("/capmon-test/docker/{}", container_id()),
+    );
     assert!(r.output.status.success(), "{:?}", r.output);
     assert_eq!(String::from_utf8_lossy(&r.output.stdout), "capmon-test\n");
-    assert!(r.report.capabilities.probe.contains(&"CAP_SYS_ADMIN".to_owned()), "{:#?}", r.report.capabilities);
-    assert!(!r.report.capabilities.denied.contains(&"CAP_SYS_ADMIN".to_owned()), "{:#?}", r.report.capabilities);
-    assert!(!r.report.capabilities.used.contains(&"CAP_SYS_ADMIN".to_owned()), "{:#?}", r.report.capabilities);
+    assert!(
+        r.report
+            .capabilities
+            .probe
+            .contains(&"CAP_SYS_ADMIN".to_owned()),
+        "{:#?}",
+        r.report.capabilities
+    );
+    assert!(
+        !r.report
+            .capabilities
+            .denied
+            .contains(&"CAP_SYS_ADMIN".to_owned()),
+        "{:#?}",
+        r.report.capabilities
+    );
+    assert!(
+        !r.report
+            .capabilities
+            .used
+            .contains(&"CAP_SYS_ADMIN".to_owned()),
+        "{:#?}",
+        r.report.capabilities
+    );
     // The refused CAP_SYS_ADMIN checks came from the memory-reserve no-audit path.
-    let admin: Vec<_> = r.report.capabilities.checks.iter().filter(|c| c.capability == "CAP_SYS_ADMIN" && c.class.as_str() == "probe").collect();
-    assert!(admin.iter().any(|c| c.result == "refused" && c.noaudit_caller.as_deref() == Some("security_vm_enough_memory_mm")), "{admin:#?}");
+    let admin: Vec<_> = r
+        .report
+        .capabilities
+        .checks
+        .iter()
+        .filter(|c| c.capability == "CAP_SYS_ADMIN" && c.class.as_str() == "probe")
+        .collect();
+    assert!(
+        admin.iter().any(|c| c.result == "refused"
+            && c.noaudit_caller.as_deref() == Some("security_vm_enough_memory_mm")),
+        "{admin:#?}"
+    );
     assert!(r.cgroup_id > 1);
 }
 
@@ -159,11 +264,37 @@ fn mmap_exec_without_sys_admin_is_a_probe_never_denied() {
 fn mmap_exec_with_all_capabilities_does_not_use_sys_admin() {
     require_root_and_runc();
     let mut rec = Recorder::start().expect("probes");
-    let r = run(&mut rec, MMAP_EXEC, &all_caps(), &format!("/capmon-test/docker/{}", container_id()));
+    let r = run(
+        &mut rec,
+        MMAP_EXEC,
+        &all_caps(),
+        &format!("/capmon-test/docker/{}", container_id()),
+    );
     assert!(r.output.status.success(), "{:?}", r.output);
-    assert!(!r.report.capabilities.used.contains(&"CAP_SYS_ADMIN".to_owned()), "{:#?}", r.report.capabilities);
-    assert!(!r.report.capabilities.denied.contains(&"CAP_SYS_ADMIN".to_owned()), "{:#?}", r.report.capabilities);
-    assert_eq!(classes_of(&r.report, "CAP_SYS_ADMIN").iter().filter(|c| **c != "ignored").copied().collect::<Vec<_>>(), vec!["probe"]);
+    assert!(
+        !r.report
+            .capabilities
+            .used
+            .contains(&"CAP_SYS_ADMIN".to_owned()),
+        "{:#?}",
+        r.report.capabilities
+    );
+    assert!(
+        !r.report
+            .capabilities
+            .denied
+            .contains(&"CAP_SYS_ADMIN".to_owned()),
+        "{:#?}",
+        r.report.capabilities
+    );
+    assert_eq!(
+        classes_of(&r.report, "CAP_SYS_ADMIN")
+            .iter()
+            .filter(|c| **c != "ignored")
+            .copied()
+            .collect::<Vec<_>>(),
+        vec!["probe"]
+    );
 }
 
 #[test]
@@ -173,16 +304,53 @@ fn ping_uses_net_raw_when_granted_and_is_denied_without_it() {
     let mut rec = Recorder::start().expect("probes");
     let ping = ["/bin/ping", "-c", "1", "127.0.0.1"];
     let caps: Vec<String> = DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
-    let granted = run(&mut rec, &ping, &caps, &format!("/capmon-test/docker/{}", container_id()));
+    let granted = run(
+        &mut rec,
+        &ping,
+        &caps,
+        &format!("/capmon-test/docker/{}", container_id()),
+    );
     assert!(granted.output.status.success(), "{:?}", granted.output);
-    assert!(granted.report.capabilities.used.contains(&"CAP_NET_RAW".to_owned()), "{:#?}", granted.report.capabilities);
+    assert!(
+        granted
+            .report
+            .capabilities
+            .used
+            .contains(&"CAP_NET_RAW".to_owned()),
+        "{:#?}",
+        granted.report.capabilities
+    );
     assert_eq!(classes_of(&granted.report, "CAP_NET_RAW"), vec!["used"]);
 
-    let dropped: Vec<String> = caps.iter().filter(|c| *c != "CAP_NET_RAW").cloned().collect();
-    let denied = run(&mut rec, &ping, &dropped, &format!("/capmon-test/docker/{}", container_id()));
-    assert!(!denied.output.status.success(), "ping must fail without CAP_NET_RAW: {:?}", denied.output);
-    assert_eq!(denied.report.capabilities.denied, vec!["CAP_NET_RAW"], "{:#?}", denied.report.capabilities);
-    let check = denied.report.capabilities.checks.iter().find(|c| c.capability == "CAP_NET_RAW").expect("check");
+    let dropped: Vec<String> = caps
+        .iter()
+        .filter(|c| *c != "CAP_NET_RAW")
+        .cloned()
+        .collect();
+    let denied = run(
+        &mut rec,
+        &ping,
+        &dropped,
+        &format!("/capmon-test/docker/{}", container_id()),
+    );
+    assert!(
+        !denied.output.status.success(),
+        "ping must fail without CAP_NET_RAW: {:?}",
+        denied.output
+    );
+    assert_eq!(
+        denied.report.capabilities.denied,
+        vec!["CAP_NET_RAW"],
+        "{:#?}",
+        denied.report.capabilities
+    );
+    let check = denied
+        .report
+        .capabilities
+        .checks
+        .iter()
+        .find(|c| c.capability == "CAP_NET_RAW")
+        .expect("check");
     assert_eq!(check.reason, "refused, and the syscall failed with EPERM");
     assert_eq!(check.syscall.as_deref(), Some("socket"));
     assert_eq!(check.comm, "ping");
@@ -194,17 +362,47 @@ fn runc_setup_checks_are_not_attributed_to_the_workload() {
     require_root_and_runc();
     let mut rec = Recorder::start().expect("probes");
     let caps: Vec<String> = DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
-    let r = run(&mut rec, &["/bin/chown", "65534", "/etc/hostname"], &caps, &format!("/capmon-test/kubepods/burstable/pod{}/{}", &container_id()[..8], container_id()));
+    let r = run(
+        &mut rec,
+        &["/bin/chown", "65534", "/etc/hostname"],
+        &caps,
+        &format!(
+            "/capmon-test/kubepods/burstable/pod{}/{}",
+            &container_id()[..8],
+            container_id()
+        ),
+    );
     assert!(r.output.status.success(), "{:?}", r.output);
-    let runc: Vec<_> = r.report.capabilities.checks.iter().filter(|c| c.comm.starts_with("runc")).collect();
-    assert!(!runc.is_empty(), "runc made no checks in the container's cgroup? {:#?}", r.report.capabilities.checks);
+    let runc: Vec<_> = r
+        .report
+        .capabilities
+        .checks
+        .iter()
+        .filter(|c| c.comm.starts_with("runc"))
+        .collect();
+    assert!(
+        !runc.is_empty(),
+        "runc made no checks in the container's cgroup? {:#?}",
+        r.report.capabilities.checks
+    );
     for c in &runc {
         assert_eq!(c.class.as_str(), "ignored", "{c:#?}");
     }
-    for c in r.report.capabilities.checks.iter().filter(|c| matches!(c.class.as_str(), "used" | "denied")) {
+    for c in r
+        .report
+        .capabilities
+        .checks
+        .iter()
+        .filter(|c| matches!(c.class.as_str(), "used" | "denied"))
+    {
         assert_eq!(c.comm, "chown", "{c:#?}");
     }
-    assert_eq!(r.report.capabilities.used, vec!["CAP_CHOWN"], "{:#?}", r.report.capabilities.checks);
+    assert_eq!(
+        r.report.capabilities.used,
+        vec!["CAP_CHOWN"],
+        "{:#?}",
+        r.report.capabilities.checks
+    );
 }
 
 /// A container started in the background (`runc run` in the foreground of a child process).
@@ -218,13 +416,22 @@ struct Running {
 }
 
 impl Running {
-    fn start(args: &[&str], caps: &[String], cgroups_path: &str, edit: impl FnOnce(&mut Value)) -> Running {
+    fn start(
+        args: &[&str],
+        caps: &[String],
+        cgroups_path: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> Running {
         let mount = capmon::cgroup::find_cgroup2_mount().expect("cgroup2 mount");
         let cgroup = mount.join(cgroups_path.trim_start_matches('/'));
         fs::create_dir_all(&cgroup).expect("create the container's cgroup");
         let cgroup_id = capmon::cgroup::cgroup_id(&cgroup).expect("cgroup id");
         let bundle = bundle_with(args, caps, cgroups_path, edit);
-        let name = bundle.file_name().expect("name").to_string_lossy().into_owned();
+        let name = bundle
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         let child = Command::new("runc")
             .arg("run")
             .arg("--bundle")
@@ -234,7 +441,14 @@ impl Running {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("runc run");
-        Running { child, name, bundle, cgroup, mount, cgroup_id }
+        Running {
+            child,
+            name,
+            bundle,
+            cgroup,
+            mount,
+            cgroup_id,
+        }
     }
 
     /// The first pid of the container once its workload runs (after runc's exec).
@@ -253,7 +467,9 @@ impl Running {
 
     fn wait(self) -> Output {
         let out = self.child.wait_with_output().expect("wait runc");
-        let _ = Command::new("runc").args(["delete", "--force", &self.name]).output();
+        let _ = Command::new("runc")
+            .args(["delete", "--force", &self.name])
+            .output();
         let mut p: &Path = &self.cgroup;
         while p != self.mount {
             let _ = fs::remove_dir(p);
@@ -307,14 +523,56 @@ fn two_containers_side_by_side_are_attributed_to_the_right_identity() {
     let (oa, ob) = (a.wait(), b.wait());
     assert!(oa.status.success() && ob.status.success(), "{oa:?} {ob:?}");
 
-    let ra = report::build(Arch::host(), vec!["a".into()], 0, None, &rec.observe(a_id).expect("observe a"));
-    let rb = report::build(Arch::host(), vec!["b".into()], 0, None, &rec.observe(b_id).expect("observe b"));
-    assert_eq!(ra.capabilities.used, vec!["CAP_CHOWN"], "{:#?}", ra.capabilities.checks);
-    assert_eq!(rb.capabilities.used, vec!["CAP_NET_RAW"], "{:#?}", rb.capabilities.checks);
-    assert!(ra.syscalls.used.contains(&"fchownat".to_owned()) || ra.syscalls.used.contains(&"chown".to_owned()), "{:?}", ra.syscalls.used);
-    assert!(rb.syscalls.used.contains(&"socket".to_owned()), "{:?}", rb.syscalls.used);
-    assert!(!ra.syscalls.used.contains(&"socket".to_owned()), "b's socket leaked into a: {:?}", ra.syscalls.used);
-    assert!(!rb.syscalls.used.iter().any(|s| s == "fchownat" || s == "chown"), "a's chown leaked into b: {:?}", rb.syscalls.used);
+    let ra = report::build(
+        Arch::host(),
+        vec!["a".into()],
+        0,
+        None,
+        &rec.observe(a_id).expect("observe a"),
+    );
+    let rb = report::build(
+        Arch::host(),
+        vec!["b".into()],
+        0,
+        None,
+        &rec.observe(b_id).expect("observe b"),
+    );
+    assert_eq!(
+        ra.capabilities.used,
+        vec!["CAP_CHOWN"],
+        "{:#?}",
+        ra.capabilities.checks
+    );
+    assert_eq!(
+        rb.capabilities.used,
+        vec!["CAP_NET_RAW"],
+        "{:#?}",
+        rb.capabilities.checks
+    );
+    assert!(
+        ra.syscalls.used.contains(&"fchownat".to_owned())
+            || ra.syscalls.used.contains(&"chown".to_owned()),
+        "{:?}",
+        ra.syscalls.used
+    );
+    assert!(
+        rb.syscalls.used.contains(&"socket".to_owned()),
+        "{:?}",
+        rb.syscalls.used
+    );
+    assert!(
+        !ra.syscalls.used.contains(&"socket".to_owned()),
+        "b's socket leaked into a: {:?}",
+        ra.syscalls.used
+    );
+    assert!(
+        !rb.syscalls
+            .used
+            .iter()
+            .any(|s| s == "fchownat" || s == "chown"),
+        "a's chown leaked into b: {:?}",
+        rb.syscalls.used
+    );
     assert!(ra.capabilities.checks.iter().all(|c| c.comm != "ping"));
     assert!(rb.capabilities.checks.iter().all(|c| c.comm != "chown"));
 
@@ -329,11 +587,18 @@ fn two_containers_side_by_side_are_attributed_to_the_right_identity() {
 fn posture_flags_privileged_and_accepts_a_confined_container() {
     require_root_and_runc();
     let host = capmon::posture::host_bounding();
-    let all = Running::start(&["/bin/sleep", "1"], &all_caps(), &format!("/capmon-test/docker/{}", container_id()), |spec| {
-        spec["process"]["noNewPrivileges"] = false.into();
-    });
+    let all = Running::start(
+        &["/bin/sleep", "1"],
+        &all_caps(),
+        &format!("/capmon-test/docker/{}", container_id()),
+        |spec| {
+            spec["process"]["noNewPrivileges"] = false.into();
+        },
+    );
     let pid = all.wait_for_workload("sleep");
-    let p = capmon::posture::read_pid(pid, host).expect("read").expect("alive");
+    let p = capmon::posture::read_pid(pid, host)
+        .expect("read")
+        .expect("alive");
     let checks: Vec<&str> = p.findings.iter().map(|f| f.check).collect();
     assert!(checks.contains(&"privileged"), "{checks:?}");
     assert!(checks.contains(&"cap_sys_admin"), "{checks:?}");
@@ -341,22 +606,37 @@ fn posture_flags_privileged_and_accepts_a_confined_container() {
     assert!(checks.contains(&"seccomp_disabled"), "{checks:?}");
     assert!(all.wait().status.success());
 
-    let confined = Running::start(&["/bin/sleep", "1"], &["CAP_CHOWN".to_owned()], &format!("/capmon-test/docker/{}", container_id()), |spec| {
-        spec["process"]["noNewPrivileges"] = true.into();
-        spec["linux"]["seccomp"] = serde_json::json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
-            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
-            "syscalls": [{"names": ["kexec_load"], "action": "SCMP_ACT_ERRNO"}]
-        });
-    });
+    let confined = Running::start(
+        &["/bin/sleep", "1"],
+        &["CAP_CHOWN".to_owned()],
+        &format!("/capmon-test/docker/{}", container_id()),
+        |spec| {
+            spec["process"]["noNewPrivileges"] = true.into();
+            spec["linux"]["seccomp"] = serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+                "syscalls": [{"names": ["kexec_load"], "action": "SCMP_ACT_ERRNO"}]
+            });
+        },
+    );
     let pid = confined.wait_for_workload("sleep");
-    let p = capmon::posture::read_cgroup(&confined.cgroup, host).expect("read").expect("alive");
+    let p = capmon::posture::read_cgroup(&confined.cgroup, host)
+        .expect("read")
+        .expect("alive");
     assert_eq!(p.effective, vec!["CAP_CHOWN"]);
     assert_eq!(p.seccomp, capmon::posture::SeccompMode::Filter);
     assert!(p.no_new_privs);
     let checks: Vec<&str> = p.findings.iter().map(|f| f.check).collect();
-    for flagged in ["privileged", "cap_sys_admin", "seccomp_disabled", "no_new_privileges_off"] {
-        assert!(!checks.contains(&flagged), "{flagged} wrongly flagged: {checks:?} (pid {pid})");
+    for flagged in [
+        "privileged",
+        "cap_sys_admin",
+        "seccomp_disabled",
+        "no_new_privileges_off",
+    ] {
+        assert!(
+            !checks.contains(&flagged),
+            "{flagged} wrongly flagged: {checks:?} (pid {pid})"
+        );
     }
     assert!(confined.wait().status.success());
 }
@@ -378,11 +658,29 @@ fn a_container_started_before_capmon_is_found_and_its_checks_count() {
     let mut index = capmon::cgroup::CgroupIndex::new(c.mount.clone());
     index.scan();
     let id = c.cgroup_id;
-    assert_eq!(index.lookup(id).expect("found by the startup scan").identity.runtime, capmon::attribution::Runtime::Docker);
+    assert_eq!(
+        index
+            .lookup(id)
+            .expect("found by the startup scan")
+            .identity
+            .runtime,
+        capmon::attribution::Runtime::Docker
+    );
     let out = c.wait();
     assert!(out.status.success(), "{out:?}");
-    let r = report::build(Arch::host(), vec!["c".into()], 0, None, &rec.observe(id).expect("observe"));
-    assert_eq!(r.capabilities.used, vec!["CAP_CHOWN"], "{:#?}", r.capabilities.checks);
+    let r = report::build(
+        Arch::host(),
+        vec!["c".into()],
+        0,
+        None,
+        &rec.observe(id).expect("observe"),
+    );
+    assert_eq!(
+        r.capabilities.used,
+        vec!["CAP_CHOWN"],
+        "{:#?}",
+        r.capabilities.checks
+    );
     index.scan();
     assert!(index.lookup(id).expect("kept").exited);
 }

@@ -49,10 +49,17 @@ fn record(extra: &[&str], cmd: &[&str]) -> (Value, Output) {
         .unwrap_or_else(|e| panic!("running capmon: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or_else(|| {
-        panic!("capmon printed nothing; stderr: {}", String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "capmon printed nothing; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
-    let report: Value = serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let report: Value = serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "last line is not JSON ({e}): {last}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     (report, out)
 }
 
@@ -60,7 +67,11 @@ fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))
         .iter()
-        .map(|s| s.as_str().unwrap_or_else(|| panic!("not a string: {s}")).to_owned())
+        .map(|s| {
+            s.as_str()
+                .unwrap_or_else(|| panic!("not a string: {s}"))
+                .to_owned()
+        })
         .collect()
 }
 
@@ -95,14 +106,25 @@ fn chown_uses_cap_chown_and_fchownat() {
     let (r, out) = record(&[], &["chown", "nobody", file.to_str().expect("utf8")]);
     assert!(out.status.success(), "capmon: {out:?}");
     assert_eq!(r["exit_code"], 0);
-    assert_eq!(strings(&r["capabilities"]["used"]), vec!["CAP_CHOWN"], "{r:#}");
-    assert_eq!(strings(&r["capabilities"]["denied"]), Vec::<String>::new(), "{r:#}");
+    assert_eq!(
+        strings(&r["capabilities"]["used"]),
+        vec!["CAP_CHOWN"],
+        "{r:#}"
+    );
+    assert_eq!(
+        strings(&r["capabilities"]["denied"]),
+        Vec::<String>::new(),
+        "{r:#}"
+    );
     let used = strings(&r["syscalls"]["used"]);
     assert!(used.contains(&"fchownat".to_owned()), "{used:?}");
     assert!(used.contains(&"execve".to_owned()), "{used:?}");
     assert_eq!(r["syscalls"]["denied"], serde_json::json!([]));
     // The mmap/exec CAP_SYS_ADMIN noise is a no-audit probe, not a use.
-    assert!(strings(&r["capabilities"]["probe"]).contains(&"CAP_SYS_ADMIN".to_owned()), "{r:#}");
+    assert!(
+        strings(&r["capabilities"]["probe"]).contains(&"CAP_SYS_ADMIN".to_owned()),
+        "{r:#}"
+    );
     // The evidence names the process and the syscall.
     let check = r["capabilities"]["checks"]
         .as_array()
@@ -113,7 +135,11 @@ fn chown_uses_cap_chown_and_fchownat() {
     assert_eq!(check["comm"], "chown");
     assert_eq!(check["syscall"], "fchownat");
     assert_eq!(check["class"], "used");
-    assert_eq!(fs::metadata(&file).expect("stat").uid(), 65534, "chown really happened");
+    assert_eq!(
+        fs::metadata(&file).expect("stat").uid(),
+        65534,
+        "chown really happened"
+    );
     // Loss counters are host-wide; the ring buffer did not overflow.
     assert_eq!(r["lost"]["ringbuf_full"], 0, "{r:#}");
 }
@@ -129,20 +155,40 @@ fn seccomp_denied_chmod_is_reported_with_errno() {
     let before = fs::metadata(&file).expect("stat").mode();
     let (r, out) = record(
         &[],
-        &[SECCOMP_EXEC, profile.to_str().expect("utf8"), "--", "chmod", "600", file.to_str().expect("utf8")],
+        &[
+            SECCOMP_EXEC,
+            profile.to_str().expect("utf8"),
+            "--",
+            "chmod",
+            "600",
+            file.to_str().expect("utf8"),
+        ],
     );
-    assert_eq!(out.status.code(), Some(1), "chmod must fail and capmon must pass its code on: {out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "chmod must fail and capmon must pass its code on: {out:?}"
+    );
     assert_eq!(r["exit_code"], 1);
     let denied = r["syscalls"]["denied"].as_array().expect("denied");
     assert_eq!(denied.len(), 1, "{denied:?}");
     let d = &denied[0];
-    assert!(["chmod", "fchmodat", "fchmodat2"].contains(&d["name"].as_str().expect("name")), "{d}");
+    assert!(
+        ["chmod", "fchmodat", "fchmodat2"].contains(&d["name"].as_str().expect("name")),
+        "{d}"
+    );
     assert_eq!(d["errno"], "EPERM");
     assert!(d["count"].as_u64().expect("count") >= 1, "{d}");
     assert_eq!(d["comm"], "chmod");
-    assert_eq!(fs::metadata(&file).expect("stat").mode(), before, "mode must be unchanged");
+    assert_eq!(
+        fs::metadata(&file).expect("stat").mode(),
+        before,
+        "mode must be unchanged"
+    );
     // A denied syscall was never entered, so it is not "used".
-    assert!(!strings(&r["syscalls"]["used"]).contains(&d["name"].as_str().expect("name").to_owned()));
+    assert!(
+        !strings(&r["syscalls"]["used"]).contains(&d["name"].as_str().expect("name").to_owned())
+    );
 }
 
 #[test]
@@ -153,23 +199,36 @@ fn recorded_profile_lets_the_command_run_and_one_syscall_less_breaks_it() {
     let input = dir.join("input.txt");
     fs::write(&input, "hello from capmon\n").expect("write");
     let outdir = dir.join("out");
-    let (r, out) = record(&["--output-dir", outdir.to_str().expect("utf8")], &["cat", input.to_str().expect("utf8")]);
+    let (r, out) = record(
+        &["--output-dir", outdir.to_str().expect("utf8")],
+        &["cat", input.to_str().expect("utf8")],
+    );
     assert!(out.status.success(), "{out:?}");
     let recorded_stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(recorded_stdout.starts_with("hello from capmon\n"), "{recorded_stdout}");
+    assert!(
+        recorded_stdout.starts_with("hello from capmon\n"),
+        "{recorded_stdout}"
+    );
 
     let profile_path = outdir.join("seccomp.json");
-    let profile: Value = serde_json::from_str(&fs::read_to_string(&profile_path).expect("seccomp.json")).expect("json");
+    let profile: Value =
+        serde_json::from_str(&fs::read_to_string(&profile_path).expect("seccomp.json"))
+            .expect("json");
     assert_eq!(profile, r["seccomp_profile"], "file and JSON output agree");
     assert_eq!(profile["defaultAction"], "SCMP_ACT_ERRNO");
-    assert_eq!(profile["architectures"], serde_json::json!([capmon::names::Arch::host().scmp_name()]));
+    assert_eq!(
+        profile["architectures"],
+        serde_json::json!([capmon::names::Arch::host().scmp_name()])
+    );
     let rules = profile["syscalls"].as_array().expect("rules");
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0]["action"], "SCMP_ACT_ALLOW");
     let names = strings(&rules[0]["names"]);
     assert_eq!(names, strings(&r["syscalls"]["used"]));
     assert!(names.contains(&"openat".to_owned()), "{names:?}");
-    let report_file: Value = serde_json::from_str(&fs::read_to_string(outdir.join("report.json")).expect("report.json")).expect("json");
+    let report_file: Value =
+        serde_json::from_str(&fs::read_to_string(outdir.join("report.json")).expect("report.json"))
+            .expect("json");
     assert_eq!(report_file, r);
 
     // The profile, enforced by real seccomp, lets the same command run with the same output.
@@ -183,8 +242,19 @@ fn recorded_profile_lets_the_command_run_and_one_syscall_less_breaks_it() {
     let ok = run(&profile_path);
     if !ok.status.success() {
         // Show what the filter refused.
-        let (why, _) = record(&[], &[SECCOMP_EXEC, profile_path.to_str().expect("utf8"), "--", "cat", input.to_str().expect("utf8")]);
-        panic!("the recorded profile broke the command: {ok:?}\nrecorded: {r:#}\nunder the profile: {why:#}");
+        let (why, _) = record(
+            &[],
+            &[
+                SECCOMP_EXEC,
+                profile_path.to_str().expect("utf8"),
+                "--",
+                "cat",
+                input.to_str().expect("utf8"),
+            ],
+        );
+        panic!(
+            "the recorded profile broke the command: {ok:?}\nrecorded: {r:#}\nunder the profile: {why:#}"
+        );
     }
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "hello from capmon\n");
 
@@ -195,7 +265,10 @@ fn recorded_profile_lets_the_command_run_and_one_syscall_less_breaks_it() {
     let without_path = dir.join("without-openat.json");
     write_profile(&without_path, &without);
     let broken = run(&without_path);
-    assert!(!broken.status.success(), "must fail without openat: {broken:?}");
+    assert!(
+        !broken.status.success(),
+        "must fail without openat: {broken:?}"
+    );
     assert_eq!(broken.stdout, b"");
     // (The dynamic loader already fails to open libc and exits 127; its message, written with
     // writev, is refused too.)
@@ -213,7 +286,9 @@ fn noise(dir: &Path, profile: &Path) -> Child {
         p = profile.display()
     );
     let mut cmd = Command::new("sh");
-    cmd.args(["-c", &script]).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.args(["-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     // Its own process group, so that the whole loop can be killed.
     cmd.process_group(0);
     cmd.spawn().expect("spawn noise")
@@ -242,26 +317,51 @@ fn nothing_from_other_cgroups_leaks_into_a_recording() {
     thread::sleep(Duration::from_millis(200));
     let (quiet, out) = record(&[], &["sleep", "1"]);
     let (busy, _) = other.join().expect("other recording");
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(outside.id() as i32), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(outside.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let _ = outside.wait();
     assert!(out.status.success(), "{out:?}");
 
     // The quiet recording saw only `sleep`.
-    assert_eq!(strings(&quiet["capabilities"]["used"]), Vec::<String>::new(), "{quiet:#}");
-    assert_eq!(strings(&quiet["capabilities"]["denied"]), Vec::<String>::new(), "{quiet:#}");
-    assert_eq!(quiet["syscalls"]["denied"], serde_json::json!([]), "{quiet:#}");
+    assert_eq!(
+        strings(&quiet["capabilities"]["used"]),
+        Vec::<String>::new(),
+        "{quiet:#}"
+    );
+    assert_eq!(
+        strings(&quiet["capabilities"]["denied"]),
+        Vec::<String>::new(),
+        "{quiet:#}"
+    );
+    assert_eq!(
+        quiet["syscalls"]["denied"],
+        serde_json::json!([]),
+        "{quiet:#}"
+    );
     let used = strings(&quiet["syscalls"]["used"]);
     for foreign in ["fchownat", "seccomp", "wait4", "clone", "fchmodat", "prctl"] {
-        assert!(!used.contains(&foreign.to_owned()), "{foreign} leaked into the recording: {used:?}");
+        assert!(
+            !used.contains(&foreign.to_owned()),
+            "{foreign} leaked into the recording: {used:?}"
+        );
     }
     assert!(used.contains(&"clock_nanosleep".to_owned()), "{used:?}");
     for check in quiet["capabilities"]["checks"].as_array().expect("checks") {
         // `capmon` is the recording's own child before its execve of sleep.
-        assert!(check["comm"] == "sleep" || check["comm"] == "capmon", "{check}");
+        assert!(
+            check["comm"] == "sleep" || check["comm"] == "capmon",
+            "{check}"
+        );
     }
 
     // The concurrent recording saw its own activity, proving the noise was real.
-    assert_eq!(strings(&busy["capabilities"]["used"]), vec!["CAP_CHOWN"], "{busy:#}");
+    assert_eq!(
+        strings(&busy["capabilities"]["used"]),
+        vec!["CAP_CHOWN"],
+        "{busy:#}"
+    );
     let denied = busy["syscalls"]["denied"].as_array().expect("denied");
     assert_eq!(denied.len(), 1, "{denied:?}");
     assert_eq!(denied[0]["count"], 10, "{denied:?}");
@@ -280,7 +380,10 @@ fn exit_codes_are_passed_on() {
 }
 
 fn capmon(args: &[&str]) -> Output {
-    Command::new(CAPMON).args(args).output().expect("run capmon")
+    Command::new(CAPMON)
+        .args(args)
+        .output()
+        .expect("run capmon")
 }
 
 fn stderr(out: &Output) -> String {
@@ -304,10 +407,22 @@ fn unwritable_output_dir_is_refused_before_running_anything() {
     require_root();
     let dir = scratch("outdir");
     let marker = dir.join("ran");
-    let out = capmon(&["record", "--output-dir", "/proc/capmon-cannot-be-here", "--", "touch", marker.to_str().expect("utf8")]);
+    let out = capmon(&[
+        "record",
+        "--output-dir",
+        "/proc/capmon-cannot-be-here",
+        "--",
+        "touch",
+        marker.to_str().expect("utf8"),
+    ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = stderr(&out);
-    assert!(err.starts_with("capmon: error: output directory /proc/capmon-cannot-be-here is not writable"), "{err}");
+    assert!(
+        err.starts_with(
+            "capmon: error: output directory /proc/capmon-cannot-be-here is not writable"
+        ),
+        "{err}"
+    );
     assert!(!marker.exists(), "the command must not run");
 }
 
@@ -315,20 +430,40 @@ fn unwritable_output_dir_is_refused_before_running_anything() {
 #[ignore = "needs root and a BPF-capable kernel: run `cargo xtask test`"]
 fn not_root_is_refused_clearly() {
     require_root();
-    let out = Command::new(CAPMON).args(["record", "--", "true"]).uid(65534).gid(65534).output().expect("run");
+    let out = Command::new(CAPMON)
+        .args(["record", "--", "true"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("must run as root"), "{err}");
-    let check = Command::new(CAPMON).arg("check").uid(65534).gid(65534).output().expect("run");
+    let check = Command::new(CAPMON)
+        .arg("check")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run");
     assert_eq!(check.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&check.stdout).contains("[FAIL] privileges"), "{check:?}");
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("[FAIL] privileges"),
+        "{check:?}"
+    );
 }
 
 /// Runs `capmon ARGS` in a private mount namespace after `setup` (a shell snippet) changed it.
 fn in_mount_ns(setup: &str, args: &str) -> Output {
     Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &format!("{setup} && exec {CAPMON} {args}")])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &format!("{setup} && exec {CAPMON} {args}"),
+        ])
         .output()
         .expect("unshare")
 }
@@ -344,11 +479,17 @@ fn no_btf_and_no_cgroup2_are_clear_errors() {
     let mount = capmon::cgroup::find_cgroup2_mount().expect("cgroup2 on the host");
     let out = in_mount_ns(&format!("umount -l {}", mount.display()), "record -- true");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(stderr(&out).contains("no cgroup2 file system is mounted"), "{out:?}");
+    assert!(
+        stderr(&out).contains("no cgroup2 file system is mounted"),
+        "{out:?}"
+    );
 
     let check = in_mount_ns("mount -t tmpfs none /sys/kernel/btf", "check");
     assert_eq!(check.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&check.stdout).contains("[FAIL] BTF"), "{check:?}");
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("[FAIL] BTF"),
+        "{check:?}"
+    );
 }
 
 #[test]
@@ -387,7 +528,10 @@ fn capability_check_storm_is_counted_exactly() {
     assert_eq!(strings(&r["capabilities"]["used"]), vec!["CAP_SYS_PACCT"]);
     // Every first sighting arrived: each check site carries its evidence.
     for c in r["capabilities"]["checks"].as_array().expect("checks") {
-        assert_ne!(c["comm"], "", "a check site without its first-sighting event: {c}");
+        assert_ne!(
+            c["comm"], "",
+            "a check site without its first-sighting event: {c}"
+        );
     }
     // Loss counters are host-wide (other tests run in parallel); the ring buffer, which carries
     // the first sightings, did not overflow.
@@ -420,8 +564,12 @@ fn kprobe_mode_programs_pass_the_verifier() {
         (false, Err(e)) => {
             let msg = e.to_string();
             assert!(msg.contains("kprobe/cap_capable"), "{msg}");
-            eprintln!("kprobes unavailable here (CONFIG_KPROBES unset): attach refused as expected: {msg}");
+            eprintln!(
+                "kprobes unavailable here (CONFIG_KPROBES unset): attach refused as expected: {msg}"
+            );
         }
-        (false, Ok(())) => panic!("attached kprobes although /sys/bus/event_source/devices/kprobe is absent"),
+        (false, Ok(())) => {
+            panic!("attached kprobes although /sys/bus/event_source/devices/kprobe is absent")
+        }
     }
 }

@@ -1,21 +1,21 @@
 use aya_ebpf::{
-    Global,
-    bindings::{
-        BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE, BPF_NOEXIST, bpf_map_type,
-    },
+    EbpfContext, Global,
+    bindings::{BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE, BPF_NOEXIST, bpf_map_type},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
-        generated::{bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_get_stack, bpf_task_storage_get},
+        generated::{
+            bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_get_stack,
+            bpf_task_storage_get,
+        },
     },
     macros::{btf_map, btf_tracepoint, kprobe, kretprobe, map},
     maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePointContext, ProbeContext, RetProbeContext},
-    EbpfContext,
 };
 use monitor_common::{
-    NO_STACK, STACK_DEPTH, KprobeArgs, CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, MAX_PENDING, OUTCOME_NONE, OUTCOME_SYSCALL_OK,
-    PendingCheck, SYSCALL_BITMAP_BITS, SYSCALL_BITMAP_WORDS, SyscallBitmap, TaskState, context,
-    counter, kind,
+    CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, KprobeArgs, MAX_PENDING, NO_STACK,
+    OUTCOME_NONE, OUTCOME_SYSCALL_OK, PendingCheck, STACK_DEPTH, SYSCALL_BITMAP_BITS,
+    SYSCALL_BITMAP_WORDS, SyscallBitmap, TaskState, context, counter, kind,
 };
 
 /// `EEXIST`, returned negated by a `BPF_NOEXIST` insert that lost a race.
@@ -74,7 +74,10 @@ impl<T> TaskStorage<T> {
     #[inline(always)]
     fn current(&self, init: Option<&mut T>) -> Option<*mut T> {
         let (flags, value) = match init {
-            Some(v) => (BPF_LOCAL_STORAGE_GET_F_CREATE as u64, core::ptr::from_mut(v).cast()),
+            Some(v) => (
+                BPF_LOCAL_STORAGE_GET_F_CREATE as u64,
+                core::ptr::from_mut(v).cast(),
+            ),
             None => (0, core::ptr::null_mut()),
         };
         // SAFETY: bpf_get_current_task_btf returns a trusted task pointer, as the helper needs;
@@ -98,7 +101,13 @@ const NEW_TASK: TaskState = TaskState {
     own_cred: 0,
     exec_cgroup: 0,
     cgroup_id: 0,
-    pending: [PendingCheck { cap: 0, ret: 0, stack: 0, context: 0, _pad: 0 }; MAX_PENDING],
+    pending: [PendingCheck {
+        cap: 0,
+        ret: 0,
+        stack: 0,
+        context: 0,
+        _pad: 0,
+    }; MAX_PENDING],
 };
 
 /// Per-task syscall state: the syscall being executed and refused checks awaiting its outcome.
@@ -114,7 +123,8 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 /// which become frequent once a host has a few hundred distinct stacks; a hash map keyed by a
 /// 64-bit hash practically never collides and only holds the stacks seen.)
 #[map]
-static STACKS: HashMap<u64, [u64; STACK_DEPTH]> = HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+static STACKS: HashMap<u64, [u64; STACK_DEPTH]> =
+    HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 
 /// Per-CPU scratch space for `bpf_get_stack`.
 #[map]
@@ -254,12 +264,12 @@ fn exec_seen(cgroup_id: u64) -> bool {
 /// Takes the kernel stack, stores it by hash, returns the hash ([`NO_STACK`] on failure).
 #[inline(never)]
 fn take_stack<C: EbpfContext>(ctx: &C) -> u64 {
-    let Some(buf) = STACK_SCRATCH.get_ptr_mut(0) else { return NO_STACK };
+    let Some(buf) = STACK_SCRATCH.get_ptr_mut(0) else {
+        return NO_STACK;
+    };
     // SAFETY: `buf` is per-CPU map memory of exactly the size passed; the helper zero-fills
     // what the stack does not use.
-    let n = unsafe {
-        bpf_get_stack(ctx.as_ptr(), buf.cast(), (STACK_DEPTH * 8) as u32, 0)
-    };
+    let n = unsafe { bpf_get_stack(ctx.as_ptr(), buf.cast(), (STACK_DEPTH * 8) as u32, 0) };
     if n <= 0 {
         bump(counter::STACK_FAILED);
         return NO_STACK;
@@ -274,7 +284,12 @@ fn take_stack<C: EbpfContext>(ctx: &C) -> u64 {
         h = 1;
     }
     // SAFETY: as above.
-    if STACKS.get_ptr(&h).is_none() && STACKS.insert(&h, unsafe { &*buf }, BPF_NOEXIST.into()).is_err() && STACKS.get_ptr(&h).is_none() {
+    if STACKS.get_ptr(&h).is_none()
+        && STACKS
+            .insert(&h, unsafe { &*buf }, BPF_NOEXIST.into())
+            .is_err()
+        && STACKS.get_ptr(&h).is_none()
+    {
         bump(counter::STACK_FAILED);
     }
     h
@@ -388,10 +403,16 @@ static KPROBE_ARGS: LruHashMap<u64, KprobeArgs> = LruHashMap::with_max_entries(1
 /// unsigned int opts)` (this signature since 5.1). Needs CONFIG_KPROBES.
 #[kprobe(function = "cap_capable")]
 pub fn cap_capable_entry(ctx: ProbeContext) -> u32 {
-    let (Some(cred), Some(cap), Some(opts)) = (ctx.arg::<u64>(0), ctx.arg::<u32>(2), ctx.arg::<u32>(3)) else {
+    let (Some(cred), Some(cap), Some(opts)) =
+        (ctx.arg::<u64>(0), ctx.arg::<u32>(2), ctx.arg::<u32>(3))
+    else {
         return 0;
     };
-    let _ = KPROBE_ARGS.insert(&bpf_get_current_pid_tgid(), &KprobeArgs { cred, cap, opts }, 0);
+    let _ = KPROBE_ARGS.insert(
+        &bpf_get_current_pid_tgid(),
+        &KprobeArgs { cred, cap, opts },
+        0,
+    );
     0
 }
 
@@ -406,7 +427,11 @@ pub fn cap_capable_return(ctx: RetProbeContext) -> u32 {
     };
     let _ = KPROBE_ARGS.remove(&id);
     let ret: i32 = ctx.ret();
-    let extra = if args.opts & CAP_OPT_NOAUDIT != 0 { context::NOAUDIT } else { 0 };
+    let extra = if args.opts & CAP_OPT_NOAUDIT != 0 {
+        context::NOAUDIT
+    } else {
+        0
+    };
     check(&ctx, args.cred, args.cap as i32, ret, extra);
     0
 }
@@ -472,8 +497,13 @@ fn check<C: EbpfContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_context: 
                 let n = (*s).npending as usize;
                 if n < MAX_PENDING {
                     let stack = take_stack(ctx);
-                    (*s).pending[n] =
-                        PendingCheck { cap: cap as u32, ret, stack, context: ctx_bits, _pad: 0 };
+                    (*s).pending[n] = PendingCheck {
+                        cap: cap as u32,
+                        ret,
+                        stack,
+                        context: ctx_bits,
+                        _pad: 0,
+                    };
                     (*s).npending = n as u32 + 1;
                     return;
                 }
@@ -520,7 +550,9 @@ fn try_sys_enter(ctx: &BtfTracePointContext) {
     }
     let word = (nr / 64) as usize & (SYSCALL_BITMAP_WORDS - 1);
     let bit = 1u64 << (nr % 64);
-    let Some(cache) = BITMAP_CACHE.get_ptr_mut(0) else { return };
+    let Some(cache) = BITMAP_CACHE.get_ptr_mut(0) else {
+        return;
+    };
     // SAFETY: per-CPU map memory; programs on one CPU do not interleave. Only cgroups past
     // their first exec are ever cached.
     let cached = unsafe { (*cache).cgroup_id == cgroup_id };
@@ -538,8 +570,12 @@ fn try_sys_enter(ctx: &BtfTracePointContext) {
     let bitmap = match SYSCALLS.get_ptr_mut(&cgroup_id) {
         Some(p) => p,
         None => {
-            let empty = SyscallBitmap { words: [0; SYSCALL_BITMAP_WORDS] };
-            if SYSCALLS.insert(&cgroup_id, &empty, BPF_NOEXIST.into()).is_err()
+            let empty = SyscallBitmap {
+                words: [0; SYSCALL_BITMAP_WORDS],
+            };
+            if SYSCALLS
+                .insert(&cgroup_id, &empty, BPF_NOEXIST.into())
+                .is_err()
                 && SYSCALLS.get_ptr(&cgroup_id).is_none()
             {
                 bump(counter::SYSCALL_MAP_FULL);
@@ -616,7 +652,11 @@ fn try_sys_exit(ctx: &BtfTracePointContext) {
     if nr < 0 || nr >= SYSCALL_BITMAP_BITS as i64 {
         return;
     }
-    let key = DenyKey { cgroup_id: cgroup_id(), syscall_nr: nr as u32, errno: (-ret) as u32 };
+    let key = DenyKey {
+        cgroup_id: cgroup_id(),
+        syscall_nr: nr as u32,
+        errno: (-ret) as u32,
+    };
     if !count(&DENIALS, &key, counter::DENIAL_MAP_FULL) {
         return;
     }
@@ -637,7 +677,11 @@ fn try_sys_exit(ctx: &BtfTracePointContext) {
 /// Counts the refused checks of a syscall that just returned `ret`, keyed by that outcome.
 #[inline(never)]
 fn finish_pending(state: *mut TaskState, syscall_nr: i32, ret: i64) {
-    let outcome = if ret >= 0 || ret < -MAX_ERRNO { OUTCOME_SYSCALL_OK } else { ret as i32 };
+    let outcome = if ret >= 0 || ret < -MAX_ERRNO {
+        OUTCOME_SYSCALL_OK
+    } else {
+        ret as i32
+    };
     let cgroup_id = cgroup_id();
     for i in 0..MAX_PENDING {
         // SAFETY: task storage memory of the current task.
@@ -666,7 +710,12 @@ fn finish_pending(state: *mut TaskState, syscall_nr: i32, ret: i64) {
 fn is_runtime_comm(comm: &[u8; 16]) -> bool {
     let starts = |p: &[u8]| comm.len() >= p.len() && &comm[..p.len()] == p;
     let exact = |p: &[u8]| starts(p) && comm.get(p.len()).is_none_or(|b| *b == 0);
-    starts(b"runc") || exact(b"exe") || exact(b"crun") || exact(b"youki") || exact(b"runsc") || exact(b"conmon")
+    starts(b"runc")
+        || exact(b"exe")
+        || exact(b"crun")
+        || exact(b"youki")
+        || exact(b"runsc")
+        || exact(b"conmon")
 }
 
 #[btf_tracepoint(function = "sched_process_exec")]

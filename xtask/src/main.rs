@@ -51,7 +51,10 @@ enum Task {
 
 /// The workspace root.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
 }
 
 /// The cargo that runs us, with `$CARGO_HOME/bin` (where setup puts bpf-linker) on PATH.
@@ -59,7 +62,9 @@ fn cargo() -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(root());
     let mut paths = vec![setup::cargo_home().join("bin")];
-    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
     if let Ok(path) = std::env::join_paths(paths) {
         c.env("PATH", path);
     }
@@ -67,7 +72,9 @@ fn cargo() -> Command {
 }
 
 pub(crate) fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -84,6 +91,18 @@ unsafe extern "C" {
     fn libc_geteuid() -> u32;
 }
 
+/// A command running `bin` as root: directly when we are root, else through `sudo -E`.
+fn as_root(bin: &Path, why: &str) -> Command {
+    if is_root() {
+        Command::new(bin)
+    } else {
+        eprintln!("xtask: {why}; running it with sudo");
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg(bin);
+        c
+    }
+}
+
 fn build() -> Result<PathBuf> {
     setup::ensure()?;
     run(cargo().args(["build", "--release", "-p", "monitor-daemon", "--bins"]))?;
@@ -96,36 +115,35 @@ fn main() -> ExitCode {
         Task::Setup => setup::setup(),
         Task::Build => build().map(|_| ()),
         Task::Run { args } => build().and_then(|bin| {
-            let mut cmd = if is_root() {
-                Command::new(&bin)
-            } else {
-                eprintln!("xtask: capmon needs root; running it with sudo");
-                let mut c = Command::new("sudo");
-                c.arg("-E").arg(&bin);
-                c
-            };
-            let status = cmd.args(&args).status().with_context(|| format!("cannot run {}", bin.display()))?;
+            let status = as_root(&bin, "capmon needs root")
+                .args(&args)
+                .status()
+                .with_context(|| format!("cannot run {}", bin.display()))?;
             std::process::exit(status.code().unwrap_or(1));
         }),
         Task::Test { unit_only } => test(unit_only),
         Task::Fuzz { seconds } => setup::ensure().and_then(|()| {
-            let has_fuzz = Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
+            let has_fuzz = Command::new("cargo")
+                .args(["fuzz", "--version"])
+                .output()
+                .is_ok_and(|o| o.status.success());
             if !has_fuzz {
                 run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
             }
             run(Command::new("cargo")
                 .current_dir(root().join("fuzz"))
-                .args(["+nightly", "fuzz", "run", "identify", "--", &format!("-max_total_time={seconds}")]))
+                .args([
+                    "+nightly",
+                    "fuzz",
+                    "run",
+                    "identify",
+                    "--",
+                    &format!("-max_total_time={seconds}"),
+                ]))
         }),
         Task::Bench => build().and_then(|_| {
             let bin = root().join("target/release/capmon-bench");
-            let mut cmd = if is_root() { Command::new(&bin) } else {
-                eprintln!("xtask: the benchmark loads eBPF programs; running it with sudo");
-                let mut c = Command::new("sudo");
-                c.arg("-E").arg(&bin);
-                c
-            };
-            run(&mut cmd)
+            run(&mut as_root(&bin, "the benchmark loads eBPF programs"))
         }),
     };
     match result {

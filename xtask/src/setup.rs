@@ -23,8 +23,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const DEFAULT_LLVM: u32 = 22;
 
 fn toolchain_packages(llvm: u32) -> Vec<String> {
-    let mut p: Vec<String> =
-        ["rustc-web", "cargo-web", "libstd-rust-web-dev-bpf"].iter().map(|s| s.to_string()).collect();
+    let mut p: Vec<String> = ["rustc-web", "cargo-web", "libstd-rust-web-dev-bpf"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     p.extend([
         format!("llvm-{llvm}-dev"),
         format!("libllvm{llvm}"),
@@ -41,8 +43,14 @@ fn toolchain_packages(llvm: u32) -> Vec<String> {
 const TEST_PACKAGES: &[&str] = &["runc", "busybox-static", "util-linux", "coreutils"];
 
 fn quiet(cmd: &mut Command) -> Option<String> {
-    let out = cmd.stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn installed(pkg: &str) -> bool {
@@ -62,7 +70,14 @@ fn apt_install(pkgs: &[String]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("setup: installing Debian packages: {}", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "));
+    eprintln!(
+        "setup: installing Debian packages: {}",
+        missing
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     run(Command::new("apt-get").arg("update").arg("-q"))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
@@ -81,7 +96,9 @@ fn bpf_linker_ok() -> bool {
     let bin = cargo_home().join("bin/bpf-linker");
     let on_path = quiet(Command::new("bpf-linker").arg("--version"));
     let in_home = quiet(Command::new(&bin).arg("--version"));
-    on_path.or(in_home).is_some_and(|v| v.contains(BPF_LINKER_VERSION))
+    on_path
+        .or(in_home)
+        .is_some_and(|v| v.contains(BPF_LINKER_VERSION))
 }
 
 fn debian_toolchain_ok() -> bool {
@@ -112,12 +129,15 @@ pub fn setup() -> Result<()> {
         pkgs.extend(TEST_PACKAGES.iter().map(|s| s.to_string()));
         apt_install(&pkgs)?;
         // rustc-web may have been installed just now, or may have moved to a newer LLVM.
-        let actual = debian_llvm_major().context("Debian's /usr/bin/rustc is missing after installing rustc-web")?;
+        let actual = debian_llvm_major()
+            .context("Debian's /usr/bin/rustc is missing after installing rustc-web")?;
         if actual != llvm {
             apt_install(&toolchain_packages(actual))?;
         }
     } else {
-        bail!("this is not a Debian-based system; install the equivalent of Debian's rustc-web and libstd-rust-web-dev-bpf by hand");
+        bail!(
+            "this is not a Debian-based system; install the equivalent of Debian's rustc-web and libstd-rust-web-dev-bpf by hand"
+        );
     }
     let llvm = debian_llvm_major().context("cannot read the LLVM version of /usr/bin/rustc")?;
     if !debian_toolchain_ok() {
@@ -125,14 +145,23 @@ pub fn setup() -> Result<()> {
         run(Command::new("rustup").args(["toolchain", "link", "debian", "/usr"]))?;
     }
     if !bpf_linker_ok() {
-        eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} for LLVM {llvm} (about 2 minutes)");
+        eprintln!(
+            "setup: building bpf-linker {BPF_LINKER_VERSION} for LLVM {llvm} (about 2 minutes)"
+        );
         let prefix = format!("/usr/lib/llvm-{llvm}");
         if !std::path::Path::new(&prefix).is_dir() {
             bail!("{prefix} is missing: install llvm-{llvm}-dev to match Debian's rustc");
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--no-default-features"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+                "--no-default-features",
+            ])
             .args(["--features", &format!("llvm-{llvm}")])
             .arg("--root")
             .arg(cargo_home())
@@ -150,6 +179,9 @@ pub fn setup() -> Result<()> {
     if !complete() {
         bail!("setup finished but the toolchain is still incomplete; see the messages above");
     }
-    eprintln!("setup: everything is present (LLVM {llvm}, bpf-linker {BPF_LINKER_VERSION}, toolchain `debian`) [{:.1?}]", start.elapsed());
+    eprintln!(
+        "setup: everything is present (LLVM {llvm}, bpf-linker {BPF_LINKER_VERSION}, toolchain `debian`) [{:.1?}]",
+        start.elapsed()
+    );
     Ok(())
 }

@@ -24,7 +24,12 @@ enum Config {
 }
 
 impl Config {
-    const ALL: [Config; 4] = [Config::None, Config::Floor, Config::Capmon, Config::Reference];
+    const ALL: [Config; 4] = [
+        Config::None,
+        Config::Floor,
+        Config::Capmon,
+        Config::Reference,
+    ];
     fn name(self) -> &'static str {
         match self {
             Config::None => "no probes",
@@ -43,8 +48,16 @@ struct Loaded {
     capmon: Probes,
 }
 
-const FLOOR: &[(&str, &str)] = &[("floor_enter", "sys_enter"), ("floor_exit", "sys_exit"), ("floor_cap", "cap_capable")];
-const REFERENCE: &[(&str, &str)] = &[("ref_enter", "sys_enter"), ("ref_exit", "sys_exit"), ("ref_cap", "cap_capable")];
+const FLOOR: &[(&str, &str)] = &[
+    ("floor_enter", "sys_enter"),
+    ("floor_exit", "sys_exit"),
+    ("floor_cap", "cap_capable"),
+];
+const REFERENCE: &[(&str, &str)] = &[
+    ("ref_enter", "sys_enter"),
+    ("ref_exit", "sys_exit"),
+    ("ref_cap", "cap_capable"),
+];
 
 fn load_bench(btf: &Btf, programs: &[(&str, &str)]) -> anyhow::Result<Ebpf> {
     let mut ebpf = EbpfLoader::new().btf(Some(btf)).load(BENCH_OBJECT)?;
@@ -59,15 +72,25 @@ fn load_bench(btf: &Btf, programs: &[(&str, &str)]) -> anyhow::Result<Ebpf> {
 }
 
 /// Attaches `programs` of `ebpf`, runs `f`, detaches.
-fn with_bench<T>(ebpf: &mut Ebpf, programs: &[(&str, &str)], f: impl FnOnce() -> T) -> anyhow::Result<T> {
+fn with_bench<T>(
+    ebpf: &mut Ebpf,
+    programs: &[(&str, &str)],
+    f: impl FnOnce() -> T,
+) -> anyhow::Result<T> {
     let mut links = Vec::new();
     for &(name, _) in programs {
-        let prog: &mut BtfTracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow::anyhow!("no program {name}"))?.try_into()?;
+        let prog: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow::anyhow!("no program {name}"))?
+            .try_into()?;
         links.push((name, prog.attach()?));
     }
     let out = f();
     for (name, link) in links {
-        let prog: &mut BtfTracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow::anyhow!("no program {name}"))?.try_into()?;
+        let prog: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow::anyhow!("no program {name}"))?
+            .try_into()?;
         prog.detach(link)?;
     }
     Ok(out)
@@ -89,7 +112,10 @@ fn measure<T>(config: Config, loaded: &mut Loaded, f: impl FnOnce() -> T) -> any
 
 /// Thread CPU time in ns (excludes time the thread was not running).
 fn cpu_ns() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
@@ -121,7 +147,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn pin_to_last_cpu() -> usize {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let cpu = cpus - 1;
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET on an index below CPU_SETSIZE.
     unsafe {
@@ -138,7 +166,10 @@ fn program_stats() -> std::collections::HashMap<(u32, String), (u64, u64)> {
         .flatten()
         .map(|p| {
             let name = p.name_as_str().unwrap_or("?").to_owned();
-            ((p.id(), name), (p.run_count(), p.run_time().as_nanos() as u64))
+            (
+                (p.id(), name),
+                (p.run_count(), p.run_time().as_nanos() as u64),
+            )
         })
         .collect()
 }
@@ -165,7 +196,9 @@ fn progstats(loaded: &mut Loaded) -> anyhow::Result<()> {
         })
         .collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0));
-    println!("| program | runs | ns per run (with the statistics' overhead) |\n| --- | --- | --- |");
+    println!(
+        "| program | runs | ns per run (with the statistics' overhead) |\n| --- | --- | --- |"
+    );
     for (name, runs, ns) in rows {
         println!("| {name} | {runs} | {ns:.0} |");
     }
@@ -175,14 +208,23 @@ fn progstats(loaded: &mut Loaded) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     // SAFETY: trivial syscall.
     if unsafe { libc::geteuid() } != 0 {
-        anyhow::bail!("capmon-bench loads eBPF programs and needs root: run `cargo xtask bench` as root");
+        anyhow::bail!(
+            "capmon-bench loads eBPF programs and needs root: run `cargo xtask bench` as root"
+        );
     }
     // SAFETY: acct(NULL) as root with accounting off returns 0; anything else means the
     // capability-check workload would not check a capability.
     if unsafe { libc::syscall(libc::SYS_acct, std::ptr::null::<libc::c_char>()) } != 0 {
-        anyhow::bail!("acct(NULL) failed ({}): the capability-check storm needs CONFIG_BSD_PROCESS_ACCT", std::io::Error::last_os_error());
+        anyhow::bail!(
+            "acct(NULL) failed ({}): the capability-check storm needs CONFIG_BSD_PROCESS_ACCT",
+            std::io::Error::last_os_error()
+        );
     }
-    let rounds: usize = std::env::var("CAPMON_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROUNDS).max(1);
+    let rounds: usize = std::env::var("CAPMON_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ROUNDS)
+        .max(1);
     let cpu = pin_to_last_cpu();
     let btf = Btf::from_sys_fs()?;
     let mut loaded = Loaded {
@@ -211,7 +253,10 @@ fn main() -> anyhow::Result<()> {
                 // Warm up (caches, the task's storage) before measuring.
                 syscall_loop(SYSCALLS_PER_ROUND / 10);
                 check_loop(CHECKS_PER_ROUND / 10);
-                (best(syscall_loop, SYSCALLS_PER_ROUND), best(check_loop, CHECKS_PER_ROUND))
+                (
+                    best(syscall_loop, SYSCALLS_PER_ROUND),
+                    best(check_loop, CHECKS_PER_ROUND),
+                )
             })?;
             syscall_ns[i].push(s_round[i]);
             check_ns[i].push(c_round[i]);
@@ -232,10 +277,22 @@ fn main() -> anyhow::Result<()> {
     println!(
         "capmon-bench: {rounds} rounds, medians, pinned to CPU {cpu}; {SYSCALLS_PER_ROUND} getppid() and {CHECKS_PER_ROUND} acct(NULL) (one CAP_SYS_PACCT check each) per round\n"
     );
-    println!("| ns per call | {} | {} | {} | {} |", Config::ALL[0].name(), Config::ALL[1].name(), Config::ALL[2].name(), Config::ALL[3].name());
+    println!(
+        "| ns per call | {} | {} | {} | {} |",
+        Config::ALL[0].name(),
+        Config::ALL[1].name(),
+        Config::ALL[2].name(),
+        Config::ALL[3].name()
+    );
     println!("| --- | --- | --- | --- | --- |");
-    println!("| getppid() (sys_enter + sys_exit) | {:.0} | {:.0} | {:.0} | {:.0} |", s[0], s[1], s[2], s[3]);
-    println!("| acct(NULL) (+ cap_capable) | {:.0} | {:.0} | {:.0} | {:.0} |", c[0], c[1], c[2], c[3]);
+    println!(
+        "| getppid() (sys_enter + sys_exit) | {:.0} | {:.0} | {:.0} | {:.0} |",
+        s[0], s[1], s[2], s[3]
+    );
+    println!(
+        "| acct(NULL) (+ cap_capable) | {:.0} | {:.0} | {:.0} | {:.0} |",
+        c[0], c[1], c[2], c[3]
+    );
     println!();
     let r = |j: usize| median(ratios.iter().map(|r| r[j]).collect());
     for (label, v, j) in [("syscall", &s, 0), ("capability check", &c, 2)] {

@@ -11,10 +11,16 @@ use std::{collections::BTreeMap, ffi::CString, process::ExitCode};
 use capmon::{names::Arch, seccomp::Profile};
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 
-fn action(name: &str, errno: Option<u32>, default_errno: Option<u32>) -> Result<SeccompAction, String> {
+fn action(
+    name: &str,
+    errno: Option<u32>,
+    default_errno: Option<u32>,
+) -> Result<SeccompAction, String> {
     Ok(match name {
         "SCMP_ACT_ALLOW" => SeccompAction::Allow,
-        "SCMP_ACT_ERRNO" => SeccompAction::Errno(errno.or(default_errno).unwrap_or(libc::EPERM as u32)),
+        "SCMP_ACT_ERRNO" => {
+            SeccompAction::Errno(errno.or(default_errno).unwrap_or(libc::EPERM as u32))
+        }
         "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => SeccompAction::KillThread,
         "SCMP_ACT_KILL_PROCESS" => SeccompAction::KillProcess,
         "SCMP_ACT_LOG" => SeccompAction::Log,
@@ -30,13 +36,20 @@ fn build(profile: &Profile) -> Result<BpfProgram, String> {
     let mut match_action = None;
     let mut rules = BTreeMap::new();
     for (i, rule) in profile.syscalls.iter().enumerate() {
-        if rule.args.as_ref().is_some_and(|a| !a.is_empty()) || rule.includes.is_some() || rule.excludes.is_some() {
-            return Err(format!("syscalls[{i}]: args/includes/excludes are not supported by this helper"));
+        if rule.args.as_ref().is_some_and(|a| !a.is_empty())
+            || rule.includes.is_some()
+            || rule.excludes.is_some()
+        {
+            return Err(format!(
+                "syscalls[{i}]: args/includes/excludes are not supported by this helper"
+            ));
         }
         let a = action(&rule.action, rule.errno_ret, profile.default_errno_ret)
             .map_err(|e| format!("syscalls[{i}].action: {e}"))?;
         if match_action.is_some_and(|m| m != a) {
-            return Err(format!("syscalls[{i}]: all rules must share one action in this helper"));
+            return Err(format!(
+                "syscalls[{i}]: all rules must share one action in this helper"
+            ));
         }
         match_action = Some(a);
         for name in &rule.names {
@@ -44,7 +57,9 @@ fn build(profile: &Profile) -> Result<BpfProgram, String> {
                 Some(nr) => {
                     rules.insert(i64::from(nr), Vec::new());
                 }
-                None => eprintln!("capmon-seccomp-exec: note: syscall {name} does not exist on this architecture; skipped"),
+                None => eprintln!(
+                    "capmon-seccomp-exec: note: syscall {name} does not exist on this architecture; skipped"
+                ),
             }
         }
     }
@@ -53,13 +68,18 @@ fn build(profile: &Profile) -> Result<BpfProgram, String> {
         Arch::X86_64 => TargetArch::x86_64,
         Arch::Aarch64 => TargetArch::aarch64,
     };
-    let filter = SeccompFilter::new(rules, mismatch, match_action, target).map_err(|e| e.to_string())?;
-    filter.try_into().map_err(|e: seccompiler::BackendError| e.to_string())
+    let filter =
+        SeccompFilter::new(rules, mismatch, match_action, target).map_err(|e| e.to_string())?;
+    filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| e.to_string())
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (Some(path), Some("--"), Some(_)) = (args.first(), args.get(1).map(String::as_str), args.get(2)) else {
+    let (Some(path), Some("--"), Some(_)) =
+        (args.first(), args.get(1).map(String::as_str), args.get(2))
+    else {
         eprintln!("usage: capmon-seccomp-exec PROFILE.json -- CMD [ARGS...]");
         return ExitCode::from(2);
     };
@@ -70,7 +90,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let program = match Profile::from_json(&text).map_err(|e| e.to_string()).and_then(|p| build(&p)) {
+    let program = match Profile::from_json(&text)
+        .map_err(|e| e.to_string())
+        .and_then(|p| build(&p))
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("capmon-seccomp-exec: {path}: {e}");

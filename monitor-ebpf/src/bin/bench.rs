@@ -46,7 +46,11 @@ mod bench {
     #[btf_tracepoint(function = "cap_capable")]
     pub fn ref_cap(ctx: BtfTracePointContext) -> i32 {
         // SAFETY: a helper without arguments.
-        let key = CapKey { cgroup_id: unsafe { bpf_get_current_cgroup_id() }, cap: ctx.arg(3), ret: ctx.arg(4) };
+        let key = CapKey {
+            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            cap: ctx.arg(3),
+            ret: ctx.arg(4),
+        };
         match REF_CAPS.get_ptr_mut(&key) {
             // SAFETY: map memory.
             Some(p) => unsafe { *p += 1 },
@@ -71,7 +75,10 @@ mod bench {
     #[inline(always)]
     fn bump(nr: u64) {
         // SAFETY: a helper without arguments.
-        let key = Key { cgroup_id: unsafe { bpf_get_current_cgroup_id() }, nr };
+        let key = Key {
+            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            nr,
+        };
         match REF_COUNTS.get_ptr_mut(&key) {
             // SAFETY: map memory.
             Some(p) => unsafe { *p += 1 },
