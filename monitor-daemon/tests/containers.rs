@@ -684,3 +684,137 @@ fn a_container_started_before_capmon_is_found_and_its_checks_count() {
     index.scan();
     assert!(index.lookup(id).expect("kept").exited);
 }
+
+/// Runs podman with a private containers.conf (cgroupfs manager, file event log, explicit
+/// ulimits: this machine cannot raise rlimits) as MACHINE-NOTES.md describes.
+fn podman(conf: &Path, args: &[&str]) -> Output {
+    Command::new("podman")
+        .env("CONTAINERS_CONF", conf)
+        .args(args)
+        .output()
+        .expect("run podman")
+}
+
+#[test]
+#[ignore = "needs root and podman: run `cargo xtask test`"]
+fn podman_container_is_attributed_with_exactly_its_granted_capabilities() {
+    require_root_and_runc();
+    assert!(
+        Command::new("podman")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "podman is not installed: `cargo xtask setup` installs it (Debian package podman)"
+    );
+    let dir = std::env::temp_dir().join(format!("capmon-podman-{}", container_id()));
+    let rootfs = dir.join("rootfs");
+    fs::create_dir_all(rootfs.join("bin")).expect("mkdir");
+    fs::create_dir_all(rootfs.join("etc")).expect("mkdir");
+    fs::create_dir_all(rootfs.join("tmp")).expect("mkdir");
+    fs::write(rootfs.join("etc/hostname"), "capmon-podman\n").expect("hostname");
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox");
+    for applet in ["sh", "sleep", "chown"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).expect("symlink");
+    }
+    let conf = dir.join("containers.conf");
+    fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\n",
+    )
+    .expect("containers.conf");
+    let tar = dir.join("rootfs.tar");
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .expect("tar");
+    assert!(out.status.success(), "{out:?}");
+    let image = "localhost/capmon-test-busybox";
+    let out = podman(&conf, &["import", tar.to_str().expect("utf8"), image]);
+    assert!(out.status.success(), "podman import: {out:?}");
+    let profile = dir.join("seccomp.json");
+    fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["kexec_load"],"action":"SCMP_ACT_ERRNO"}]}"#).expect("profile");
+
+    let mut rec = Recorder::start().expect("probes");
+    let name = format!("capmon-test-{}", &container_id()[..12]);
+    let seccomp = format!("seccomp={}", profile.display());
+    let out = podman(
+        &conf,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--runtime",
+            "runc",
+            "--network",
+            "none",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CHOWN",
+            "--security-opt",
+            &seccomp,
+            image,
+            "/bin/sh",
+            "-c",
+            "sleep 1; chown 65534 /etc/hostname; sleep 1",
+        ],
+    );
+    assert!(out.status.success(), "podman run: {out:?}");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(id.len(), 64, "podman printed {id:?}");
+
+    let mount = capmon::cgroup::find_cgroup2_mount().expect("cgroup2");
+    let mut index = capmon::cgroup::CgroupIndex::new(mount.clone());
+    index.scan();
+    let (cgroup_id, entry) = index
+        .entries()
+        .find(|(_, e)| {
+            e.identity.container_id.as_deref() == Some(id.as_str())
+                && e.identity.role == capmon::attribution::Role::Container
+        })
+        .map(|(k, e)| (*k, e.clone()))
+        .unwrap_or_else(|| panic!("no cgroup for podman container {id}"));
+    assert_eq!(
+        entry.identity.runtime,
+        capmon::attribution::Runtime::Podman,
+        "{entry:?}"
+    );
+    assert_eq!(entry.identity.short_id.as_deref(), Some(&id[..12]));
+    let posture = capmon::posture::read_cgroup(
+        &mount.join(entry.path.trim_start_matches('/')),
+        capmon::posture::host_bounding(),
+    )
+    .expect("posture")
+    .expect("the container runs");
+    assert_eq!(posture.effective, vec!["CAP_CHOWN"]);
+    assert_eq!(posture.bounding, vec!["CAP_CHOWN"]);
+    assert_eq!(posture.seccomp, capmon::posture::SeccompMode::Filter);
+
+    let out = podman(&conf, &["wait", &name]);
+    assert!(out.status.success(), "podman wait: {out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "the workload failed"
+    );
+    let r = report::build(
+        Arch::host(),
+        vec![name.clone()],
+        0,
+        None,
+        &rec.observe(cgroup_id).expect("observe"),
+    );
+    assert_eq!(
+        r.capabilities.used,
+        vec!["CAP_CHOWN"],
+        "{:#?}",
+        r.capabilities.checks
+    );
+    let _ = podman(&conf, &["rm", "-f", &name]);
+    let _ = fs::remove_dir_all(&dir);
+}

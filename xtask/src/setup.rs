@@ -37,10 +37,17 @@ fn toolchain_packages(llvm: u32) -> Vec<String> {
     p
 }
 
-/// Packages the test tiers need at run time: real containers (runc, and busybox-static for
-/// their root file systems); `util-linux` (unshare) and `coreutils` are in every Debian base
+/// Packages the test tiers need at run time: real containers (runc and podman, and
+/// busybox-static for their root file systems); `util-linux` (unshare) and `coreutils` are in every Debian base
 /// system but are listed so that a minimal image gets them too.
-const TEST_PACKAGES: &[&str] = &["runc", "busybox-static", "util-linux", "coreutils"];
+const TEST_PACKAGES: &[&str] = &[
+    "runc",
+    "podman",
+    "busybox-static",
+    "tar",
+    "util-linux",
+    "coreutils",
+];
 
 fn quiet(cmd: &mut Command) -> Option<String> {
     let out = cmd
