@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod check;
 pub mod classify;
 pub mod names;
+pub mod names_api;
 pub mod posture;
 pub mod probes;
 pub mod record;

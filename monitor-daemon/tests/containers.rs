@@ -795,6 +795,41 @@ fn podman_container_is_attributed_with_exactly_its_granted_capabilities() {
     assert_eq!(posture.bounding, vec!["CAP_CHOWN"]);
     assert_eq!(posture.seccomp, capmon::posture::SeccompMode::Filter);
 
+    // With `podman system service` running, the name and image come from its API.
+    let socket = dir.join("podman.sock");
+    let mut service = Command::new("podman")
+        .env("CONTAINERS_CONF", &conf)
+        .args([
+            "system",
+            "service",
+            "--time=0",
+            &format!("unix://{}", socket.display()),
+        ])
+        .spawn()
+        .expect("podman system service");
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let names = rt
+        .block_on(capmon::names_api::lookup(
+            &socket,
+            &id,
+            std::time::Duration::from_secs(5),
+        ))
+        .expect("podman API answers")
+        .expect("the container is known to the API");
+    let _ = service.kill();
+    let _ = service.wait();
+    assert_eq!(names.name, name);
+    assert!(names.image.starts_with(image), "{names:?}");
+
     let out = podman(&conf, &["wait", &name]);
     assert!(out.status.success(), "podman wait: {out:?}");
     assert_eq!(
