@@ -320,6 +320,8 @@ impl RecordCgroup {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::ffi::OsStrExt as _;
+
     use super::*;
 
     /// Read from this project's build machine (hybrid: v1 controllers + cgroup2 "unified").
@@ -384,9 +386,17 @@ mod tests {
         fs::create_dir_all(&leaf).expect("mkdir");
         let odd = root.join("with space\nand\u{7f}");
         fs::create_dir_all(&odd).expect("mkdir odd");
+        let not_utf8 = root.join(std::ffi::OsStr::from_bytes(b"bad-\xff\xfe-name"));
+        fs::create_dir_all(&not_utf8).expect("mkdir non-UTF-8");
         let mut index = CgroupIndex::new(root.clone());
         let changes = index.scan();
-        assert_eq!(changes.added.len(), 4, "{changes:?}");
+        assert_eq!(changes.added.len(), 5, "{changes:?}");
+        let bad = index
+            .lookup(cgroup_id(&not_utf8).expect("ino"))
+            .expect("non-UTF-8 name kept")
+            .clone();
+        assert_eq!(bad.path, "/bad-\u{fffd}\u{fffd}-name");
+        assert_eq!(bad.identity.runtime, crate::attribution::Runtime::Unknown);
         let id = cgroup_id(&leaf).expect("ino");
         let e = index.lookup(id).expect("known").clone();
         assert_eq!(e.path, format!("/docker/{hex}"));
