@@ -807,12 +807,16 @@ fn podman_container_is_attributed_with_exactly_its_granted_capabilities() {
         ])
         .spawn()
         .expect("podman system service");
-    for _ in 0..100 {
+    for _ in 0..400 {
         if socket.exists() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    assert!(
+        socket.exists(),
+        "podman system service created no socket within 20 s"
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -821,7 +825,7 @@ fn podman_container_is_attributed_with_exactly_its_granted_capabilities() {
         .block_on(capmon::names_api::lookup(
             &socket,
             &id,
-            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(20),
         ))
         .expect("podman API answers")
         .expect("the container is known to the API");
