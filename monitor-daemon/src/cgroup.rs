@@ -97,26 +97,40 @@ pub fn cgroup_id(path: &Path) -> io::Result<u64> {
     Ok(fs::metadata(path)?.ino())
 }
 
-/// Ids of every cgroup under the cgroup2 mount (the mount itself included). Directories that
-/// vanish during the walk are skipped.
-pub fn all_cgroup_ids(mount: &Path) -> Vec<u64> {
-    let mut ids = Vec::new();
-    let mut stack = vec![mount.to_path_buf()];
-    while let Some(dir) = stack.pop() {
+/// Every cgroup directory under the cgroup2 mount (the mount itself included), with its id,
+/// down to `max_depth` levels. Directories that vanish during the walk are skipped.
+fn walk(mount: &Path, max_depth: usize) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![(mount.to_path_buf(), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
         let Ok(meta) = fs::metadata(&dir) else {
             continue;
         };
-        ids.push(meta.ino());
+        out.push((dir.clone(), meta.ino()));
+        if depth >= max_depth {
+            continue;
+        }
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(entry.path());
+                stack.push((entry.path(), depth + 1));
             }
         }
     }
-    ids
+    out
+}
+
+/// How deep the walks go (real hierarchies are well under 16 levels).
+const MAX_DEPTH: usize = 32;
+
+/// Ids of every cgroup under the cgroup2 mount (the mount itself included).
+pub fn all_cgroup_ids(mount: &Path) -> Vec<u64> {
+    walk(mount, MAX_DEPTH)
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect()
 }
 
 /// A cgroup known to the index.
@@ -160,7 +174,7 @@ impl CgroupIndex {
             by_id: Default::default(),
             last_scan: None,
             min_rescan: Duration::from_millis(200),
-            max_depth: 32,
+            max_depth: MAX_DEPTH,
         }
     }
 
@@ -173,12 +187,7 @@ impl CgroupIndex {
     pub fn scan(&mut self) -> ScanChanges {
         let mut seen = std::collections::HashSet::new();
         let mut changes = ScanChanges::default();
-        let mut stack = vec![(self.mount.clone(), 0usize)];
-        while let Some((dir, depth)) = stack.pop() {
-            let Ok(meta) = fs::metadata(&dir) else {
-                continue;
-            };
-            let id = meta.ino();
+        for (dir, id) in walk(&self.mount, self.max_depth) {
             seen.insert(id);
             let rel = dir
                 .strip_prefix(&self.mount)
@@ -201,17 +210,6 @@ impl CgroupIndex {
                         exited: false,
                     },
                 );
-            }
-            if depth >= self.max_depth {
-                continue;
-            }
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push((entry.path(), depth + 1));
-                }
             }
         }
         for (id, e) in self.by_id.iter_mut() {

@@ -201,7 +201,12 @@ pub const fn syscall_nr_offset(arch: Arch) -> u64 {
 pub struct Probes {
     ebpf: Ebpf,
     mode: ProbeMode,
-    links: Vec<(&'static str, Link)>,
+    links: Vec<(&'static str, Hook, Link)>,
+}
+
+/// The error for a map the object lacks (a build problem).
+fn missing_map(name: &'static str) -> ProbeError {
+    ProbeError::Map(name, aya::maps::MapError::InvalidName { name: name.into() })
 }
 
 /// Sums a per-CPU value.
@@ -289,11 +294,8 @@ impl Probes {
         // before the probes were attached, so the kernel side cannot see it.
         match crate::cgroup::find_cgroup2_mount() {
             Ok(mount) => {
-                for id in crate::cgroup::all_cgroup_ids(&mount) {
-                    if let Err(e) = probes.mark_exec_seen(id) {
-                        tracing::warn!("cannot mark cgroup {id} as running: {e}");
-                        break;
-                    }
+                if let Err(e) = probes.mark_exec_seen(crate::cgroup::all_cgroup_ids(&mount)) {
+                    tracing::warn!("cannot mark the running cgroups: {e}");
                 }
             }
             Err(e) => tracing::warn!(
@@ -313,7 +315,7 @@ impl Probes {
     /// Attaches every loaded program that is not attached.
     pub fn attach_all(&mut self) -> Result<(), ProbeError> {
         for &(program, hook) in self.mode.programs() {
-            if self.links.iter().any(|(p, _)| *p == program) {
+            if self.links.iter().any(|(p, _, _)| *p == program) {
                 continue;
             }
             let err = |source| ProbeError::Attach {
@@ -335,21 +337,14 @@ impl Probes {
                     Link::Kprobe(prog.attach(function, 0).map_err(err)?)
                 }
             };
-            self.links.push((program, link));
+            self.links.push((program, hook, link));
         }
         Ok(())
     }
 
     /// Detaches every program (they stay loaded, maps keep their contents).
     pub fn detach_all(&mut self) -> Result<(), ProbeError> {
-        for (program, link) in self.links.drain(..).rev() {
-            let hook = self
-                .mode
-                .programs()
-                .iter()
-                .find(|(p, _)| *p == program)
-                .map(|(_, h)| *h)
-                .unwrap_or(Hook::TpBtf("?"));
+        for (program, hook, link) in self.links.drain(..).rev() {
             let err = |source| ProbeError::Attach {
                 program,
                 hook,
@@ -375,26 +370,18 @@ impl Probes {
 
     /// Takes the ring buffer of first sightings (once).
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
-        let map = self.ebpf.take_map("EVENTS").ok_or(ProbeError::Map(
-            "EVENTS",
-            aya::maps::MapError::InvalidName {
-                name: "EVENTS".into(),
-            },
-        ))?;
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| missing_map("EVENTS"))?;
         RingBuf::try_from(map).map_err(|e| ProbeError::Map("EVENTS", e))
     }
 
     /// Capability check counts of one cgroup: `CAP_CHECKS` summed over CPUs, plus what the
     /// per-CPU `CAP_CACHE` holds that was not flushed into it yet.
     pub fn cap_checks(&self, cgroup_id: u64) -> Result<Vec<(CapKey, u64)>, ProbeError> {
-        let map: PerCpuHashMap<_, CapKey, u64> = self.map("CAP_CHECKS")?;
-        let mut counts: BTreeMap<CapKey, u64> = BTreeMap::new();
-        for item in map.iter() {
-            let (key, values) = item.map_err(|e| ProbeError::Map("CAP_CHECKS", e))?;
-            if key.cgroup_id == cgroup_id {
-                *counts.entry(key).or_default() += sum(&values);
-            }
-        }
+        let mut counts =
+            self.per_cpu_counts::<CapKey>("CAP_CHECKS", |k| k.cgroup_id == cgroup_id)?;
         let cache: PerCpuArray<_, CapCacheEntry> = self.map("CAP_CACHE")?;
         for slot in 0..monitor_common::CAP_CACHE_SLOTS {
             let entries = cache
@@ -411,16 +398,25 @@ impl Probes {
 
     /// Seccomp denials of one cgroup, summed over CPUs.
     pub fn denials(&self, cgroup_id: u64) -> Result<Vec<(DenyKey, u64)>, ProbeError> {
-        let map: PerCpuHashMap<_, DenyKey, u64> = self.map("DENIALS")?;
-        let mut out = Vec::new();
+        let counts = self.per_cpu_counts::<DenyKey>("DENIALS", |k| k.cgroup_id == cgroup_id)?;
+        Ok(counts.into_iter().collect())
+    }
+
+    /// The entries of a per-CPU counting hash that `keep` selects, summed over CPUs.
+    fn per_cpu_counts<K: aya::Pod + Ord>(
+        &self,
+        name: &'static str,
+        keep: impl Fn(&K) -> bool,
+    ) -> Result<BTreeMap<K, u64>, ProbeError> {
+        let map: PerCpuHashMap<_, K, u64> = self.map(name)?;
+        let mut counts = BTreeMap::new();
         for item in map.iter() {
-            let (key, values) = item.map_err(|e| ProbeError::Map("DENIALS", e))?;
-            if key.cgroup_id == cgroup_id {
-                out.push((key, sum(&values)));
+            let (key, values) = item.map_err(|e| ProbeError::Map(name, e))?;
+            if keep(&key) {
+                *counts.entry(key).or_default() += sum(&values);
             }
         }
-        out.sort();
-        Ok(out)
+        Ok(counts)
     }
 
     /// Syscall numbers entered by one cgroup.
@@ -433,19 +429,23 @@ impl Probes {
         }
     }
 
-    /// Marks a cgroup as past its runtime setup (for cgroups that were running before the
-    /// probes were attached, whose first `execve` was never seen).
-    pub fn mark_exec_seen(&mut self, cgroup_id: u64) -> Result<(), ProbeError> {
-        let map = self.ebpf.map_mut("EXEC_SEEN").ok_or(ProbeError::Map(
-            "EXEC_SEEN",
-            aya::maps::MapError::InvalidName {
-                name: "EXEC_SEEN".into(),
-            },
-        ))?;
+    /// Marks cgroups as past their runtime setup (cgroups that were running before the probes
+    /// were attached, whose first `execve` was never seen).
+    pub fn mark_exec_seen(
+        &mut self,
+        cgroup_ids: impl IntoIterator<Item = u64>,
+    ) -> Result<(), ProbeError> {
+        let map = self
+            .ebpf
+            .map_mut("EXEC_SEEN")
+            .ok_or_else(|| missing_map("EXEC_SEEN"))?;
         let mut map: AyaHashMap<_, u64, u8> =
             AyaHashMap::try_from(map).map_err(|e| ProbeError::Map("EXEC_SEEN", e))?;
-        map.insert(cgroup_id, 1, 0)
-            .map_err(|e| ProbeError::Map("EXEC_SEEN", e))
+        for id in cgroup_ids {
+            map.insert(id, 1, 0)
+                .map_err(|e| ProbeError::Map("EXEC_SEEN", e))?;
+        }
+        Ok(())
     }
 
     /// Kernel instruction pointers of a stack, innermost first.
@@ -488,10 +488,7 @@ impl Probes {
     where
         M: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
     {
-        let map = self.ebpf.map(name).ok_or(ProbeError::Map(
-            name,
-            aya::maps::MapError::InvalidName { name: name.into() },
-        ))?;
+        let map = self.ebpf.map(name).ok_or_else(|| missing_map(name))?;
         M::try_from(map).map_err(|e| ProbeError::Map(name, e))
     }
 }

@@ -130,6 +130,17 @@ pub fn write_outputs(dir: &Path, report: &RecordReport) -> Result<(), RecordErro
     )
 }
 
+/// What the probes need before anything is loaded: root and kernel BTF.
+fn preflight() -> Result<(), RecordError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(RecordError::NotRoot);
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(RecordError::NoBtf);
+    }
+    Ok(())
+}
+
 /// The probes, their ring buffer and a kernel symbolizer: observes any cgroup by id.
 /// `capmon record` uses it for its own cgroup; tests use it for containers whose cgroup a
 /// container runtime creates.
@@ -145,12 +156,7 @@ pub struct Recorder {
 impl Recorder {
     /// Checks the preconditions, loads and attaches the probes.
     pub fn start() -> Result<Self, RecordError> {
-        if !nix::unistd::geteuid().is_root() {
-            return Err(RecordError::NotRoot);
-        }
-        if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-            return Err(RecordError::NoBtf);
-        }
+        preflight()?;
         let symbolizer = Symbolizer::from_kallsyms().map_err(RecordError::Kallsyms)?;
         let mut probes = Probes::attach()?;
         let ring = probes.take_events()?;
@@ -231,12 +237,8 @@ pub async fn record(opts: &RecordOptions) -> Result<RecordReport, RecordError> {
     let Some(program) = opts.command.first() else {
         return Err(RecordError::NoCommand);
     };
-    if !nix::unistd::geteuid().is_root() {
-        return Err(RecordError::NotRoot);
-    }
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        return Err(RecordError::NoBtf);
-    }
+    // Refuse early, before the output directory is created or the command runs.
+    preflight()?;
     if let Some(dir) = &opts.output_dir {
         check_output_dir(dir)?;
     }
