@@ -34,12 +34,49 @@ impl Arch {
         }
     }
 
+    /// Go's name of the architecture (`amd64`), as Docker profiles' `includes.arches` use it.
+    pub const fn go_name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+
+    /// Every architecture capmon knows.
+    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+
+    /// `x86_64`, `aarch64`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// Parses `x86_64`/`amd64`/`SCMP_ARCH_X86_64`, `aarch64`/`arm64`/`SCMP_ARCH_AARCH64`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Arch::ALL.into_iter().find(|a| {
+            text == a.as_str()
+                || text == a.go_name()
+                || text == a.scmp_name()
+                || (text == "x86-64" && *a == Arch::X86_64)
+        })
+    }
+
     /// Name of syscall `nr` on this architecture, as in the kernel's syscall table.
     pub fn syscall_name(self, nr: u32) -> Option<&'static str> {
         let nr = usize::try_from(nr).ok()?;
         match self {
             Arch::X86_64 => syscalls::x86_64::Sysno::new(nr).map(|s| s.name()),
             Arch::Aarch64 => syscalls::aarch64::Sysno::new(nr).map(|s| s.name()),
+        }
+    }
+
+    /// Every syscall name of this architecture's table.
+    pub fn syscall_names(self) -> Vec<&'static str> {
+        match self {
+            Arch::X86_64 => syscalls::x86_64::Sysno::iter().map(|s| s.name()).collect(),
+            Arch::Aarch64 => syscalls::aarch64::Sysno::iter().map(|s| s.name()).collect(),
         }
     }
 
@@ -51,6 +88,33 @@ impl Arch {
         };
         u32::try_from(nr).ok()
     }
+}
+
+/// Whether `name` is a syscall on any architecture the kernel supports (Docker profiles list
+/// syscalls of every architecture; each architecture ignores the names it does not have).
+pub fn syscall_known_anywhere(name: &str) -> bool {
+    use syscalls::{
+        aarch64, arm, loongarch64, mips, mips64, powerpc, powerpc64, riscv32, riscv64, s390x,
+        sparc, sparc64, x86, x86_64,
+    };
+    // 32-bit ARM's private syscalls (`__ARM_NR_*`), which libseccomp names but the kernel's
+    // generic tables do not.
+    const ARM_PRIVATE: &[&str] = &["breakpoint", "cacheflush", "set_tls", "usr26", "usr32"];
+    ARM_PRIVATE.contains(&name)
+        || x86_64::Sysno::from_str(name).is_ok()
+        || aarch64::Sysno::from_str(name).is_ok()
+        || x86::Sysno::from_str(name).is_ok()
+        || arm::Sysno::from_str(name).is_ok()
+        || loongarch64::Sysno::from_str(name).is_ok()
+        || mips::Sysno::from_str(name).is_ok()
+        || mips64::Sysno::from_str(name).is_ok()
+        || powerpc::Sysno::from_str(name).is_ok()
+        || powerpc64::Sysno::from_str(name).is_ok()
+        || riscv32::Sysno::from_str(name).is_ok()
+        || riscv64::Sysno::from_str(name).is_ok()
+        || s390x::Sysno::from_str(name).is_ok()
+        || sparc::Sysno::from_str(name).is_ok()
+        || sparc64::Sysno::from_str(name).is_ok()
 }
 
 /// `CAP_CHOWN` for 0, ...; `CAP_<n>` for a number newer than the table.

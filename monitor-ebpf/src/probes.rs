@@ -561,10 +561,16 @@ fn try_sys_enter(ctx: &BtfTracePointContext) {
         return;
     }
     // Syscalls of the container runtime's setup (before the workload's first exec) are not
-    // the workload's: they are not recorded, except the exec itself, which the workload's
-    // seccomp profile must allow.
+    // the workload's: they are not recorded, except the exec itself and whatever the runtime
+    // calls once it has installed the workload's seccomp filter (between the filter and the
+    // exec): a profile generated from this bitmap must allow both, or the container cannot
+    // start under it.
     let past_exec = cached || exec_seen(cgroup_id);
-    if !past_exec && nr != EXECVE_NR.load() as u32 && nr != EXECVEAT_NR.load() as u32 {
+    if !past_exec
+        && nr != EXECVE_NR.load() as u32
+        && nr != EXECVEAT_NR.load() as u32
+        && task_field::<i32>(SECCOMP_MODE_OFFSET.load()) != Some(SECCOMP_MODE_FILTER)
+    {
         return;
     }
     let bitmap = match SYSCALLS.get_ptr_mut(&cgroup_id) {
