@@ -68,6 +68,17 @@ pub const OUTCOME_NONE: i32 = 0;
 /// [`CapKey::outcome`] of a refused check whose syscall then succeeded.
 pub const OUTCOME_SYSCALL_OK: i32 = 1;
 
+/// [`CapKey::outcome`] of a granted `CAP_SETUID`/`CAP_SETGID` check in a `set*id` syscall
+/// that succeeded and left all of the task's ids as they were: without the capability the
+/// call would have succeeded too (a process "dropping" to the ids it already has, as busybox
+/// does at every start as a non-root user), so the check does not show a need.
+pub const OUTCOME_IDS_UNCHANGED: i32 = 2;
+
+/// `CAP_SETGID`.
+pub const CAP_SETGID: u32 = 6;
+/// `CAP_SETUID`.
+pub const CAP_SETUID: u32 = 7;
+
 /// Refused checks one syscall can hold while waiting for its outcome.
 pub const MAX_PENDING: usize = 4;
 
@@ -189,8 +200,12 @@ pub struct TaskState {
     pub exec_cgroup: u64,
     /// The task's cgroup when it entered the current syscall.
     pub cgroup_id: u64,
-    /// Refused checks of the current syscall.
+    /// Refused checks of the current syscall (and granted `CAP_SETUID`/`CAP_SETGID` checks of
+    /// a `set*id` syscall, which wait to see whether the call changed any id).
     pub pending: [PendingCheck; MAX_PENDING],
+    /// Hash of the task's eight ids (uid, gid, suid, sgid, euid, egid, fsuid, fsgid) when a
+    /// `set*id` syscall checked `CAP_SETUID`/`CAP_SETGID`.
+    pub ids_before: u64,
 }
 
 /// Slots of the per-CPU `CAP_CACHE` array.
@@ -210,6 +225,11 @@ pub struct CapCacheEntry {
     /// Syscall the entry is for (part of the cache tag, not of the key).
     pub syscall_nr: i64,
 }
+
+/// `SYSCALLS` key bit: the set of syscalls the container runtime made after installing the
+/// workload's seccomp filter and before the workload's first exec, kept apart from the
+/// workload's own (cgroup ids are inode numbers and never have this bit set).
+pub const RUNTIME_SYSCALLS_KEY_BIT: u64 = 1 << 63;
 
 /// Per-cgroup set of syscall numbers entered, one bit each.
 #[repr(C)]
@@ -238,7 +258,7 @@ const _: () = {
     assert!(core::mem::size_of::<CapEvent>() == 64);
     assert!(core::mem::size_of::<PendingCheck>() == 24);
     assert!(core::mem::size_of::<CapCacheEntry>() == 56);
-    assert!(core::mem::size_of::<TaskState>() == 32 + 24 * MAX_PENDING);
+    assert!(core::mem::size_of::<TaskState>() == 40 + 24 * MAX_PENDING);
     assert!(core::mem::size_of::<DenyKey>() == 16);
     assert!(core::mem::size_of::<DenyEvent>() == 48);
     assert!(core::mem::size_of::<SyscallBitmap>() == 64);

@@ -11,7 +11,7 @@
 //! - `used`: granted, own credentials, after the first exec, audited;
 //! - `denied`: refused, audited, and the enclosing syscall failed with `EPERM` or `EACCES`.
 
-use monitor_common::{OUTCOME_SYSCALL_OK, context};
+use monitor_common::{OUTCOME_IDS_UNCHANGED, OUTCOME_SYSCALL_OK, context};
 use serde::Serialize;
 
 /// Kernel functions that check a capability without auditing it. A check whose stack contains
@@ -143,6 +143,14 @@ pub fn classify(facts: CheckFacts, frames: &[&str]) -> (CapClass, String) {
             format!("no-audit check from {}", base_symbol(f)),
         );
     }
+    if facts.ret == 0 && facts.outcome == OUTCOME_IDS_UNCHANGED {
+        return (
+            CapClass::Probe,
+            "granted, but the set*id call left every id as it was: it succeeds without the \
+             capability"
+                .into(),
+        );
+    }
     if facts.ret == 0 {
         if frames.is_empty() {
             // Kept as used, the safe side for recommendations: dropping it might break the
@@ -248,6 +256,15 @@ mod tests {
             classify(facts(0, 0, 0), MMAP).1,
             "no-audit check from cap_vm_enough_memory"
         );
+    }
+
+    #[test]
+    fn setid_calls_that_change_no_id_do_not_use_the_capability() {
+        assert_eq!(
+            class(facts(0, 0, OUTCOME_IDS_UNCHANGED), CHOWN),
+            CapClass::Probe
+        );
+        assert_eq!(class(facts(0, 0, 0), CHOWN), CapClass::Used);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod names;
 pub mod names_api;
 pub mod posture;
 pub mod probes;
+pub mod recommend;
 pub mod record;
+pub mod replay;
 pub mod report;
 pub mod seccomp;

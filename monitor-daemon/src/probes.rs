@@ -115,6 +115,30 @@ enum Link {
     Kprobe(aya::programs::kprobe::KProbeLinkId),
 }
 
+/// The `set*id` syscalls as (lowest number, bit mask relative to it).
+pub fn setid_syscalls(arch: Arch) -> (u64, u64) {
+    let numbers: Vec<u64> = [
+        "setuid",
+        "setgid",
+        "setreuid",
+        "setregid",
+        "setresuid",
+        "setresgid",
+        "setfsuid",
+        "setfsgid",
+    ]
+    .iter()
+    .filter_map(|n| arch.syscall_number(n))
+    .map(u64::from)
+    .collect();
+    let base = numbers.iter().copied().min().unwrap_or(0);
+    let mask = numbers
+        .iter()
+        .filter(|n| **n - base < 64)
+        .fold(0u64, |m, n| m | 1 << (n - base));
+    (base, mask)
+}
+
 /// Kernel struct fields the eBPF side reads, found in the running kernel's BTF.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelOffsets {
@@ -122,6 +146,9 @@ pub struct KernelOffsets {
     pub real_cred: u64,
     /// `task_struct.seccomp.mode` (0: unknown, exits without enter are not filtered by mode).
     pub seccomp_mode: u64,
+    /// `cred.uid`, the first of eight contiguous ids ending with `cred.fsgid` (0: unknown or
+    /// not laid out so; granted set*id checks then stay `used`).
+    pub cred_ids: u64,
 }
 
 impl KernelOffsets {
@@ -144,9 +171,19 @@ impl KernelOffsets {
                 0
             })
         };
+        let uid = get("cred.uid");
+        let fsgid = get("cred.fsgid");
         Self {
             real_cred: get("task_struct.real_cred"),
             seccomp_mode: get("task_struct.seccomp.mode"),
+            cred_ids: if uid != 0 && fsgid == uid + 28 {
+                uid
+            } else {
+                tracing::warn!(
+                    "struct cred ids are not laid out as expected; set*id checks are not refined"
+                );
+                0
+            },
         }
     }
 }
@@ -245,6 +282,7 @@ impl Probes {
         let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
         let offset = syscall_nr_offset(Arch::host());
         let fields = KernelOffsets::from_kernel();
+        let (setid_base, setid_mask) = setid_syscalls(Arch::host());
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             // TASKS is a task-storage map, which aya creates but has no userspace wrapper for;
@@ -263,6 +301,9 @@ impl Probes {
             )
             .override_global("REAL_CRED_OFFSET", &fields.real_cred, true)
             .override_global("SECCOMP_MODE_OFFSET", &fields.seccomp_mode, true)
+            .override_global("CRED_IDS_OFFSET", &fields.cred_ids, true)
+            .override_global("SETID_BASE", &setid_base, true)
+            .override_global("SETID_MASK", &setid_mask, true)
             .load(EBPF_OBJECT)
             .map_err(ProbeError::Load)?;
         for &(program, hook) in mode.programs() {
@@ -421,8 +462,18 @@ impl Probes {
 
     /// Syscall numbers entered by one cgroup.
     pub fn syscalls(&self, cgroup_id: u64) -> Result<Vec<u32>, ProbeError> {
+        self.syscall_set(cgroup_id)
+    }
+
+    /// Syscalls the container runtime made in the cgroup after installing the workload's
+    /// seccomp filter and before the workload's exec (a profile must allow them too).
+    pub fn runtime_syscalls(&self, cgroup_id: u64) -> Result<Vec<u32>, ProbeError> {
+        self.syscall_set(cgroup_id | monitor_common::RUNTIME_SYSCALLS_KEY_BIT)
+    }
+
+    fn syscall_set(&self, key: u64) -> Result<Vec<u32>, ProbeError> {
         let map: AyaHashMap<_, u64, SyscallBitmap> = self.map("SYSCALLS")?;
-        match map.get(&cgroup_id, 0) {
+        match map.get(&key, 0) {
             Ok(bitmap) => Ok(bitmap.iter().collect()),
             Err(aya::maps::MapError::KeyNotFound) => Ok(Vec::new()),
             Err(e) => Err(ProbeError::Map("SYSCALLS", e)),
@@ -598,6 +649,24 @@ impl Symbolizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn setid_syscalls_per_architecture() {
+        // x86_64: setuid 105, setgid 106, setreuid 113, setregid 114, setresuid 117,
+        // setresgid 119, setfsuid 122, setfsgid 123.
+        let (base, mask) = setid_syscalls(Arch::X86_64);
+        assert_eq!(base, 105);
+        let numbers: Vec<u64> = (0..64)
+            .filter(|b| mask & (1 << b) != 0)
+            .map(|b| base + b)
+            .collect();
+        assert_eq!(numbers, vec![105, 106, 113, 114, 117, 119, 122, 123]);
+        // aarch64: setregid 143, setgid 144, setreuid 145, setuid 146, setresuid 147,
+        // setresgid 149, setfsuid 151, setfsgid 152.
+        let (base, mask) = setid_syscalls(Arch::Aarch64);
+        assert_eq!(base, 143);
+        assert_eq!(mask.count_ones(), 8);
+    }
 
     fn bytes_of<T>(v: &T) -> Vec<u8> {
         // SAFETY: reading the bytes of a plain-data value.

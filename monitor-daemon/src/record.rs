@@ -18,8 +18,8 @@ use tokio::{
 
 use crate::{
     cgroup::{self, CgroupError, RecordCgroup},
-    names::Arch,
     probes::{Event, ProbeError, Probes, Symbolizer, decode},
+    recommend::{Advice, Format},
     report::{self, Observed, RecordReport},
 };
 
@@ -100,8 +100,19 @@ impl RecordError {
 pub struct RecordOptions {
     /// The command and its arguments.
     pub command: Vec<String>,
-    /// Where to write `seccomp.json` and `report.json`, if anywhere.
+    /// Where to write `report.json` and the recommendation files, if anywhere.
     pub output_dir: Option<PathBuf>,
+    /// Name for the recommendation (file and resource names).
+    pub name: String,
+}
+
+/// What `capmon record` produced.
+#[derive(Debug)]
+pub struct Recorded {
+    /// The report.
+    pub report: RecordReport,
+    /// Files written into the output directory.
+    pub written: Vec<&'static str>,
 }
 
 /// Makes sure `dir` exists and a file can be created in it.
@@ -117,17 +128,43 @@ fn check_output_dir(dir: &Path) -> Result<(), RecordError> {
     Ok(())
 }
 
-/// Writes the result files into `dir`.
-pub fn write_outputs(dir: &Path, report: &RecordReport) -> Result<(), RecordError> {
-    let write = |name: &str, text: String| {
-        let path = dir.join(name);
-        fs::write(&path, text + "\n").map_err(|source| RecordError::Write { path, source })
+/// Writes the result files into `dir`: `report.json` and the recommendation in every format
+/// ([`Format::file_name`]); the seccomp formats only when a profile could be generated.
+/// Returns the names written.
+pub fn write_outputs(
+    dir: &Path,
+    name: &str,
+    report: &RecordReport,
+) -> Result<Vec<&'static str>, RecordError> {
+    let write = |file: &str, text: String| {
+        let path = dir.join(file);
+        fs::write(&path, text).map_err(|source| RecordError::Write { path, source })
     };
-    write("seccomp.json", report.seccomp_profile.to_json_pretty())?;
     write(
         "report.json",
-        serde_json::to_string_pretty(report).unwrap_or_default(),
-    )
+        serde_json::to_string_pretty(report).unwrap_or_default() + "\n",
+    )?;
+    let mut written = vec!["report.json"];
+    let advice = Advice::of(name, report);
+    for format in Format::ALL {
+        match advice.render(format) {
+            Ok(text) => {
+                write(format.file_name(), text)?;
+                written.push(format.file_name());
+            }
+            Err(e) => tracing::debug!("{format}: {e}"),
+        }
+    }
+    Ok(written)
+}
+
+/// The name recommendations use for a recorded command: its program's file name.
+pub fn command_name(command: &[String]) -> String {
+    command
+        .first()
+        .map(|p| p.rsplit('/').next().unwrap_or(p).to_owned())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "command".into())
 }
 
 /// What the probes need before anything is loaded: root and kernel BTF.
@@ -200,6 +237,7 @@ impl Recorder {
         let mut observed = Observed {
             cap_checks: self.probes.cap_checks(cgroup_id)?,
             syscalls: self.probes.syscalls(cgroup_id)?,
+            runtime_syscalls: self.probes.runtime_syscalls(cgroup_id)?,
             denials: self.probes.denials(cgroup_id)?,
             counters: self.probes.counters()?,
             undecodable: self.undecodable,
@@ -233,7 +271,7 @@ impl Recorder {
 }
 
 /// Runs the command under the probes and reports what it did.
-pub async fn record(opts: &RecordOptions) -> Result<RecordReport, RecordError> {
+pub async fn record(opts: &RecordOptions) -> Result<Recorded, RecordError> {
     let Some(program) = opts.command.first() else {
         return Err(RecordError::NoCommand);
     };
@@ -318,15 +356,20 @@ pub async fn record(opts: &RecordOptions) -> Result<RecordReport, RecordError> {
         (None, Some(sig)) => (128 + sig, Some(sig)),
         (None, None) => (1, None),
     };
-    let report = report::build(
-        Arch::host(),
-        opts.command.clone(),
-        exit_code,
-        signal,
-        &observed,
-    );
-    if let Some(dir) = &opts.output_dir {
-        write_outputs(dir, &report)?;
-    }
-    Ok(report)
+    // The command ran as root with capmon's own bounding set.
+    let granted = caps::read(None, caps::CapSet::Bounding)
+        .map(|set| {
+            let mut v: Vec<_> = set.into_iter().collect();
+            v.sort_by_key(|c| c.index());
+            v.into_iter().map(|c| c.to_string()).collect()
+        })
+        .unwrap_or_default();
+    let mut ctx = report::BuildContext::new(granted);
+    ctx.uid = Some(0);
+    let report = report::build(&ctx, opts.command.clone(), exit_code, signal, &observed);
+    let written = match &opts.output_dir {
+        Some(dir) => write_outputs(dir, &opts.name, &report)?,
+        None => Vec::new(),
+    };
+    Ok(Recorded { report, written })
 }

@@ -10,7 +10,8 @@ use crate::{
     classify::{CapClass, base_symbol, classify},
     names::{Arch, capability_name, errno_name},
     probes::comm_str,
-    seccomp::Profile,
+    recommend::Analysis,
+    seccomp::{KernelVersion, Profile, ProfileDiff, Replay, Target},
 };
 
 /// Everything the kernel side recorded for one cgroup.
@@ -22,8 +23,11 @@ pub struct Observed {
     pub cap_events: HashMap<CapKey, CapEvent>,
     /// Kernel frames (symbol names, innermost first) by stack hash.
     pub stacks: HashMap<u64, Vec<String>>,
-    /// Syscall numbers entered.
+    /// Syscall numbers entered by the workload (from its first exec on).
     pub syscalls: Vec<u32>,
+    /// Syscall numbers the container runtime entered after installing the seccomp filter,
+    /// before the workload's exec.
+    pub runtime_syscalls: Vec<u32>,
     /// (cgroup, syscall, errno) -> count.
     pub denials: Vec<(DenyKey, u64)>,
     /// First sighting of each denial key.
@@ -95,8 +99,12 @@ pub struct Denial {
 /// Syscalls.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Syscalls {
-    /// Names of the syscalls entered, sorted.
+    /// Names of the syscalls the workload entered, sorted.
     pub used: Vec<String>,
+    /// Syscalls the container runtime made under the workload's seccomp filter before the
+    /// workload's exec (empty outside containers or without a filter); the generated profile
+    /// allows them.
+    pub runtime: Vec<String>,
     /// Syscalls refused by seccomp.
     pub denied: Vec<Denial>,
 }
@@ -114,10 +122,62 @@ pub struct RecordReport {
     pub capabilities: Capabilities,
     /// Syscalls used and denied.
     pub syscalls: Syscalls,
-    /// Least-privilege profile: the syscalls used, nothing else.
-    pub seccomp_profile: Profile,
+    /// Capabilities the workload held.
+    pub granted: Vec<String>,
+    /// Granted against used: what to drop, keep and add, with warnings.
+    pub analysis: Analysis,
+    /// Least-privilege profile: the syscalls used plus what the runtime needs after
+    /// installing the filter. `None` when it cannot be written without guessing.
+    pub seccomp_profile: Option<Profile>,
+    /// Why there is no profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile_error: Option<String>,
+    /// Docker's default seccomp profile against this workload.
+    pub docker_default: DockerDefault,
     /// What the kernel side could not record (all 0 when nothing was lost).
     pub lost: BTreeMap<String, u64>,
+}
+
+/// Docker's default seccomp profile, resolved for the workload's capabilities, this
+/// architecture and kernel, against what the workload did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DockerDefault {
+    /// The recorded syscalls replayed against it: what would break under it.
+    pub replay: Replay,
+    /// The generated profile compared with it (empty when there is no generated profile).
+    pub diff: ProfileDiff,
+}
+
+/// What [`build`] needs beyond the kernel's observations.
+#[derive(Clone, Debug)]
+pub struct BuildContext {
+    /// The architecture syscall numbers belong to.
+    pub arch: Arch,
+    /// Capabilities the workload held (`CAP_*`).
+    pub granted: Vec<String>,
+    /// Failed posture checks (`check`, `detail`).
+    pub findings: Vec<(String, String)>,
+    /// Effective uid of the workload, when known.
+    pub uid: Option<u32>,
+    /// The kernel, for Docker's `minKernel` conditions.
+    pub kernel: KernelVersion,
+    /// Whether the syscall history is complete (recorded from the workload's start); a
+    /// profile is generated only then.
+    pub complete: bool,
+}
+
+impl BuildContext {
+    /// For a command or container capmon saw start on this machine, holding `granted`.
+    pub fn new(granted: Vec<String>) -> Self {
+        BuildContext {
+            arch: Arch::host(),
+            granted,
+            findings: Vec::new(),
+            uid: None,
+            kernel: KernelVersion::running().unwrap_or(KernelVersion(0, 0)),
+            complete: true,
+        }
+    }
 }
 
 fn syscall_label(arch: Arch, nr: u32) -> String {
@@ -139,12 +199,13 @@ fn interesting_frames(frames: &[String]) -> Vec<String> {
 
 /// Builds the report from what was observed.
 pub fn build(
-    arch: Arch,
+    ctx: &BuildContext,
     command: Vec<String>,
     exit_code: i32,
     signal: Option<i32>,
     observed: &Observed,
 ) -> RecordReport {
+    let arch = ctx.arch;
     let mut classes: BTreeMap<CapClass, BTreeSet<u32>> = BTreeMap::new();
     let mut checks = Vec::new();
     for (key, count) in &observed.cap_checks {
@@ -216,7 +277,26 @@ pub fn build(
         .map(|(k, v)| ((*k).to_owned(), *v))
         .collect();
     lost.insert("undecodable_records".into(), observed.undecodable);
-    RecordReport {
+    let mut runtime_syscalls: Vec<String> = observed
+        .runtime_syscalls
+        .iter()
+        .map(|nr| syscall_label(arch, *nr))
+        .collect();
+    runtime_syscalls.sort();
+    let profile = if !ctx.complete {
+        Err("capmon did not see the workload start, so its syscall history is incomplete".into())
+    } else if lost.get("syscall_map_full").is_some_and(|n| *n > 0) {
+        Err("the kernel's syscall map was full and syscalls went unrecorded".into())
+    } else {
+        // What the runtime was seen to make under the filter, and what runc is known to need
+        // there: its Go runtime's calls vary from run to run (signals, scheduling), and a
+        // command recorded outside a container shows none.
+        let mut numbers = observed.syscalls.clone();
+        numbers.extend(&observed.runtime_syscalls);
+        Profile::generate(arch, &numbers, crate::recommend::RUNC_AFTER_FILTER)
+            .map_err(|e| e.to_string())
+    };
+    let mut report = RecordReport {
         command,
         exit_code,
         signal,
@@ -227,17 +307,49 @@ pub fn build(
             ignored: names(CapClass::Ignored),
             checks,
         },
-        seccomp_profile: Profile::allow_only(arch, &used_syscalls),
         syscalls: Syscalls {
             used: used_syscalls,
+            runtime: runtime_syscalls,
             denied,
         },
+        granted: ctx.granted.clone(),
+        analysis: Analysis::default(),
+        seccomp_profile_error: profile.as_ref().err().cloned(),
+        seccomp_profile: profile.ok(),
+        docker_default: DockerDefault::default(),
         lost,
-    }
+    };
+    report.analysis = crate::recommend::analyze(
+        &report,
+        &crate::recommend::Context {
+            granted: &ctx.granted,
+            findings: &ctx.findings,
+            uid: ctx.uid,
+        },
+    );
+    let target = Target {
+        arch,
+        caps: ctx.granted.iter().cloned().collect(),
+        kernel: ctx.kernel,
+    };
+    let docker = Profile::docker_default();
+    let mut all: Vec<&String> = report.syscalls.used.iter().collect();
+    all.extend(&report.syscalls.runtime);
+    all.sort();
+    all.dedup();
+    report.docker_default = DockerDefault {
+        replay: Replay::run(&docker, &target, &all),
+        diff: report
+            .seccomp_profile
+            .as_ref()
+            .map(|p| ProfileDiff::between(p, &docker, &target))
+            .unwrap_or_default(),
+    };
+    report
 }
 
-/// The report as text for a terminal.
-pub fn render_text(r: &RecordReport) -> String {
+/// The report as text for a terminal; `name` names the workload in the recommendation.
+pub fn render_text(r: &RecordReport, name: &str) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let list = |v: &[String]| {
@@ -320,6 +432,69 @@ pub fn render_text(r: &RecordReport) -> String {
             let _ = writeln!(out, "  {:<20} {:<8} x{}", d.name, d.errno, d.count);
         }
     }
+    let a = &r.analysis;
+    let _ = writeln!(out, "\nleast privilege:");
+    let _ = writeln!(out, "  granted but unused (drop): {}", list(&a.unused));
+    let _ = writeln!(out, "  missing (add):             {}", list(&a.add));
+    let _ = writeln!(out, "  recommended set:           {}", list(&a.recommended));
+    for w in &a.warnings {
+        let _ = writeln!(out, "  warning [{}]: {}", w.code, w.message);
+    }
+    match crate::recommend::Advice::of(name, r).render(crate::recommend::Format::Docker) {
+        Ok(flags) => {
+            let _ = writeln!(
+                out,
+                "  docker run {}",
+                flags.lines().last().unwrap_or_default()
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(out, "  {e}");
+        }
+    }
+    if let Some(why) = &r.seccomp_profile_error {
+        let _ = writeln!(out, "  no seccomp profile: {why}");
+    }
+    let d = &r.docker_default;
+    if d.replay.would_deny.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nDocker's default seccomp profile: allows every recorded syscall"
+        );
+    } else {
+        let denied: Vec<String> = d
+            .replay
+            .would_deny
+            .iter()
+            .map(|w| format!("{} ({})", w.name, w.errno.as_deref().unwrap_or(&w.action)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nDocker's default seccomp profile would deny: {} (the workload would break under it)",
+            denied.join(", ")
+        );
+    }
+    if !d.replay.depends_on_arguments.is_empty() {
+        let _ = writeln!(
+            out,
+            "  allowed by it only for some arguments: {}",
+            d.replay.depends_on_arguments.join(", ")
+        );
+    }
+    if r.seccomp_profile.is_some() {
+        let _ = writeln!(
+            out,
+            "  generated profile vs Docker's default: {} in both, {} not unconditionally allowed by Docker's{}, {} of Docker's removed",
+            d.diff.in_both,
+            d.diff.only_in_generated.len(),
+            if d.diff.only_in_generated.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", d.diff.only_in_generated.join(", "))
+            },
+            d.diff.only_in_base.len()
+        );
+    }
     let lost: u64 = r.lost.values().sum();
     if lost > 0 {
         let _ = writeln!(out, "\nWARNING: the kernel side lost records: {:?}", r.lost);
@@ -340,6 +515,21 @@ mod tests {
             stack,
             context: 0,
             outcome,
+        }
+    }
+
+    fn ctx() -> BuildContext {
+        BuildContext {
+            arch: Arch::X86_64,
+            granted: vec![
+                "CAP_CHOWN".into(),
+                "CAP_SYS_ADMIN".into(),
+                "CAP_KILL".into(),
+            ],
+            findings: vec![("runs_as_root".into(), "effective uid 0".into())],
+            uid: Some(0),
+            kernel: KernelVersion(6, 18),
+            complete: true,
         }
     }
 
@@ -415,7 +605,7 @@ mod tests {
 
     #[test]
     fn classes_syscalls_and_denials() {
-        let r = build(Arch::X86_64, vec!["chown".into()], 0, None, &observed());
+        let r = build(&ctx(), vec!["chown".into()], 0, None, &observed());
         assert_eq!(r.capabilities.used, vec!["CAP_CHOWN"]);
         assert_eq!(r.capabilities.denied, vec!["CAP_NET_RAW"]);
         assert_eq!(r.capabilities.probe, vec!["CAP_SYS_ADMIN"]);
@@ -460,13 +650,44 @@ mod tests {
             probe.noaudit_caller.as_deref(),
             Some("cap_vm_enough_memory")
         );
-        assert_eq!(r.seccomp_profile.syscalls[0].names, r.syscalls.used);
+        let profile = r.seccomp_profile.as_ref().expect("a profile");
+        let allowed = &profile.syscalls[0].names;
+        assert!(
+            r.syscalls.used.iter().all(|s| allowed.contains(s)),
+            "{allowed:?}"
+        );
+        // What runc needs between installing the filter and the exec is allowed.
+        assert!(allowed.contains(&"capset".to_owned()), "{allowed:?}");
+        // Granted against used.
+        let a = &r.analysis;
+        assert_eq!(a.granted, vec!["CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"]);
+        assert_eq!(a.used, vec!["CAP_CHOWN"]);
+        assert_eq!(a.add, vec!["CAP_NET_RAW"]);
+        assert_eq!(a.unused, vec!["CAP_KILL", "CAP_SYS_ADMIN"]);
+        assert_eq!(a.recommended, vec!["CAP_CHOWN", "CAP_NET_RAW"]);
+        assert_eq!(a.probe_only, vec!["CAP_SYS_ADMIN"]);
+        let codes: Vec<(&str, bool)> = a
+            .warnings
+            .iter()
+            .map(|w| (w.code.as_str(), w.needed))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("cap_sys_admin", false),
+                ("cap_net_raw", true),
+                ("runs_as_root", false)
+            ]
+        );
+        // Docker's default for CHOWN+SYS_ADMIN+KILL allows these five.
+        assert!(r.docker_default.replay.would_deny.is_empty());
+        assert_eq!(r.docker_default.replay.allowed, 5);
     }
 
     #[test]
     fn json_shape() {
         let r = build(
-            Arch::X86_64,
+            &ctx(),
             vec!["chown".into(), "nobody".into()],
             3,
             None,
@@ -484,8 +705,8 @@ mod tests {
 
     #[test]
     fn text_lists_everything() {
-        let r = build(Arch::X86_64, vec!["chown".into()], 0, None, &observed());
-        let text = render_text(&r);
+        let r = build(&ctx(), vec!["chown".into()], 0, None, &observed());
+        let text = render_text(&r, "chown");
         assert!(text.contains("capabilities used:   CAP_CHOWN\n"), "{text}");
         assert!(
             text.contains("capabilities denied: CAP_NET_RAW\n"),

@@ -328,13 +328,13 @@ fn check_filter(field: &str, f: &Filter) -> Result<(), SeccompError> {
             "architecture",
         )?;
     }
-    if let Some(k) = &f.min_kernel {
-        if KernelVersion::parse(k).is_none() {
-            return Err(invalid(
-                format!("{field}.minKernel"),
-                format!("{k:?} is not a kernel version such as \"4.8\""),
-            ));
-        }
+    if let Some(k) = &f.min_kernel
+        && KernelVersion::parse(k).is_none()
+    {
+        return Err(invalid(
+            format!("{field}.minKernel"),
+            format!("{k:?} is not a kernel version such as \"4.8\""),
+        ));
     }
     Ok(())
 }

@@ -13,9 +13,10 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, ProbeContext, RetProbeContext},
 };
 use monitor_common::{
-    CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, KprobeArgs, MAX_PENDING, NO_STACK,
-    OUTCOME_NONE, OUTCOME_SYSCALL_OK, PendingCheck, STACK_DEPTH, SYSCALL_BITMAP_BITS,
-    SYSCALL_BITMAP_WORDS, SyscallBitmap, TaskState, context, counter, kind,
+    CAP_SETGID, CAP_SETUID, CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, KprobeArgs,
+    MAX_PENDING, NO_STACK, OUTCOME_IDS_UNCHANGED, OUTCOME_NONE, OUTCOME_SYSCALL_OK, PendingCheck,
+    RUNTIME_SYSCALLS_KEY_BIT, STACK_DEPTH, SYSCALL_BITMAP_BITS, SYSCALL_BITMAP_WORDS,
+    SyscallBitmap, TaskState, context, counter, kind,
 };
 
 /// `EEXIST`, returned negated by a `BPF_NOEXIST` insert that lost a race.
@@ -43,6 +44,18 @@ static REAL_CRED_OFFSET: Global<u64> = Global::new(0);
 /// enter counts as a denial).
 #[unsafe(no_mangle)]
 static SECCOMP_MODE_OFFSET: Global<u64> = Global::new(0);
+
+/// Offset of `uid` in `struct cred`, followed by gid, suid, sgid, euid, egid, fsuid, fsgid (32
+/// bytes); 0 when unknown (granted set*id checks then stay `used`).
+#[unsafe(no_mangle)]
+static CRED_IDS_OFFSET: Global<u64> = Global::new(0);
+
+/// The `set*id` syscalls (setuid, setgid, setreuid, ...): numbers `SETID_BASE + b` for each
+/// bit `b` of `SETID_MASK` (they lie within 64 numbers of each other on every architecture).
+#[unsafe(no_mangle)]
+static SETID_BASE: Global<u64> = Global::new(0);
+#[unsafe(no_mangle)]
+static SETID_MASK: Global<u64> = Global::new(0);
 
 /// A BTF-defined `BPF_MAP_TYPE_TASK_STORAGE` map: per-task state that lives and dies with the
 /// task, reached without a hash lookup (aya-ebpf 0.2 has no wrapper for it).
@@ -108,6 +121,7 @@ const NEW_TASK: TaskState = TaskState {
         context: 0,
         _pad: 0,
     }; MAX_PENDING],
+    ids_before: 0,
 };
 
 /// Per-task syscall state: the syscall being executed and refused checks awaiting its outcome.
@@ -489,13 +503,23 @@ fn check<C: EbpfContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_context: 
         outcome: OUTCOME_NONE,
     };
     // A refused, audited check inside a syscall waits for the syscall's outcome: `denied` only
-    // if the syscall then failed.
-    if ret != 0 && ctx_bits == 0 {
+    // if the syscall then failed. So does a granted CAP_SETUID/CAP_SETGID check of a set*id
+    // syscall, with the ids as they were: if the call leaves them unchanged it did not need
+    // the capability.
+    let setid = ret == 0
+        && ctx_bits == 0
+        && (cap as u32 == CAP_SETUID || cap as u32 == CAP_SETGID)
+        && is_setid_syscall(syscall_nr);
+    let ids = if setid { cred_ids(cred) } else { None };
+    if (ret != 0 || ids.is_some()) && ctx_bits == 0 {
         if let Some(s) = state {
             // SAFETY: task storage memory of the current task; only this task writes it.
             unsafe {
                 let n = (*s).npending as usize;
                 if n < MAX_PENDING {
+                    if let Some(ids) = ids {
+                        (*s).ids_before = ids;
+                    }
                     let stack = take_stack(ctx);
                     (*s).pending[n] = PendingCheck {
                         cap: cap as u32,
@@ -566,28 +590,26 @@ fn try_sys_enter(ctx: &BtfTracePointContext) {
     // exec): a profile generated from this bitmap must allow both, or the container cannot
     // start under it.
     let past_exec = cached || exec_seen(cgroup_id);
-    if !past_exec
-        && nr != EXECVE_NR.load() as u32
-        && nr != EXECVEAT_NR.load() as u32
-        && task_field::<i32>(SECCOMP_MODE_OFFSET.load()) != Some(SECCOMP_MODE_FILTER)
-    {
-        return;
+    let mut key = cgroup_id;
+    if !past_exec && nr != EXECVE_NR.load() as u32 && nr != EXECVEAT_NR.load() as u32 {
+        if task_field::<i32>(SECCOMP_MODE_OFFSET.load()) != Some(SECCOMP_MODE_FILTER) {
+            return;
+        }
+        key |= RUNTIME_SYSCALLS_KEY_BIT;
     }
-    let bitmap = match SYSCALLS.get_ptr_mut(&cgroup_id) {
+    let bitmap = match SYSCALLS.get_ptr_mut(&key) {
         Some(p) => p,
         None => {
             let empty = SyscallBitmap {
                 words: [0; SYSCALL_BITMAP_WORDS],
             };
-            if SYSCALLS
-                .insert(&cgroup_id, &empty, BPF_NOEXIST.into())
-                .is_err()
-                && SYSCALLS.get_ptr(&cgroup_id).is_none()
+            if SYSCALLS.insert(&key, &empty, BPF_NOEXIST.into()).is_err()
+                && SYSCALLS.get_ptr(&key).is_none()
             {
                 bump(counter::SYSCALL_MAP_FULL);
                 return;
             }
-            match SYSCALLS.get_ptr_mut(&cgroup_id) {
+            match SYSCALLS.get_ptr_mut(&key) {
                 Some(p) => p,
                 None => return,
             }
@@ -680,14 +702,43 @@ fn try_sys_exit(ctx: &BtfTracePointContext) {
     }
 }
 
-/// Counts the refused checks of a syscall that just returned `ret`, keyed by that outcome.
+/// Whether `nr` is one of the `set*id` syscalls.
+#[inline(always)]
+fn is_setid_syscall(nr: i32) -> bool {
+    let bit = (nr as i64) - SETID_BASE.load() as i64;
+    nr >= 0 && (0..64).contains(&bit) && SETID_MASK.load() & (1u64 << bit) != 0
+}
+
+/// A hash of the eight ids of `cred` (uid, gid, suid, sgid, euid, egid, fsuid, fsgid).
+#[inline(always)]
+fn cred_ids(cred: u64) -> Option<u64> {
+    let offset = CRED_IDS_OFFSET.load();
+    if offset == 0 || cred == 0 {
+        return None;
+    }
+    // SAFETY: reads kernel memory through the helper, which faults safely.
+    let ids: [u32; 8] =
+        unsafe { bpf_probe_read_kernel((cred + offset) as *const [u32; 8]) }.ok()?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for id in ids {
+        h = (h ^ id as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    Some(h)
+}
+
+/// Counts the pending checks of a syscall that just returned `ret`, keyed by that outcome.
 #[inline(never)]
 fn finish_pending(state: *mut TaskState, syscall_nr: i32, ret: i64) {
-    let outcome = if ret >= 0 || ret < -MAX_ERRNO {
-        OUTCOME_SYSCALL_OK
-    } else {
-        ret as i32
-    };
+    let ok = ret >= 0 || ret < -MAX_ERRNO;
+    let outcome = if ok { OUTCOME_SYSCALL_OK } else { ret as i32 };
+    // For granted set*id checks: are the ids (now in the task's new real_cred) unchanged?
+    // SAFETY: task storage memory of the current task.
+    let ids_before = unsafe { (*state).ids_before };
+    let ids_unchanged = ok
+        && ids_before != 0
+        && task_field::<u64>(REAL_CRED_OFFSET.load()).and_then(cred_ids) == Some(ids_before);
+    // SAFETY: as above.
+    unsafe { (*state).ids_before = 0 };
     let cgroup_id = cgroup_id();
     for i in 0..MAX_PENDING {
         // SAFETY: task storage memory of the current task.
@@ -701,7 +752,11 @@ fn finish_pending(state: *mut TaskState, syscall_nr: i32, ret: i64) {
             ret: p.ret,
             stack: p.stack,
             context: p.context,
-            outcome,
+            outcome: match (p.ret, ids_unchanged) {
+                (0, true) => OUTCOME_IDS_UNCHANGED,
+                (0, false) => OUTCOME_NONE,
+                _ => outcome,
+            },
         };
         record_check(&key, syscall_nr);
     }

@@ -38,12 +38,15 @@ fn toolchain_packages(llvm: u32) -> Vec<String> {
 }
 
 /// Packages the test tiers need at run time: real containers (runc and podman, and
-/// busybox-static for their root file systems); `util-linux` (unshare) and `coreutils` are in every Debian base
-/// system but are listed so that a minimal image gets them too.
+/// busybox-static for their root file systems); `apparmor` for `apparmor_parser`, which checks
+/// the AppArmor rules capmon writes (it parses offline, without AppArmor in the kernel);
+/// `util-linux` (unshare, setpriv) and `coreutils` are in every Debian base system but are
+/// listed so that a minimal image gets them too.
 const TEST_PACKAGES: &[&str] = &[
     "runc",
     "podman",
     "busybox-static",
+    "apparmor",
     "tar",
     "util-linux",
     "coreutils",

@@ -1,0 +1,321 @@
+//! Helpers shared by the privileged container tests: OCI bundles with busybox, running them
+//! with real runc in a chosen cgroup, and reading what capmon saw.
+
+#![allow(dead_code)]
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use capmon::{
+    record::Recorder,
+    report::{self, RecordReport},
+};
+use serde_json::Value;
+
+/// Docker's default capability set.
+pub const DOCKER_DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+pub fn require_root_and_runc() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root: run `cargo xtask test` as root"
+    );
+    assert!(
+        Command::new("runc")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "runc is not installed: `cargo xtask setup` installs it (Debian package runc)"
+    );
+}
+
+/// Every capability this machine can grant (its bounding set: here, all but a few such as
+/// CAP_SYS_RESOURCE, which the VM withholds).
+pub fn all_caps() -> Vec<String> {
+    let bounding = caps::read(None, caps::CapSet::Bounding).expect("read the bounding set");
+    assert!(
+        bounding.contains(&caps::Capability::CAP_SYS_ADMIN),
+        "this test needs CAP_SYS_ADMIN in the bounding set"
+    );
+    let mut caps: Vec<String> = bounding.into_iter().map(|c| c.to_string()).collect();
+    caps.sort();
+    caps
+}
+
+/// A unique 64-hex container id.
+pub fn container_id() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let seed = format!(
+        "{}-{}-{:?}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+    );
+    let mut out = String::new();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    while out.len() < 64 {
+        for b in seed.bytes().chain(out.bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        out.push_str(&format!("{h:016x}"));
+    }
+    out.truncate(64);
+    out
+}
+
+/// An OCI bundle whose rootfs holds busybox and its applets.
+pub fn bundle(args: &[&str], caps: &[String], cgroups_path: &str) -> PathBuf {
+    bundle_with(args, caps, cgroups_path, |_| {})
+}
+
+/// Like [`bundle`], with a last edit of the runtime spec.
+pub fn bundle_with(
+    args: &[&str],
+    caps: &[String],
+    cgroups_path: &str,
+    edit: impl FnOnce(&mut Value),
+) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("capmon-bundle-{}", container_id()));
+    let bin = dir.join("rootfs/bin");
+    fs::create_dir_all(&bin).expect("mkdir rootfs");
+    for d in ["proc", "dev", "sys", "tmp", "etc"] {
+        fs::create_dir_all(dir.join("rootfs").join(d)).expect("mkdir");
+    }
+    fs::write(dir.join("rootfs/etc/hostname"), "capmon-test\n").expect("hostname");
+    fs::copy("/bin/busybox", bin.join("busybox"))
+        .expect("copy busybox (Debian package busybox-static)");
+    let list = Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("symlink");
+        }
+    }
+    let out = Command::new("runc")
+        .args(["spec", "--bundle"])
+        .arg(&dir)
+        .output()
+        .expect("runc spec");
+    assert!(out.status.success(), "runc spec: {out:?}");
+    let path = dir.join("config.json");
+    let mut spec: Value =
+        serde_json::from_str(&fs::read_to_string(&path).expect("config.json")).expect("json");
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = serde_json::json!(args);
+    for set in ["bounding", "effective", "permitted"] {
+        spec["process"]["capabilities"][set] = serde_json::json!(caps);
+    }
+    spec["process"]["capabilities"]["ambient"] = serde_json::json!([]);
+    spec["process"]["capabilities"]["inheritable"] = serde_json::json!([]);
+    spec["linux"]["cgroupsPath"] = cgroups_path.into();
+    spec["root"]["readonly"] = false.into();
+    // The host's network namespace, so that 127.0.0.1 is reachable without configuring lo.
+    let namespaces: Vec<Value> = spec["linux"]["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .filter(|n| n["type"] != "network")
+        .cloned()
+        .collect();
+    spec["linux"]["namespaces"] = namespaces.into();
+    edit(&mut spec);
+    fs::write(&path, serde_json::to_string_pretty(&spec).expect("json"))
+        .expect("write config.json");
+    dir
+}
+
+pub struct Run {
+    pub output: Output,
+    pub observed: capmon::report::Observed,
+    pub report: RecordReport,
+    pub cgroup_id: u64,
+}
+
+/// Runs a container to completion in a pre-created cgroup2 directory and reports on it.
+pub fn run(recorder: &mut Recorder, args: &[&str], caps: &[String], cgroups_path: &str) -> Run {
+    run_with(recorder, args, caps, cgroups_path, |_| {})
+}
+
+/// Like [`run`], with a last edit of the runtime spec.
+pub fn run_with(
+    recorder: &mut Recorder,
+    args: &[&str],
+    caps: &[String],
+    cgroups_path: &str,
+    edit: impl FnOnce(&mut Value),
+) -> Run {
+    let mount = capmon::cgroup::find_cgroup2_mount().expect("cgroup2 mount");
+    let cg = mount.join(cgroups_path.trim_start_matches('/'));
+    fs::create_dir_all(&cg).expect("create the container's cgroup");
+    let cgroup_id = capmon::cgroup::cgroup_id(&cg).expect("cgroup id");
+    let dir = bundle_with(args, caps, cgroups_path, edit);
+    let name = dir
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let output = Command::new("runc")
+        .arg("run")
+        .arg("--bundle")
+        .arg(&dir)
+        .arg(&name)
+        .output()
+        .expect("runc run");
+    let _ = Command::new("runc")
+        .args(["delete", "--force", &name])
+        .output();
+    let observed = recorder.observe(cgroup_id).expect("observe");
+    let report = report::build(
+        &report::BuildContext::new(caps.to_vec()),
+        args.iter().map(|s| s.to_string()).collect(),
+        output.status.code().unwrap_or(-1),
+        None,
+        &observed,
+    );
+    // runc removes the leaf; remove what is left of the path.
+    let mut p: &Path = &cg;
+    while p != mount {
+        let _ = fs::remove_dir(p);
+        p = p.parent().expect("parent");
+    }
+    let _ = fs::remove_dir_all(&dir);
+    Run {
+        output,
+        observed,
+        report,
+        cgroup_id,
+    }
+}
+
+pub fn classes_of<'a>(r: &'a RecordReport, cap: &str) -> Vec<&'a str> {
+    let mut v: Vec<&str> = r
+        .capabilities
+        .checks
+        .iter()
+        .filter(|c| c.capability == cap)
+        .map(|c| c.class.as_str())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// A container started in the background (`runc run` in the foreground of a child process).
+pub struct Running {
+    pub child: std::process::Child,
+    pub name: String,
+    pub bundle: PathBuf,
+    pub cgroup: PathBuf,
+    pub mount: PathBuf,
+    pub cgroup_id: u64,
+}
+
+impl Running {
+    pub fn start(
+        args: &[&str],
+        caps: &[String],
+        cgroups_path: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> Running {
+        let mount = capmon::cgroup::find_cgroup2_mount().expect("cgroup2 mount");
+        let cgroup = mount.join(cgroups_path.trim_start_matches('/'));
+        fs::create_dir_all(&cgroup).expect("create the container's cgroup");
+        let cgroup_id = capmon::cgroup::cgroup_id(&cgroup).expect("cgroup id");
+        let bundle = bundle_with(args, caps, cgroups_path, edit);
+        let name = bundle
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let child = Command::new("runc")
+            .arg("run")
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg(&name)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runc run");
+        Running {
+            child,
+            name,
+            bundle,
+            cgroup,
+            mount,
+            cgroup_id,
+        }
+    }
+
+    /// The first pid of the container once its workload runs (after runc's exec).
+    pub fn wait_for_workload(&self, comm: &str) -> i32 {
+        for _ in 0..200 {
+            let procs = fs::read_to_string(self.cgroup.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                if fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm) {
+                    return pid;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("no {comm} process appeared in {}", self.cgroup.display());
+    }
+
+    pub fn wait(self) -> Output {
+        let out = self.child.wait_with_output().expect("wait runc");
+        let _ = Command::new("runc")
+            .args(["delete", "--force", &self.name])
+            .output();
+        let mut p: &Path = &self.cgroup;
+        while p != self.mount {
+            let _ = fs::remove_dir(p);
+            p = p.parent().expect("parent");
+        }
+        let _ = fs::remove_dir_all(&self.bundle);
+        out
+    }
+}
+
+pub fn docker_caps() -> Vec<String> {
+    DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
+}
+
+/// Checks AppArmor rules with the real parser (Debian package apparmor; parses offline, no
+/// AppArmor needed in the kernel): `rules` wrapped in a profile must compile.
+pub fn assert_apparmor_parses(name: &str, rules: &str) {
+    let dir = std::env::temp_dir().join(format!("capmon-aa-{}", container_id()));
+    fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("profile");
+    fs::write(&path, format!("profile capmon-{name} {{\n{rules}}}\n")).expect("write profile");
+    let out = Command::new("apparmor_parser")
+        .args(["--skip-kernel-load", "--skip-cache", "--skip-read-cache"])
+        .arg(&path)
+        .output()
+        .expect("apparmor_parser is not installed: `cargo xtask setup` installs it (Debian package apparmor)");
+    assert!(
+        out.status.success(),
+        "apparmor_parser rejects the rules for {name}:\n{rules}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
