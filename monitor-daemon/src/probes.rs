@@ -92,6 +92,14 @@ impl ProbeMode {
         }
     }
 
+    /// `tp_btf` or `kprobe` (a metric label).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeMode::Tracepoint => "tp_btf",
+            ProbeMode::Kprobe => "kprobe",
+        }
+    }
+
     /// A one-line description for `capmon check`.
     pub fn describe(self) -> &'static str {
         match self {
@@ -138,6 +146,9 @@ pub fn setid_syscalls(arch: Arch) -> (u64, u64) {
         .fold(0u64, |m, n| m | 1 << (n - base));
     (base, mask)
 }
+
+/// A cgroup's syscall numbers: (the workload's, the runtime's under the filter).
+pub type SyscallSets = (Vec<u32>, Vec<u32>);
 
 /// Kernel struct fields the eBPF side reads, found in the running kernel's BTF.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -260,6 +271,12 @@ impl Probes {
     }
 
     /// The mode in use.
+    /// Number of attached programs.
+    pub fn attached(&self) -> usize {
+        self.links.len()
+    }
+
+    /// The probe mode.
     pub fn mode(&self) -> ProbeMode {
         self.mode
     }
@@ -437,6 +454,126 @@ impl Probes {
         Ok(counts.into_iter().collect())
     }
 
+    /// Capability checks of every cgroup, summed over CPUs (one pass over the maps).
+    pub fn cap_checks_all(&self) -> Result<Vec<(CapKey, u64)>, ProbeError> {
+        let mut counts = self.per_cpu_counts::<CapKey>("CAP_CHECKS", |_| true)?;
+        let cache: PerCpuArray<_, CapCacheEntry> = self.map("CAP_CACHE")?;
+        for slot in 0..monitor_common::CAP_CACHE_SLOTS {
+            let entries = cache
+                .get(&slot, 0)
+                .map_err(|e| ProbeError::Map("CAP_CACHE", e))?;
+            for e in entries.iter().filter(|e| e.delta > 0) {
+                *counts.entry(e.key).or_default() += e.delta;
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    /// Seccomp denials of every cgroup, summed over CPUs.
+    pub fn denials_all(&self) -> Result<Vec<(DenyKey, u64)>, ProbeError> {
+        Ok(self
+            .per_cpu_counts::<DenyKey>("DENIALS", |_| true)?
+            .into_iter()
+            .collect())
+    }
+
+    /// Syscall sets of every cgroup: cgroup id -> (workload's syscalls, runtime's syscalls).
+    pub fn syscalls_all(&self) -> Result<BTreeMap<u64, SyscallSets>, ProbeError> {
+        let map: AyaHashMap<_, u64, SyscallBitmap> = self.map("SYSCALLS")?;
+        let mut out: BTreeMap<u64, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
+        for item in map.iter() {
+            let (key, bitmap) = item.map_err(|e| ProbeError::Map("SYSCALLS", e))?;
+            let runtime = key & monitor_common::RUNTIME_SYSCALLS_KEY_BIT != 0;
+            let entry = out
+                .entry(key & !monitor_common::RUNTIME_SYSCALLS_KEY_BIT)
+                .or_default();
+            let set = if runtime { &mut entry.1 } else { &mut entry.0 };
+            set.extend(bitmap.iter());
+        }
+        Ok(out)
+    }
+
+    /// Fill levels of the hash maps: (map, entries, capacity).
+    pub fn map_fill(&self) -> Result<Vec<(&'static str, u64, u64)>, ProbeError> {
+        use aya::maps::IterableMap as _;
+        let capacity = |name: &'static str, data: &aya::maps::MapData| {
+            data.info()
+                .map(|i| u64::from(i.max_entries()))
+                .map_err(|e| ProbeError::Map(name, e))
+        };
+        let mut out = Vec::new();
+        let m: PerCpuHashMap<_, CapKey, u64> = self.map("CAP_CHECKS")?;
+        out.push((
+            "CAP_CHECKS",
+            m.keys().count() as u64,
+            capacity("CAP_CHECKS", m.map())?,
+        ));
+        let m: PerCpuHashMap<_, DenyKey, u64> = self.map("DENIALS")?;
+        out.push((
+            "DENIALS",
+            m.keys().count() as u64,
+            capacity("DENIALS", m.map())?,
+        ));
+        let m: AyaHashMap<_, u64, SyscallBitmap> = self.map("SYSCALLS")?;
+        out.push((
+            "SYSCALLS",
+            m.keys().count() as u64,
+            capacity("SYSCALLS", m.map())?,
+        ));
+        let m: AyaHashMap<_, u64, [u64; monitor_common::STACK_DEPTH]> = self.map("STACKS")?;
+        out.push((
+            "STACKS",
+            m.keys().count() as u64,
+            capacity("STACKS", m.map())?,
+        ));
+        let m: AyaHashMap<_, u64, u8> = self.map("EXEC_SEEN")?;
+        out.push((
+            "EXEC_SEEN",
+            m.keys().count() as u64,
+            capacity("EXEC_SEEN", m.map())?,
+        ));
+        Ok(out)
+    }
+
+    /// Removes what the kernel side holds for cgroups that are gone (their counts were
+    /// read and kept in userspace): keeps the maps from filling up under container churn.
+    pub fn forget_cgroups(
+        &mut self,
+        gone: &std::collections::BTreeSet<u64>,
+    ) -> Result<(), ProbeError> {
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let mut cap: PerCpuHashMap<_, CapKey, u64> = self.map_mut("CAP_CHECKS")?;
+        let keys: Vec<CapKey> = cap
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| gone.contains(&k.cgroup_id))
+            .collect();
+        for k in keys {
+            let _ = cap.remove(&k);
+        }
+        let mut den: PerCpuHashMap<_, DenyKey, u64> = self.map_mut("DENIALS")?;
+        let keys: Vec<DenyKey> = den
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| gone.contains(&k.cgroup_id))
+            .collect();
+        for k in keys {
+            let _ = den.remove(&k);
+        }
+        let mut sys: AyaHashMap<_, u64, SyscallBitmap> = self.map_mut("SYSCALLS")?;
+        for id in gone {
+            let _ = sys.remove(id);
+            let _ = sys.remove(&(id | monitor_common::RUNTIME_SYSCALLS_KEY_BIT));
+        }
+        let mut seen: AyaHashMap<_, u64, u8> = self.map_mut("EXEC_SEEN")?;
+        for id in gone {
+            let _ = seen.remove(id);
+        }
+        Ok(())
+    }
+
     /// Seccomp denials of one cgroup, summed over CPUs.
     pub fn denials(&self, cgroup_id: u64) -> Result<Vec<(DenyKey, u64)>, ProbeError> {
         let counts = self.per_cpu_counts::<DenyKey>("DENIALS", |k| k.cgroup_id == cgroup_id)?;
@@ -540,6 +677,14 @@ impl Probes {
         M: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
     {
         let map = self.ebpf.map(name).ok_or_else(|| missing_map(name))?;
+        M::try_from(map).map_err(|e| ProbeError::Map(name, e))
+    }
+
+    fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, ProbeError>
+    where
+        M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map_mut(name).ok_or_else(|| missing_map(name))?;
         M::try_from(map).map_err(|e| ProbeError::Map(name, e))
     }
 }

@@ -231,6 +231,72 @@ impl Recorder {
         }
     }
 
+    /// The probes.
+    pub fn probes(&self) -> &Probes {
+        &self.probes
+    }
+
+    /// Everything recorded so far, for every cgroup with activity (one pass over each map).
+    pub fn observe_all(
+        &mut self,
+    ) -> Result<std::collections::BTreeMap<u64, Observed>, RecordError> {
+        use std::collections::BTreeMap;
+        self.drain();
+        let counters = self.probes.counters()?;
+        let mut all: BTreeMap<u64, Observed> = BTreeMap::new();
+        for (key, count) in self.probes.cap_checks_all()? {
+            all.entry(key.cgroup_id)
+                .or_default()
+                .cap_checks
+                .push((key, count));
+        }
+        for (key, count) in self.probes.denials_all()? {
+            all.entry(key.cgroup_id)
+                .or_default()
+                .denials
+                .push((key, count));
+        }
+        for (id, (used, runtime)) in self.probes.syscalls_all()? {
+            let o = all.entry(id).or_default();
+            o.syscalls = used;
+            o.runtime_syscalls = runtime;
+        }
+        for (k, v) in &self.cap_events {
+            if let Some(o) = all.get_mut(&k.cgroup_id) {
+                o.cap_events.insert(*k, *v);
+            }
+        }
+        for (k, v) in &self.deny_events {
+            if let Some(o) = all.get_mut(&k.cgroup_id) {
+                o.deny_events.insert(*k, *v);
+            }
+        }
+        for o in all.values_mut() {
+            o.counters = counters.clone();
+            o.undecodable = self.undecodable;
+            for (key, _) in &o.cap_checks {
+                if let std::collections::hash_map::Entry::Vacant(e) = o.stacks.entry(key.stack) {
+                    let frames = self
+                        .probes
+                        .stack(key.stack)
+                        .into_iter()
+                        .map(|ip| self.symbolizer.symbol(ip))
+                        .collect();
+                    e.insert(frames);
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// Drops what is kept for cgroups that are gone, in the kernel and here.
+    pub fn forget(&mut self, gone: &std::collections::BTreeSet<u64>) -> Result<(), RecordError> {
+        self.probes.forget_cgroups(gone)?;
+        self.cap_events.retain(|k, _| !gone.contains(&k.cgroup_id));
+        self.deny_events.retain(|k, _| !gone.contains(&k.cgroup_id));
+        Ok(())
+    }
+
     /// Everything recorded for one cgroup so far.
     pub fn observe(&mut self, cgroup_id: u64) -> Result<Observed, RecordError> {
         self.drain();

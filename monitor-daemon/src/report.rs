@@ -283,6 +283,40 @@ pub fn build(
         .map(|nr| syscall_label(arch, *nr))
         .collect();
     runtime_syscalls.sort();
+    assemble(
+        ctx,
+        command,
+        exit_code,
+        signal,
+        Capabilities {
+            used: names(CapClass::Used),
+            denied: names(CapClass::Denied),
+            probe: names(CapClass::Probe),
+            ignored: names(CapClass::Ignored),
+            checks,
+        },
+        Syscalls {
+            used: used_syscalls,
+            runtime: runtime_syscalls,
+            denied,
+        },
+        lost,
+    )
+}
+
+/// Completes a report from its facts (capability classes, syscall names): the generated
+/// profile, the analysis and Docker's default profile against it. The daemon builds reports
+/// of containers from its store with this.
+pub fn assemble(
+    ctx: &BuildContext,
+    command: Vec<String>,
+    exit_code: i32,
+    signal: Option<i32>,
+    capabilities: Capabilities,
+    syscalls: Syscalls,
+    lost: BTreeMap<String, u64>,
+) -> RecordReport {
+    let arch = ctx.arch;
     let profile = if !ctx.complete {
         Err("capmon did not see the workload start, so its syscall history is incomplete".into())
     } else if lost.get("syscall_map_full").is_some_and(|n| *n > 0) {
@@ -291,27 +325,17 @@ pub fn build(
         // What the runtime was seen to make under the filter, and what runc is known to need
         // there: its Go runtime's calls vary from run to run (signals, scheduling), and a
         // command recorded outside a container shows none.
-        let mut numbers = observed.syscalls.clone();
-        numbers.extend(&observed.runtime_syscalls);
-        Profile::generate(arch, &numbers, crate::recommend::RUNC_AFTER_FILTER)
+        let mut names: Vec<&str> = syscalls.used.iter().map(String::as_str).collect();
+        names.extend(syscalls.runtime.iter().map(String::as_str));
+        Profile::generate_from_names(arch, &names, crate::recommend::RUNC_AFTER_FILTER)
             .map_err(|e| e.to_string())
     };
     let mut report = RecordReport {
         command,
         exit_code,
         signal,
-        capabilities: Capabilities {
-            used: names(CapClass::Used),
-            denied: names(CapClass::Denied),
-            probe: names(CapClass::Probe),
-            ignored: names(CapClass::Ignored),
-            checks,
-        },
-        syscalls: Syscalls {
-            used: used_syscalls,
-            runtime: runtime_syscalls,
-            denied,
-        },
+        capabilities,
+        syscalls,
         granted: ctx.granted.clone(),
         analysis: Analysis::default(),
         seccomp_profile_error: profile.as_ref().err().cloned(),

@@ -1,0 +1,315 @@
+//! `capmon run` configuration: defaults that work with no configuration, overridden by a TOML
+//! file, then environment variables, then flags (the last two through clap).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown key or a bad value.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line and column.
+        message: String,
+    },
+    /// A value out of range.
+    #[error("bad config value {key} = {value}: {problem}")]
+    Value {
+        /// The key.
+        key: &'static str,
+        /// The value.
+        value: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The daemon's settings. Every field has a default; the TOML file uses these names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP API and `/metrics`. Binding anything but loopback exposes what
+    /// every container on the host does to whoever can reach it: put it behind a firewall or
+    /// an authenticating proxy.
+    pub listen: SocketAddr,
+    /// Directory of the SQLite store.
+    pub state_dir: PathBuf,
+    /// How often the kernel maps are read, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// How often changes are written to the store, in milliseconds: a crash loses at most
+    /// this much.
+    pub batch_interval_ms: u64,
+    /// How long exited containers are kept, in hours (then pruned from the store and metrics).
+    pub retention_hours: u64,
+    /// Capacity of the queue between the probe reader and the model; what does not fit is
+    /// dropped and counted (the next poll carries the same cumulative counts).
+    pub queue_capacity: usize,
+    /// Docker-compatible API socket for container names and images (missing is fine).
+    pub docker_socket: PathBuf,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter (`info`, `capmon=debug`, ...).
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9477)),
+            state_dir: PathBuf::from("/var/lib/capmon"),
+            poll_interval_ms: 1000,
+            batch_interval_ms: 1000,
+            retention_hours: 24 * 7,
+            queue_capacity: 1024,
+            docker_socket: PathBuf::from("/var/run/docker.sock"),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// Overrides from the environment and flags (`None`: keep the file's or the default value).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Overrides {
+    /// Address of the HTTP API and /metrics [default: 127.0.0.1:9477]. Anything but loopback
+    /// exposes every container's activity to whoever reaches it.
+    #[arg(long, env = "CAPMON_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the SQLite store [default: /var/lib/capmon].
+    #[arg(long, env = "CAPMON_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// How often the kernel maps are read, in ms [default: 1000].
+    #[arg(long, env = "CAPMON_POLL_INTERVAL_MS")]
+    pub poll_interval_ms: Option<u64>,
+    /// How often changes are written to the store, in ms; a crash loses at most this much
+    /// [default: 1000].
+    #[arg(long, env = "CAPMON_BATCH_INTERVAL_MS")]
+    pub batch_interval_ms: Option<u64>,
+    /// Hours exited containers are kept [default: 168].
+    #[arg(long, env = "CAPMON_RETENTION_HOURS")]
+    pub retention_hours: Option<u64>,
+    /// Docker-compatible API socket for names and images [default: /var/run/docker.sock].
+    #[arg(long, env = "CAPMON_DOCKER_SOCKET")]
+    pub docker_socket: Option<PathBuf>,
+    /// Log filter, e.g. info or capmon=debug [default: info].
+    #[arg(long, env = "CAPMON_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+impl Config {
+    /// Defaults, then `file` (when given, or `/etc/capmon/capmon.toml` when it exists), then
+    /// `overrides`; validated.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let default_file = Path::new("/etc/capmon/capmon.toml");
+        let path = match file {
+            Some(p) => Some(p),
+            None if default_file.exists() => Some(default_file),
+            None => None,
+        };
+        let mut cfg = match path {
+            Some(p) => Config::from_toml(
+                p,
+                &std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?,
+            )?,
+            None => Config::default(),
+        };
+        let o = overrides.clone();
+        if let Some(v) = o.listen {
+            cfg.listen = v;
+        }
+        if let Some(v) = o.state_dir {
+            cfg.state_dir = v;
+        }
+        if let Some(v) = o.poll_interval_ms {
+            cfg.poll_interval_ms = v;
+        }
+        if let Some(v) = o.batch_interval_ms {
+            cfg.batch_interval_ms = v;
+        }
+        if let Some(v) = o.retention_hours {
+            cfg.retention_hours = v;
+        }
+        if let Some(v) = o.docker_socket {
+            cfg.docker_socket = v;
+        }
+        if let Some(v) = o.log_level {
+            cfg.log_level = v;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML text (`path` names it in errors).
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })
+    }
+
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let check = |key, value: u64, min: u64, max: u64, problem| {
+            if value < min || value > max {
+                Err(ConfigError::Value {
+                    key,
+                    value: value.to_string(),
+                    problem,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        check(
+            "poll_interval_ms",
+            self.poll_interval_ms,
+            50,
+            60_000,
+            "must be between 50 and 60000",
+        )?;
+        check(
+            "batch_interval_ms",
+            self.batch_interval_ms,
+            50,
+            60_000,
+            "must be between 50 and 60000",
+        )?;
+        check(
+            "queue_capacity",
+            self.queue_capacity as u64,
+            1,
+            1 << 20,
+            "must be between 1 and 1048576",
+        )?;
+        check(
+            "retention_hours",
+            self.retention_hours,
+            0,
+            24 * 366 * 10,
+            "must be at most ten years",
+        )?;
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return Err(ConfigError::Value {
+                key: "log_level",
+                value: self.log_level.clone(),
+                problem: "not a log filter (try info, debug, or capmon=debug)",
+            });
+        }
+        Ok(())
+    }
+
+    /// The poll interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// The batch interval.
+    pub fn batch_interval(&self) -> Duration {
+        Duration::from_millis(self.batch_interval_ms)
+    }
+
+    /// The retention, in seconds.
+    pub fn retention_secs(&self) -> i64 {
+        i64::try_from(self.retention_hours.saturating_mul(3600)).unwrap_or(i64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_without_a_file() {
+        let c = Config::load(None, &Overrides::default()).expect("defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9477");
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/capmon"));
+    }
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = std::env::temp_dir().join(format!("capmon-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("capmon.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\nstate_dir = \"/tmp/x\"\nretention_hours = 1\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&path), &Overrides::default()).expect("file");
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.retention_hours, 1);
+        let o = Overrides {
+            state_dir: Some("/tmp/y".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&path), &o).expect("file");
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/y"));
+        assert_eq!(c.listen.port(), 9999);
+    }
+
+    #[test]
+    fn bad_files_and_values_are_named() {
+        let p = Path::new("/etc/capmon/capmon.toml");
+        let err = Config::from_toml(p, "listen = \"nowhere\"\n").expect_err("bad address");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/etc/capmon/capmon.toml") && msg.contains("line 1"),
+            "{msg}"
+        );
+        let err = Config::from_toml(p, "poll_interval = 5\n").expect_err("unknown key");
+        assert!(
+            err.to_string().contains("unknown field `poll_interval`"),
+            "{err}"
+        );
+        let err = Config::from_toml(p, "poll_interval_ms = \"fast\"\n").expect_err("type");
+        assert!(err.to_string().contains("poll_interval_ms"), "{err}");
+        let c = Config {
+            poll_interval_ms: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            c.validate().expect_err("range").to_string(),
+            "bad config value poll_interval_ms = 0: must be between 50 and 60000"
+        );
+        let err = Config::load(
+            Some(Path::new("/nonexistent/capmon.toml")),
+            &Overrides::default(),
+        )
+        .expect_err("missing");
+        assert!(
+            err.to_string()
+                .starts_with("cannot read config file /nonexistent/capmon.toml")
+        );
+    }
+}
