@@ -94,6 +94,18 @@ impl CapClass {
             CapClass::Ignored => "ignored",
         }
     }
+
+    /// The class named `s` (as [`CapClass::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            CapClass::Used,
+            CapClass::Denied,
+            CapClass::Probe,
+            CapClass::Ignored,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
 }
 
 /// A kernel symbol without the compiler's clone suffixes (`.isra.0`, `.constprop.0`, `.cold`).

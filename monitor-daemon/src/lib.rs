@@ -4,12 +4,15 @@
 //! discovery, classification, seccomp profiles, report rendering) is unit tested without root;
 //! [`probes`] and [`record`] need the real kernel.
 
+pub mod api;
 pub mod attribution;
 pub mod btf;
 pub mod cgroup;
 pub mod check;
 pub mod classify;
+pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod names;
 pub mod names_api;
 pub mod posture;

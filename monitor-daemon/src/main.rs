@@ -31,6 +31,43 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The node daemon: watch every container, keep what they do in a store, serve the HTTP
+    /// API and /metrics (default 127.0.0.1:9477), until SIGTERM or SIGINT (SIGHUP reloads
+    /// the config file).
+    ///
+    /// Settings: defaults, then the TOML file (--config, or /etc/capmon/capmon.toml when it
+    /// exists), then environment variables, then flags. Keys of the file: listen, state_dir,
+    /// poll_interval_ms, batch_interval_ms, retention_hours, queue_capacity, docker_socket,
+    /// log_format, log_level.
+    Run {
+        /// TOML config file.
+        #[arg(long, env = "CAPMON_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: capmon::config::Overrides,
+    },
+    /// Containers the daemon knows (a table), or one of them (by id, short id or name).
+    Report {
+        /// Address of the daemon's API.
+        #[arg(long, env = "CAPMON_ADDR", default_value = "127.0.0.1:9477")]
+        addr: String,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+        /// A container: full id, short id or name.
+        container: Option<String>,
+    },
+    /// A container's least-privilege recommendation, from the daemon.
+    Profile {
+        /// Address of the daemon's API.
+        #[arg(long, env = "CAPMON_ADDR", default_value = "127.0.0.1:9477")]
+        addr: String,
+        /// docker, compose, kubernetes, apparmor, seccomp, oci or spo.
+        #[arg(long, value_parser = parse_format)]
+        format: Format,
+        /// A container: full id, short id or name.
+        container: String,
+    },
     /// What this kernel supports and which probe mode will be used; exit 0 only when capmon can run.
     Check,
     /// Run one command in a fresh cgroup with the probes attached and report what it used.
@@ -88,11 +125,13 @@ fn parse_format(s: &str) -> Result<Format, String> {
         .map_err(|e: capmon::recommend::RecommendError| e.to_string())
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAPMON_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -104,10 +143,116 @@ fn exit(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("capmon: error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    if let Command::Run { config, overrides } = &cli.command {
+        let cfg = match capmon::config::Config::load(config.as_deref(), overrides) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("capmon: error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        // The file's log_format applies unless --log-format/CAPMON_LOG_FORMAT chose one.
+        let format = if std::env::args().any(|a| a.starts_with("--log-format"))
+            || std::env::var_os("CAPMON_LOG_FORMAT").is_some()
+        {
+            cli.log_format
+        } else {
+            match cfg.log_format {
+                capmon::config::LogFormat::Text => LogFormat::Text,
+                capmon::config::LogFormat::Json => LogFormat::Json,
+            }
+        };
+        init_logging(format, &cfg.log_level);
+        let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        else {
+            eprintln!("capmon: error: cannot start the async runtime");
+            return ExitCode::from(1);
+        };
+        return match rt.block_on(capmon::daemon::run(cfg, config.clone())) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("capmon: error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    init_logging(cli.log_format, "warn");
     match cli.command {
+        Command::Run { .. } => ExitCode::SUCCESS,
+        Command::Report {
+            addr,
+            json,
+            container,
+        } => {
+            let Some(rt) = runtime() else {
+                return ExitCode::from(1);
+            };
+            let path = match &container {
+                Some(c) => format!("/v1/containers/{}", capmon::client::segment(c)),
+                None => "/v1/containers".to_owned(),
+            };
+            match rt.block_on(capmon::client::get(&addr, &path)) {
+                Ok(body) => {
+                    if json {
+                        println!("{body}");
+                    } else {
+                        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                        match container {
+                            Some(_) => print!("{}", capmon::client::render_one(&v)),
+                            None => print!("{}", capmon::client::render_list(&v)),
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("capmon: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Profile {
+            addr,
+            format,
+            container,
+        } => {
+            let Some(rt) = runtime() else {
+                return ExitCode::from(1);
+            };
+            let path = format!(
+                "/v1/containers/{}/recommendation?format={}",
+                capmon::client::segment(&container),
+                format.name()
+            );
+            match rt.block_on(capmon::client::get(&addr, &path)) {
+                Ok(body) => {
+                    print!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("capmon: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Check => {
             let c = check::run(true);
             print!("{}", c.render());
@@ -148,15 +293,8 @@ fn main() -> ExitCode {
             output_dir,
             command,
         } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("capmon: error: cannot start the async runtime: {e}");
-                    return ExitCode::from(1);
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(1);
             };
             let name = name.unwrap_or_else(|| record::command_name(&command));
             let opts = record::RecordOptions {

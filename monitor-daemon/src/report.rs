@@ -205,7 +205,21 @@ pub fn build(
     signal: Option<i32>,
     observed: &Observed,
 ) -> RecordReport {
-    let arch = ctx.arch;
+    let (capabilities, syscalls, lost) = facts(ctx.arch, observed);
+    assemble(
+        ctx,
+        command,
+        exit_code,
+        signal,
+        capabilities,
+        syscalls,
+        lost,
+    )
+}
+
+/// What was observed, classified and named: capability classes with their check sites,
+/// syscalls, and the loss counters.
+pub fn facts(arch: Arch, observed: &Observed) -> (Capabilities, Syscalls, BTreeMap<String, u64>) {
     let mut classes: BTreeMap<CapClass, BTreeSet<u32>> = BTreeMap::new();
     let mut checks = Vec::new();
     for (key, count) in &observed.cap_checks {
@@ -283,11 +297,7 @@ pub fn build(
         .map(|nr| syscall_label(arch, *nr))
         .collect();
     runtime_syscalls.sort();
-    assemble(
-        ctx,
-        command,
-        exit_code,
-        signal,
+    (
         Capabilities {
             used: names(CapClass::Used),
             denied: names(CapClass::Denied),

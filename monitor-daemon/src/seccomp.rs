@@ -573,12 +573,18 @@ impl Profile {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// Docker's default profile (moby/profiles `seccomp/default.json`), compiled in.
+    /// Docker's default profile (moby/profiles `seccomp/default.json`), compiled in (parsed
+    /// once).
     pub fn docker_default() -> Profile {
         static TEXT: &str = include_str!("../data/docker-default-seccomp.json");
-        // A unit test parses and validates the same text.
-        Profile::from_json(TEXT)
-            .unwrap_or_else(|_| Profile::allow_only(Arch::host(), &[] as &[&str]))
+        static PARSED: std::sync::OnceLock<Profile> = std::sync::OnceLock::new();
+        PARSED
+            .get_or_init(|| {
+                // A unit test parses and validates the same text.
+                Profile::from_json(TEXT)
+                    .unwrap_or_else(|_| Profile::allow_only(Arch::host(), &[] as &[&str]))
+            })
+            .clone()
     }
 
     /// The least-privilege profile for syscall numbers seen on `arch`, plus `extra` names

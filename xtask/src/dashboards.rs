@@ -120,7 +120,6 @@ pub fn check(root: &Path) -> Result<(), String> {
 /// Every PromQL expression of every panel, rows' nested panels included, as
 /// `(dashboard file name, panel title, expr)`, in file then panel order. Template variables
 /// (`$node`, `$container`) are left in place.
-#[allow(dead_code)] // for the end-to-end test, which runs them against a real Prometheus
 pub fn panel_queries(root: &Path) -> Result<Vec<(String, String, String)>, String> {
     let mut out = Vec::new();
     for d in load(root)? {
@@ -562,7 +561,7 @@ fn typecheck_in(dir: &Path, dashboards: &[Loaded]) -> Result<(), String> {
         failing.into_iter().collect::<Vec<_>>().join(", ")
     };
     Err(format!(
-        "{names} do(es) not type-check against `Dashboard` of @grafana/schema \
+        "type check failed for {names} against `Dashboard` of @grafana/schema \
          {GRAFANA_SCHEMA_VERSION} (tsc {TYPESCRIPT_VERSION} --noEmit --strict, {}):\n{}",
         out.status,
         text.trim_end()

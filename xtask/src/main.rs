@@ -3,6 +3,7 @@
 //! `setup` installs what a fresh Debian 12 machine lacks for building capmon's eBPF side
 //! offline (see ../shared/design/MACHINE-NOTES.md) and is idempotent: a second run only checks.
 
+mod dashboards;
 mod setup;
 
 use std::{
@@ -40,8 +41,11 @@ enum Task {
         #[arg(default_value_t = 60)]
         seconds: u64,
     },
-    /// Set up if needed, then run every test tier: unit (no root), then privileged (real
-    /// kernel, as root).
+    /// Check the Grafana dashboards: JSON lint, and tsc against npm @grafana/schema's
+    /// `Dashboard` type (installs typescript and @grafana/schema under target/).
+    Dashboards,
+    /// Set up if needed, then run every test tier: unit (no root), the dashboard check, then
+    /// privileged (real kernel, as root).
     Test {
         /// Only the unit tier (no root needed).
         #[arg(long)]
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
             std::process::exit(status.code().unwrap_or(1));
         }),
         Task::Test { unit_only } => test(unit_only),
+        Task::Dashboards => dashboards::check(&root()).map_err(anyhow::Error::msg),
         Task::Fuzz { seconds } => setup::ensure().and_then(|()| {
             let has_fuzz = Command::new("cargo")
                 .args(["fuzz", "--version"])
@@ -159,6 +164,16 @@ fn test(unit_only: bool) -> Result<()> {
     setup::ensure()?;
     eprintln!("xtask: tier 1/2: unit tests (no root needed)");
     run(cargo().args(["test", "--workspace"]))?;
+    eprintln!("xtask: dashboards: JSON lint and tsc against @grafana/schema");
+    dashboards::check(&root()).map_err(anyhow::Error::msg)?;
+    // Every panel query, for the privileged test that runs them against a real Prometheus.
+    let queries = dashboards::panel_queries(&root()).map_err(anyhow::Error::msg)?;
+    let queries_file = root().join("target/dashboard-queries.json");
+    std::fs::write(
+        &queries_file,
+        serde_json::to_string_pretty(&queries).context("dashboard queries as JSON")?,
+    )
+    .with_context(|| format!("writing {}", queries_file.display()))?;
     if unit_only {
         eprintln!("xtask: privileged tier skipped (--unit-only)");
         return Ok(());
