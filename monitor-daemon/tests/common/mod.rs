@@ -281,6 +281,14 @@ impl Running {
         panic!("no {comm} process appeared in {}", self.cgroup.display());
     }
 
+    /// Kills the container's processes and cleans up.
+    pub fn stop(self) -> Output {
+        let _ = Command::new("runc")
+            .args(["kill", "--all", &self.name, "KILL"])
+            .output();
+        self.wait()
+    }
+
     pub fn wait(self) -> Output {
         let out = self.child.wait_with_output().expect("wait runc");
         let _ = Command::new("runc")

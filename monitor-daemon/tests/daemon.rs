@@ -1,0 +1,455 @@
+//! Privileged tier: `capmon run` as users run it, with real runc containers: the HTTP API, the
+//! store across a `kill -9`, the CLI clients, metrics, bad input, and churn.
+//! `#[ignore]`d: needs root and runc (`cargo xtask test` runs them).
+
+use std::{
+    fs,
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+mod common;
+
+use common::*;
+
+const CAPMON: &str = env!("CARGO_BIN_EXE_capmon");
+
+/// A free TCP port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `GET path` over plain HTTP/1.0: (status, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+fn get_json(port: u16, path: &str) -> (u16, Value) {
+    let (status, body) = http_get(port, path).unwrap_or_else(|| panic!("GET {path}: no answer"));
+    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"));
+    (status, v)
+}
+
+/// A running `capmon run`.
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    pub state: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    fn start(state: &Path, port: u16, extra: &[&str]) -> Daemon {
+        let log = state.with_extension(format!("log-{}", container_id()));
+        let child = Command::new(CAPMON)
+            .args(["run", "--state-dir"])
+            .arg(state)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--poll-interval-ms", "200", "--batch-interval-ms", "200"])
+            .args(["--docker-socket", "/nonexistent/docker.sock"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start capmon run");
+        let d = Daemon {
+            child,
+            port,
+            state: state.to_owned(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if http_get(port, "/healthz").is_some_and(|(s, _)| s == 200) {
+                return d;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "capmon run did not answer /healthz within 20 s: {}",
+            fs::read_to_string(&d.log).unwrap_or_default()
+        );
+    }
+
+    /// Polls `GET path` until `ok` holds (10 s).
+    fn wait_for(&self, path: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            if let Some((200, body)) = http_get(self.port, path) {
+                last = serde_json::from_str(&body).unwrap_or_default();
+                if ok(&last) {
+                    return last;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{what}: not seen within 10 s at {path}: {last:#}");
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait: (exit status, time it took).
+    fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
+        let t = Instant::now();
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait capmon");
+        (status, t.elapsed())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("capmon-daemon-{}-{name}", container_id()));
+    let _ = fs::remove_dir_all(&d);
+    d
+}
+
+/// A profile that refuses the chmod family with EPERM and allows everything else (OCI form).
+fn deny_chmod() -> Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["chmod", "fchmod", "fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    })
+}
+
+fn find<'a>(list: &'a Value, short: &str) -> Option<&'a Value> {
+    list["containers"]
+        .as_array()?
+        .iter()
+        .find(|c| c["short_id"] == short)
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(CAPMON).args(args).output().expect("capmon")
+}
+
+#[test]
+#[ignore = "needs root and runc: run `cargo xtask test`"]
+fn daemon_api_store_restart_and_clients() {
+    require_root_and_runc();
+    let state = scratch("api");
+    let port = free_port();
+    let daemon = Daemon::start(&state, port, &[]);
+    let (status, health) = get_json(port, "/healthz");
+    assert_eq!(status, 200);
+    assert_eq!(health["probe_mode"], "tp_btf");
+    assert_eq!(health["probes_attached"], 4);
+
+    // A: Docker's capabilities, chown used, chmod refused by seccomp.
+    let a = Running::start(
+        &[
+            "/bin/sh",
+            "-c",
+            "touch /tmp/f && chown 1000 /tmp/f; chmod 600 /tmp/f; exec sleep 60",
+        ],
+        &docker_caps(),
+        &format!("/capmon-test/docker/{}", container_id()),
+        |spec| spec["linux"]["seccomp"] = deny_chmod(),
+    );
+    a.wait_for_workload("sleep");
+    let a_short = &a.cgroup.file_name().expect("name").to_string_lossy()[..12].to_owned();
+    // B: every capability (privileged), idle.
+    let b = Running::start(
+        &["/bin/sleep", "60"],
+        &all_caps(),
+        &format!("/capmon-test/docker/{}", container_id()),
+        |_| {},
+    );
+    b.wait_for_workload("sleep");
+    let b_short = &b.cgroup.file_name().expect("name").to_string_lossy()[..12].to_owned();
+
+    let list = daemon.wait_for("/v1/containers", "A's chown and chmod denial", |v| {
+        find(v, a_short).is_some_and(|c| {
+            strs(&c["used"]).contains(&"CAP_CHOWN".to_owned())
+                && c["syscalls_denied"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|d| d["name"] == "chmod"))
+        }) && find(v, b_short).is_some()
+    });
+    let ca = find(&list, a_short).expect("A");
+    assert_eq!(ca["runtime"], "docker");
+    assert_eq!(ca["running"], true);
+    assert!(
+        strs(&ca["unused"]).contains(&"CAP_NET_RAW".to_owned()),
+        "{ca:#}"
+    );
+    let cb = find(&list, b_short).expect("B");
+    assert!(
+        strs(&cb["posture"]).contains(&"privileged".to_owned()),
+        "{cb:#}"
+    );
+
+    // One container, by short id; its profile; recommendations; errors.
+    let (status, one) = get_json(port, &format!("/v1/containers/{a_short}"));
+    assert_eq!(status, 200);
+    assert_eq!(strs(&one["analysis"]["recommended"]), vec!["CAP_CHOWN"]);
+    let (status, profile) = get_json(port, &format!("/v1/containers/{a_short}/seccomp"));
+    assert_eq!(status, 200);
+    assert_eq!(profile["defaultAction"], "SCMP_ACT_ERRNO");
+    let names = strs(&profile["syscalls"][0]["names"]);
+    assert!(names.contains(&"chown".to_owned()), "{names:?}");
+    let (status, flags) = http_get(
+        port,
+        &format!("/v1/containers/{a_short}/recommendation?format=docker"),
+    )
+    .expect("answer");
+    assert_eq!(status, 200);
+    assert!(flags.contains("--cap-drop ALL --cap-add CHOWN"), "{flags}");
+    let (status, err) = get_json(
+        port,
+        &format!("/v1/containers/{a_short}/recommendation?format=yaml"),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        err["error"]
+            .as_str()
+            .expect("error")
+            .contains("unknown format \"yaml\""),
+        "{err}"
+    );
+    let (status, err) = get_json(port, "/v1/containers/0000000000000000dead");
+    assert_eq!(status, 404);
+    assert!(
+        err["error"]
+            .as_str()
+            .expect("error")
+            .contains("no container"),
+        "{err}"
+    );
+    // B was already running when... no: B started after capmon, so its profile exists too.
+    let (status, _) = get_json(
+        port,
+        &format!("/v1/containers/{b_short}/recommendation?format=oci"),
+    );
+    assert_eq!(status, 200);
+
+    // Metrics.
+    let (status, metrics) = http_get(port, "/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    let line = |needle: &[&str]| {
+        metrics
+            .lines()
+            .find(|l| needle.iter().all(|n| l.contains(n)))
+            .unwrap_or_else(|| panic!("no metric line with {needle:?} in\n{metrics}"))
+            .to_owned()
+    };
+    line(&[
+        "capmon_capability_checks_total{",
+        a_short,
+        "capability=\"CAP_CHOWN\"",
+        "class=\"used\"",
+    ]);
+    line(&[
+        "capmon_syscalls_denied_total{",
+        a_short,
+        "syscall=\"chmod\"",
+        "errno=\"EPERM\"",
+    ]);
+    assert!(line(&["capmon_container_posture{", b_short, "check=\"privileged\""]).ends_with(" 1"));
+    assert!(line(&["capmon_container_posture{", a_short, "check=\"privileged\""]).ends_with(" 0"));
+    line(&[
+        "capmon_capability_unused{",
+        a_short,
+        "capability=\"CAP_NET_RAW\"",
+    ]);
+    line(&["capmon_probes_attached{mode=\"tp_btf\"} 4"]);
+    line(&["capmon_containers_tracked{state=\"running\"}"]);
+
+    // The CLI clients.
+    let addr = format!("127.0.0.1:{port}");
+    let out = cli(&["report", "--addr", &addr]);
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(a_short) && l.contains("running")),
+        "{table}"
+    );
+    let out = cli(&["report", "--addr", &addr, a_short]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("recommended:    CAP_CHOWN"),
+        "{out:?}"
+    );
+    let out = cli(&["profile", "--addr", &addr, "--format", "compose", a_short]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("cap_add:\n    - CHOWN"),
+        "{out:?}"
+    );
+    let out = cli(&[
+        "profile",
+        "--addr",
+        &addr,
+        "--format",
+        "docker",
+        "nosuchcontainer",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no container with id, short id or name \"nosuchcontainer\""),
+        "{out:?}"
+    );
+    let out = cli(&["report", "--addr", "127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach capmon at 127.0.0.1:1"),
+        "{out:?}"
+    );
+
+    // kill -9 after more than one batch interval: nothing seen before it is lost.
+    let before = get_json(port, &format!("/v1/containers/{a_short}")).1;
+    std::thread::sleep(Duration::from_millis(600));
+    daemon.kill9();
+    drop(a.stop());
+    drop(b.stop());
+    let daemon = Daemon::start(&state, port, &[]);
+    let (_, after) = get_json(port, &format!("/v1/containers/{a_short}"));
+    let count = |v: &Value, cap: &str, class: &str| -> u64 {
+        v["capabilities"]["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["capability"] == cap && c["class"] == class)
+            .map(|c| c["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert!(count(&before, "CAP_CHOWN", "used") >= 1);
+    assert_eq!(
+        count(&after, "CAP_CHOWN", "used"),
+        count(&before, "CAP_CHOWN", "used"),
+        "after restart: {after:#}"
+    );
+    assert_eq!(after["syscalls"]["denied"], before["syscalls"]["denied"]);
+    assert_eq!(after["syscalls"]["used"], before["syscalls"]["used"]);
+    assert_eq!(
+        after["container"]["granted"],
+        before["container"]["granted"]
+    );
+    // The containers were stopped while no daemon ran: marked exited, kept.
+    daemon.wait_for(&format!("/v1/containers/{a_short}"), "A exited", |v| {
+        v["container"]["running"] == false
+    });
+
+    // SIGTERM: clean exit within two seconds.
+    let (status, took) = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[test]
+#[ignore = "needs root: run `cargo xtask test`"]
+fn bad_config_port_in_use_and_bad_databases_are_clear_errors() {
+    assert!(nix::unistd::geteuid().is_root(), "needs root");
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(CAPMON);
+        cmd.arg("run").args(args);
+        let out = cmd.output().expect("capmon run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A port in use.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let state = scratch("busy");
+    let (code, err) = run(&[
+        "--listen",
+        &addr,
+        "--state-dir",
+        state.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    // Bad config values, from a file, the environment and flags.
+    let dir = scratch("config");
+    fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("capmon.toml");
+    fs::write(
+        &file,
+        "listen = \"127.0.0.1:9477\"\npoll_intervall_ms = 5\n",
+    )
+    .expect("write");
+    let (code, err) = run(&["--config", file.to_str().expect("utf8")]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("unknown field `poll_intervall_ms`") && err.contains("capmon.toml"),
+        "{err}"
+    );
+    let (code, err) = run(&["--poll-interval-ms", "0"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("poll_interval_ms = 0"), "{err}");
+    let (code, err) = run(&["--listen", "localhost"]);
+    assert_eq!(code, Some(2), "clap refuses it: {err}");
+    assert!(err.contains("--listen"), "{err}");
+    // A file that is not a database is refused and left untouched.
+    let corrupt = scratch("corrupt");
+    fs::create_dir_all(&corrupt).expect("dir");
+    let junk = b"not a database\n".repeat(300);
+    fs::write(corrupt.join("capmon.db"), &junk).expect("junk");
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let (code, err) = run(&[
+        "--listen",
+        &listen,
+        "--state-dir",
+        corrupt.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("capmon.db") && err.contains("not a database"),
+        "{err}"
+    );
+    assert_eq!(fs::read(corrupt.join("capmon.db")).expect("read"), junk);
+    // A state directory in use by another capmon.
+    let shared = scratch("inuse");
+    let first = Daemon::start(&shared, free_port(), &[]);
+    let (code, err) = run(&[
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--state-dir",
+        shared.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("in use by another capmon"), "{err}");
+    let (status, _) = first.terminate();
+    assert!(status.success());
+}
