@@ -4,11 +4,9 @@
 
 use std::{
     fs,
-    io::{Read, Write},
-    net::TcpStream,
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    path::PathBuf,
+    process::{Command, Output},
+    time::Duration,
 };
 
 use serde_json::{Value, json};
@@ -19,109 +17,8 @@ use common::*;
 
 const CAPMON: &str = env!("CARGO_BIN_EXE_capmon");
 
-/// A free TCP port on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// `GET path` over plain HTTP/1.0: (status, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
-}
-
-fn get_json(port: u16, path: &str) -> (u16, Value) {
-    let (status, body) = http_get(port, path).unwrap_or_else(|| panic!("GET {path}: no answer"));
-    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"));
-    (status, v)
-}
-
-/// A running `capmon run`.
-pub struct Daemon {
-    pub child: Child,
-    pub port: u16,
-    pub state: PathBuf,
-    pub log: PathBuf,
-}
-
-impl Daemon {
-    fn start(state: &Path, port: u16, extra: &[&str]) -> Daemon {
-        let log = state.with_extension(format!("log-{}", container_id()));
-        let child = Command::new(CAPMON)
-            .args(["run", "--state-dir"])
-            .arg(state)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--poll-interval-ms", "200", "--batch-interval-ms", "200"])
-            .args(["--docker-socket", "/nonexistent/docker.sock"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start capmon run");
-        let d = Daemon {
-            child,
-            port,
-            state: state.to_owned(),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if http_get(port, "/healthz").is_some_and(|(s, _)| s == 200) {
-                return d;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "capmon run did not answer /healthz within 20 s: {}",
-            fs::read_to_string(&d.log).unwrap_or_default()
-        );
-    }
-
-    /// Polls `GET path` until `ok` holds (10 s).
-    fn wait_for(&self, path: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut last = Value::Null;
-        while Instant::now() < deadline {
-            if let Some((200, body)) = http_get(self.port, path) {
-                last = serde_json::from_str(&body).unwrap_or_default();
-                if ok(&last) {
-                    return last;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("{what}: not seen within 10 s at {path}: {last:#}");
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM and wait: (exit status, time it took).
-    fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
-        let t = Instant::now();
-        // SAFETY: signals our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().expect("wait capmon");
-        (status, t.elapsed())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start(state: &std::path::Path, port: u16) -> Daemon {
+    Daemon::start(CAPMON, state, port, &[])
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -165,7 +62,7 @@ fn daemon_api_store_restart_and_clients() {
     require_root_and_runc();
     let state = scratch("api");
     let port = free_port();
-    let daemon = Daemon::start(&state, port, &[]);
+    let daemon = start(&state, port);
     let (status, health) = get_json(port, "/healthz");
     assert_eq!(status, 200);
     assert_eq!(health["probe_mode"], "tp_btf");
@@ -340,7 +237,7 @@ fn daemon_api_store_restart_and_clients() {
     daemon.kill9();
     drop(a.stop());
     drop(b.stop());
-    let daemon = Daemon::start(&state, port, &[]);
+    let daemon = start(&state, port);
     let (_, after) = get_json(port, &format!("/v1/containers/{a_short}"));
     let count = |v: &Value, cap: &str, class: &str| -> u64 {
         v["capabilities"]["checks"]
@@ -441,7 +338,7 @@ fn bad_config_port_in_use_and_bad_databases_are_clear_errors() {
     assert_eq!(fs::read(corrupt.join("capmon.db")).expect("read"), junk);
     // A state directory in use by another capmon.
     let shared = scratch("inuse");
-    let first = Daemon::start(&shared, free_port(), &[]);
+    let first = start(&shared, free_port());
     let (code, err) = run(&[
         "--listen",
         &format!("127.0.0.1:{}", free_port()),

@@ -40,6 +40,7 @@ fn toolchain_packages(llvm: u32) -> Vec<String> {
 /// Packages the test tiers need at run time: real containers (runc and podman, and
 /// busybox-static for their root file systems); `apparmor` for `apparmor_parser`, which checks
 /// the AppArmor rules capmon writes (it parses offline, without AppArmor in the kernel);
+/// `prometheus` (the server and promtool) for the dashboards' end-to-end test;
 /// `util-linux` (unshare, setpriv) and `coreutils` are in every Debian base system but are
 /// listed so that a minimal image gets them too.
 const TEST_PACKAGES: &[&str] = &[
@@ -47,6 +48,7 @@ const TEST_PACKAGES: &[&str] = &[
     "podman",
     "busybox-static",
     "apparmor",
+    "prometheus",
     "tar",
     "util-linux",
     "coreutils",

@@ -1,0 +1,146 @@
+//! Privileged tier: every panel query of every Grafana dashboard returns data from a real
+//! Prometheus (Debian package) scraping a real `capmon run` while real runc containers work.
+//! The queries come from `target/dashboard-queries.json`, which `cargo xtask test` writes from
+//! `dashboards/*.json` before this tier.
+
+use std::{
+    fs,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+mod common;
+
+use common::*;
+
+const CAPMON: &str = env!("CARGO_BIN_EXE_capmon");
+
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn queries() -> Vec<(String, String, String)> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-queries.json");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: `cargo xtask test` writes it from dashboards/*.json before this tier",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).expect("queries JSON")
+}
+
+#[test]
+#[ignore = "needs root, runc and prometheus: run `cargo xtask test`"]
+fn every_dashboard_panel_returns_data_from_a_real_prometheus() {
+    require_root_and_runc();
+    let queries = queries();
+    assert!(queries.len() >= 10, "{queries:?}");
+    let dir = std::env::temp_dir().join(format!("capmon-e2e-{}", container_id()));
+    fs::create_dir_all(&dir).expect("dir");
+    let port = free_port();
+    let daemon = Daemon::start(CAPMON, &dir.join("state"), port, &[]);
+
+    // A: Docker's capabilities but NET_RAW, refused chmod, busy; B: every capability.
+    let caps: Vec<String> = docker_caps()
+        .into_iter()
+        .filter(|c| c != "CAP_NET_RAW")
+        .collect();
+    let a = Running::start(
+        &[
+            "/bin/sh",
+            "-c",
+            "touch /tmp/f; while true; do chown 1000 /tmp/f; chmod 600 /tmp/f; \
+             ping -c1 127.0.0.1 >/dev/null 2>&1; sleep 0.3; done",
+        ],
+        &caps,
+        &format!("/capmon-test/docker/{}", container_id()),
+        |spec| {
+            spec["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["chmod", "fchmodat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+            });
+        },
+    );
+    a.wait_for_workload("sleep");
+    let b = Running::start(
+        &["/bin/sleep", "120"],
+        &all_caps(),
+        &format!("/capmon-test/docker/{}", container_id()),
+        |_| {},
+    );
+    b.wait_for_workload("sleep");
+
+    let prom_port = free_port();
+    let config = dir.join("prometheus.yml");
+    fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: capmon\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .expect("prometheus.yml");
+    let check = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(&config)
+        .output()
+        .expect("promtool (Debian package prometheus; `cargo xtask setup` installs it)");
+    assert!(check.status.success(), "{check:?}");
+    let _prom = Prometheus(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package prometheus)"),
+    );
+    let query = |q: &str| -> Value {
+        let expr = q.replace("$node", ".*").replace("$container", ".*");
+        let (status, v) = get_json(
+            prom_port,
+            &format!("/api/v1/query?query={}", capmon::client::segment(&expr)),
+        );
+        assert_eq!(status, 200, "{expr}: {v}");
+        v
+    };
+    // Wait for enough samples for rate() over [1m] (two scrapes at least).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut failing: Vec<String>;
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        failing = queries
+            .iter()
+            .filter(|(_, _, expr)| {
+                query(expr)["data"]["result"]
+                    .as_array()
+                    .is_none_or(|r| r.is_empty())
+            })
+            .map(|(file, panel, expr)| format!("{file} / {panel}: {expr}"))
+            .collect();
+        if failing.is_empty() || Instant::now() > deadline {
+            break;
+        }
+    }
+    drop(a.stop());
+    drop(b.stop());
+    drop(daemon);
+    assert!(
+        failing.is_empty(),
+        "panels without data after 60 s:\n{}",
+        failing.join("\n")
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
