@@ -140,23 +140,14 @@ pub fn run(try_load: bool) -> Check {
         Err(e) => item("cgroup2 mount", false, true, e.to_string()),
     });
     let root = nix::unistd::geteuid().is_root();
-    let needed = [
-        caps::Capability::CAP_BPF,
-        caps::Capability::CAP_PERFMON,
-        caps::Capability::CAP_SYS_ADMIN,
-    ];
-    let missing: Vec<String> = needed
-        .iter()
-        .filter(|c| !caps::has_cap(None, caps::CapSet::Effective, **c).unwrap_or(false))
-        .map(|c| c.to_string())
-        .collect();
+    let missing = crate::probes::missing_caps();
     items.push(if missing.is_empty() {
         item(
             "privileges",
             true,
             true,
             format!(
-                "{} with CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN",
+                "{} with CAP_BPF, CAP_PERFMON, CAP_SYSLOG",
                 if root { "root" } else { "not root" }
             ),
         )

@@ -199,6 +199,24 @@ impl KernelOffsets {
     }
 }
 
+/// The capabilities capmon needs (found with capmon itself, see the README): `CAP_BPF` to
+/// create maps and load programs, `CAP_PERFMON` for tracing programs and kernel stacks,
+/// `CAP_SYSLOG` to read kernel symbol addresses from /proc/kallsyms (`kptr_restrict`).
+pub const REQUIRED_CAPS: [caps::Capability; 3] = [
+    caps::Capability::CAP_BPF,
+    caps::Capability::CAP_PERFMON,
+    caps::Capability::CAP_SYSLOG,
+];
+
+/// The required capabilities missing from this process's effective set.
+pub fn missing_caps() -> Vec<String> {
+    REQUIRED_CAPS
+        .iter()
+        .filter(|c| !caps::has_cap(None, caps::CapSet::Effective, **c).unwrap_or(false))
+        .map(|c| c.to_string())
+        .collect()
+}
+
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -209,7 +227,7 @@ pub enum ProbeError {
     Btf(#[source] aya::BtfError),
     /// The object could not be loaded (usually: not root).
     #[error(
-        "cannot load the eBPF object: {0} (capmon needs root: CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)"
+        "cannot load the eBPF object: {0} (capmon needs root with CAP_BPF, CAP_PERFMON and CAP_SYSLOG)"
     )]
     Load(#[source] aya::EbpfError),
     /// A program is missing from the object (a build problem).
@@ -761,8 +779,17 @@ pub struct Symbolizer {
 impl Symbolizer {
     /// Reads `/proc/kallsyms` (addresses are only visible to root).
     pub fn from_kallsyms() -> std::io::Result<Self> {
+        let symbols = aya::util::kernel_symbols()?;
+        // Without CAP_SYSLOG (kptr_restrict) every address reads as 0: stacks could not be
+        // named, and no-audit checks would look like real uses.
+        if symbols.keys().all(|a| *a == 0) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "/proc/kallsyms shows no addresses to this process: capmon needs CAP_SYSLOG",
+            ));
+        }
         Ok(Self {
-            symbols: aya::util::kernel_symbols()?,
+            symbols,
             cache: HashMap::new(),
         })
     }

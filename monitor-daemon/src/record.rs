@@ -34,10 +34,16 @@ pub enum RecordError {
     NoCommand,
     /// Not root.
     #[error(
-        "capmon record must run as root (it loads eBPF programs, which needs CAP_BPF, CAP_PERFMON \
-         and CAP_SYS_ADMIN, and creates a cgroup): run it with sudo"
+        "capmon must run as root (it loads eBPF programs, which needs CAP_BPF, CAP_PERFMON \
+         and CAP_SYSLOG, and `record` creates a cgroup): run it with sudo"
     )]
     NotRoot,
+    /// Root, but without capabilities capmon needs.
+    #[error(
+        "capmon runs as root but lacks {0}: it needs CAP_BPF (maps and programs), CAP_PERFMON \
+         (tracing programs, kernel stacks) and CAP_SYSLOG (kernel symbol addresses)"
+    )]
+    MissingCaps(String),
     /// No kernel BTF.
     #[error(
         "this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): capmon needs a kernel \
@@ -171,6 +177,10 @@ pub fn command_name(command: &[String]) -> String {
 fn preflight() -> Result<(), RecordError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(RecordError::NotRoot);
+    }
+    let missing = crate::probes::missing_caps();
+    if !missing.is_empty() {
+        return Err(RecordError::MissingCaps(missing.join(", ")));
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(RecordError::NoBtf);

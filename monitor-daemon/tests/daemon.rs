@@ -350,3 +350,131 @@ fn bad_config_port_in_use_and_bad_databases_are_clear_errors() {
     let (status, _) = first.terminate();
     assert!(status.success());
 }
+
+/// The capability set of the deployment files, as `CAP_*` names.
+fn deployment_caps() -> (Vec<String>, Vec<String>) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let unit = fs::read_to_string(root.join("deploy/systemd/capmon.service")).expect("unit");
+    let mut systemd: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("CapabilityBoundingSet")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    systemd.sort();
+    let ds = fs::read_to_string(root.join("deploy/kubernetes/capmon-daemonset.yaml"))
+        .expect("daemonset");
+    let docs: Vec<Value> = ds
+        .split("\n---\n")
+        .map(|d| serde_norway::from_str(d).expect("YAML"))
+        .collect();
+    let daemonset = docs
+        .iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .expect("DaemonSet");
+    let c = &daemonset["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(daemonset["spec"]["template"]["spec"]["hostPID"], true);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert!(c["resources"]["limits"]["memory"].is_string());
+    let mut k8s: Vec<String> = c["securityContext"]["capabilities"]["add"]
+        .as_array()
+        .expect("add")
+        .iter()
+        .map(|v| format!("CAP_{}", v.as_str().expect("name")))
+        .collect();
+    k8s.sort();
+    (systemd, k8s)
+}
+
+#[test]
+#[ignore = "needs root, runc and setpriv: run `cargo xtask test`"]
+fn daemon_works_with_exactly_the_deployment_capabilities_and_fails_clearly_without_one() {
+    require_root_and_runc();
+    let (systemd, k8s) = deployment_caps();
+    let mut required: Vec<String> = capmon::probes::REQUIRED_CAPS
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    required.sort();
+    assert_eq!(systemd, required, "systemd unit");
+    assert_eq!(k8s, required, "DaemonSet");
+    // The unit passes systemd's own checks (with ExecStart pointing at the built binary).
+    let dir = scratch("unit");
+    fs::create_dir_all(&dir).expect("dir");
+    let unit = fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/systemd/capmon.service"),
+    )
+    .expect("unit")
+    .replace("/usr/local/bin/capmon", CAPMON);
+    let unit_path = dir.join("capmon.service");
+    fs::write(&unit_path, unit).expect("write unit");
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit_path)
+        .output()
+        .expect("systemd-analyze (Debian package systemd; `cargo xtask setup` installs it)");
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "{verify:?}"
+    );
+
+    // Exactly the set: the daemon runs and classifies (kernel stacks named: the mmap checks
+    // of CAP_SYS_ADMIN are probes, not uses).
+    let bounding = |caps: &[String]| {
+        let list: Vec<String> = caps
+            .iter()
+            .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+            .collect();
+        format!("--bounding-set=-all,{}", list.join(","))
+    };
+    let state = scratch("caps");
+    let port = free_port();
+    let set = bounding(&required);
+    let daemon = Daemon::start_wrapped(
+        &["setpriv", &set, "--inh-caps=-all"],
+        CAPMON,
+        &state,
+        port,
+        &[],
+    );
+    let a = Running::start(
+        &[
+            "/bin/sh",
+            "-c",
+            "touch /tmp/f && chown 1000 /tmp/f; exec sleep 60",
+        ],
+        &docker_caps(),
+        &format!("/capmon-test/docker/{}", container_id()),
+        |_| {},
+    );
+    a.wait_for_workload("sleep");
+    let short = a.cgroup.file_name().expect("name").to_string_lossy()[..12].to_owned();
+    let one = daemon.wait_for(&format!("/v1/containers/{short}"), "chown used", |v| {
+        strs(&v["analysis"]["used"]).contains(&"CAP_CHOWN".to_owned())
+            && strs(&v["capabilities"]["probe"]).contains(&"CAP_SYS_ADMIN".to_owned())
+    });
+    assert_eq!(strs(&one["analysis"]["used"]), vec!["CAP_CHOWN"], "{one:#}");
+    drop(a.stop());
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+
+    // Without any one of them: a clear error naming it, exit 1.
+    for missing in &required {
+        let fewer: Vec<String> = required.iter().filter(|c| *c != missing).cloned().collect();
+        let out = Command::new("setpriv")
+            .args([bounding(&fewer).as_str(), "--inh-caps=-all", CAPMON, "run"])
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .arg("--state-dir")
+            .arg(scratch("fewer"))
+            .output()
+            .expect("setpriv");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "without {missing}: {err}");
+        assert!(
+            err.contains(&format!("lacks {missing}")),
+            "without {missing}: {err}"
+        );
+    }
+}

@@ -40,7 +40,8 @@ fn toolchain_packages(llvm: u32) -> Vec<String> {
 /// Packages the test tiers need at run time: real containers (runc and podman, and
 /// busybox-static for their root file systems); `apparmor` for `apparmor_parser`, which checks
 /// the AppArmor rules capmon writes (it parses offline, without AppArmor in the kernel);
-/// `prometheus` (the server and promtool) for the dashboards' end-to-end test;
+/// `prometheus` (the server and promtool) for the dashboards' end-to-end test; `systemd` for
+/// `systemd-analyze verify` of the unit file;
 /// `util-linux` (unshare, setpriv) and `coreutils` are in every Debian base system but are
 /// listed so that a minimal image gets them too.
 const TEST_PACKAGES: &[&str] = &[
@@ -49,6 +50,7 @@ const TEST_PACKAGES: &[&str] = &[
     "busybox-static",
     "apparmor",
     "prometheus",
+    "systemd",
     "tar",
     "util-linux",
     "coreutils",

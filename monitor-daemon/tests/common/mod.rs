@@ -367,8 +367,27 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(capmon: &str, state: &Path, port: u16, extra: &[&str]) -> Daemon {
+        Daemon::start_wrapped(&[], capmon, state, port, extra)
+    }
+
+    /// Like [`Daemon::start`], under a wrapper command (`setpriv ...`).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        capmon: &str,
+        state: &Path,
+        port: u16,
+        extra: &[&str],
+    ) -> Daemon {
         let log = state.with_extension(format!("log-{}", container_id()));
-        let child = Command::new(capmon)
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(capmon);
+                c
+            }
+            None => Command::new(capmon),
+        };
+        let child = cmd
             .args(["run", "--state-dir"])
             .arg(state)
             .args(["--listen", &format!("127.0.0.1:{port}")])
