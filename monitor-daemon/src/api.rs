@@ -376,9 +376,13 @@ pub fn render_metrics(s: &Shared) -> Result<String, prometheus::Error> {
             .inc_by(kernel.get(reason).copied().unwrap_or(0));
     }
     for stage in STAGES {
+        let n = match stage {
+            "unattributed" => &s.health.unattributed,
+            _ => &s.health.dropped,
+        };
         dropped
             .with_label_values(&[stage])
-            .inc_by(s.health.dropped.load(Ordering::Relaxed));
+            .inc_by(n.load(Ordering::Relaxed));
     }
     for (map, n, cap) in s
         .health

@@ -236,6 +236,12 @@ impl CgroupIndex {
         self.by_id.get(&id)
     }
 
+    /// Forgets a cgroup (one that exited and was dealt with), so that the index does not grow
+    /// under churn.
+    pub fn remove(&mut self, id: u64) {
+        self.by_id.remove(&id);
+    }
+
     /// Every known cgroup.
     pub fn entries(&self) -> impl Iterator<Item = (&u64, &CgroupEntry)> {
         self.by_id.iter()

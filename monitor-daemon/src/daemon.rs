@@ -67,7 +67,7 @@ pub enum DaemonError {
 }
 
 /// Pipeline stages that can drop work (label values of `capmon_pipeline_dropped_total`).
-pub const STAGES: [&str; 1] = ["probe_to_model"];
+pub const STAGES: [&str; 2] = ["probe_to_model", "unattributed"];
 
 /// Daemon health, shared with `/metrics`.
 pub struct Health {
@@ -79,6 +79,9 @@ pub struct Health {
     pub kernel_lost: Mutex<BTreeMap<String, u64>>,
     /// Snapshots dropped at the model's queue.
     pub dropped: AtomicU64,
+    /// cgroups whose records were dropped because no scan found their path before they
+    /// were gone (containers that lived less than about a second).
+    pub unattributed: AtomicU64,
     /// Map fill: (map, entries, capacity), as last read.
     pub map_fill: Mutex<Vec<(&'static str, u64, u64)>>,
     /// Capability-check first sightings and denial kinds processed.
@@ -137,6 +140,11 @@ pub struct Model {
     by_cgroup: HashMap<u64, String>,
     /// cgroups seen that are not containers.
     not_containers: HashSet<u64>,
+    /// cgroups of exited containers whose kernel entries were dropped, with the time: a
+    /// snapshot taken before that and read after must not bring them back.
+    gone: HashMap<u64, i64>,
+    /// cgroup ids in snapshots that no scan found yet, with when they were first seen.
+    unknown: HashMap<u64, i64>,
     /// Ids deleted by retention, to delete from the store.
     pruned: Vec<String>,
 }
@@ -480,6 +488,8 @@ struct Snapshot {
 enum ProbeRequest {
     /// Forget these cgroups in the kernel maps.
     Forget(BTreeSet<u64>),
+    /// Drop the counts of these live cgroups that are not containers.
+    Trim(BTreeSet<u64>),
     /// Detach and stop.
     Stop(oneshot::Sender<()>),
 }
@@ -500,6 +510,12 @@ fn probe_thread(
             Ok(ProbeRequest::Forget(gone)) => {
                 if let Err(e) = recorder.forget(&gone) {
                     tracing::warn!("cannot clear exited cgroups from the kernel maps: {e}");
+                }
+                continue;
+            }
+            Ok(ProbeRequest::Trim(ids)) => {
+                if let Err(e) = recorder.trim(&ids) {
+                    tracing::warn!("cannot trim the kernel maps: {e}");
                 }
                 continue;
             }
@@ -550,6 +566,7 @@ struct ModelWorker {
     startup_cgroups: HashSet<u64>,
     probe_requests: std::sync::mpsc::Sender<ProbeRequest>,
     names: mpsc::Sender<(String, PathBuf)>,
+    ticks: u64,
 }
 
 impl ModelWorker {
@@ -562,7 +579,8 @@ impl ModelWorker {
                     Ok(m) => m,
                     Err(_) => return,
                 };
-                if model.not_containers.contains(&cgroup_id) {
+                if model.not_containers.contains(&cgroup_id) || model.gone.contains_key(&cgroup_id)
+                {
                     continue;
                 }
                 model.by_cgroup.get(&cgroup_id).cloned()
@@ -571,13 +589,22 @@ impl ModelWorker {
                 Some(id) => id,
                 None => match self.new_container(cgroup_id) {
                     Some(state) => {
+                        if let Ok(mut m) = self.shared.model.lock() {
+                            m.unknown.remove(&cgroup_id);
+                        }
                         let id = state.row.id.clone();
                         new_containers.push((id.clone(), state));
                         id
                     }
                     None => {
+                        let known = self.index.lookup(cgroup_id).is_some();
                         if let Ok(mut m) = self.shared.model.lock() {
-                            m.not_containers.insert(cgroup_id);
+                            if known {
+                                m.unknown.remove(&cgroup_id);
+                                m.not_containers.insert(cgroup_id);
+                            } else {
+                                m.unknown.entry(cgroup_id).or_insert_with(now);
+                            }
                         }
                         continue;
                     }
@@ -695,6 +722,8 @@ impl ModelWorker {
     fn housekeeping(&mut self) {
         let changes = self.index.scan();
         let exited: HashSet<u64> = changes.exited.into_iter().collect();
+        // Exited cgroups that are not containers: their kernel entries go, and so do they.
+        let mut forget_other = BTreeSet::new();
         let retention = self
             .shared
             .config
@@ -731,17 +760,57 @@ impl ModelWorker {
         for id in &pruned {
             if let Some(c) = model.containers.remove(id) {
                 model.by_cgroup.remove(&c.row.cgroup_id);
+                self.index.remove(c.row.cgroup_id);
                 tracing::info!(id = %c.row.short_id, "container pruned after retention");
             }
         }
+        for id in &exited {
+            if model.not_containers.remove(id) {
+                forget_other.insert(*id);
+                self.index.remove(*id);
+            }
+        }
+        // Unknown for two seconds (several scans): the cgroup came and went between scans.
+        let stale: Vec<u64> = model
+            .unknown
+            .iter()
+            .filter(|(_, first)| t - **first >= 2)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            model.unknown.remove(&id);
+            forget_other.insert(id);
+            self.shared
+                .health
+                .unattributed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        for id in &forget_other {
+            model.gone.insert(*id, t);
+        }
+        forget.extend(forget_other);
         model.pruned.extend(pruned);
         for id in &forget {
             model.by_cgroup.remove(id);
             model.not_containers.remove(id);
+            model.gone.insert(*id, t);
         }
+        // Snapshots in flight are long consumed after a minute.
+        model.gone.retain(|_, when| t - *when < 60);
+        // Counts of cgroups that are not containers are never reported: drop them now and
+        // then, so that the host's own activity does not fill the maps.
+        self.ticks += 1;
+        let trim: BTreeSet<u64> = if self.ticks % 10 == 0 {
+            model.not_containers.iter().copied().collect()
+        } else {
+            BTreeSet::new()
+        };
         drop(model);
         if !forget.is_empty() {
             let _ = self.probe_requests.send(ProbeRequest::Forget(forget));
+        }
+        if !trim.is_empty() {
+            let _ = self.probe_requests.send(ProbeRequest::Trim(trim));
         }
     }
 }
@@ -768,6 +837,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
             attached: AtomicU64::new(recorder.probes().attached() as u64),
             kernel_lost: Mutex::new(BTreeMap::new()),
             dropped: AtomicU64::new(0),
+            unattributed: AtomicU64::new(0),
             map_fill: Mutex::new(Vec::new()),
             processed_checks: AtomicU64::new(0),
             processed_denials: AtomicU64::new(0),
@@ -885,6 +955,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
         startup_cgroups,
         probe_requests: req_tx.clone(),
         names: names_tx,
+        ticks: 0,
     };
     use tokio::signal::unix::{SignalKind, signal};
     let sig = |kind| signal(kind).map_err(|e| DaemonError::Internal(format!("signals: {e}")));

@@ -559,8 +559,44 @@ impl Probes {
         &mut self,
         gone: &std::collections::BTreeSet<u64>,
     ) -> Result<(), ProbeError> {
+        self.drop_counts(gone)?;
+        let mut seen: AyaHashMap<_, u64, u8> = self.map_mut("EXEC_SEEN")?;
+        for id in gone {
+            let _ = seen.remove(id);
+        }
+        Ok(())
+    }
+
+    /// Drops the counts and syscall sets of cgroups (that capmon does not report on), keeping
+    /// their exec state: bounds the maps under the host's own activity.
+    pub fn drop_counts(
+        &mut self,
+        gone: &std::collections::BTreeSet<u64>,
+    ) -> Result<(), ProbeError> {
         if gone.is_empty() {
             return Ok(());
+        }
+        // The per-CPU cache first: an evicted slot would bring the count back.
+        let mut cache: PerCpuArray<_, CapCacheEntry> = self.map_mut("CAP_CACHE")?;
+        for slot in 0..monitor_common::CAP_CACHE_SLOTS {
+            let Ok(values) = cache.get(&slot, 0) else {
+                continue;
+            };
+            if values.iter().any(|e| gone.contains(&e.key.cgroup_id)) {
+                let cleared: Vec<CapCacheEntry> = values
+                    .iter()
+                    .map(|e| {
+                        if gone.contains(&e.key.cgroup_id) {
+                            CapCacheEntry::default()
+                        } else {
+                            *e
+                        }
+                    })
+                    .collect();
+                if let Ok(v) = aya::maps::PerCpuValues::try_from(cleared) {
+                    let _ = cache.set(slot, v, 0);
+                }
+            }
         }
         let mut cap: PerCpuHashMap<_, CapKey, u64> = self.map_mut("CAP_CHECKS")?;
         let keys: Vec<CapKey> = cap
@@ -584,10 +620,6 @@ impl Probes {
         for id in gone {
             let _ = sys.remove(id);
             let _ = sys.remove(&(id | monitor_common::RUNTIME_SYSCALLS_KEY_BIT));
-        }
-        let mut seen: AyaHashMap<_, u64, u8> = self.map_mut("EXEC_SEEN")?;
-        for id in gone {
-            let _ = seen.remove(id);
         }
         Ok(())
     }

@@ -307,6 +307,14 @@ impl Recorder {
         Ok(())
     }
 
+    /// Drops the counts of cgroups nobody reports on (see [`Probes::drop_counts`]).
+    pub fn trim(&mut self, ids: &std::collections::BTreeSet<u64>) -> Result<(), RecordError> {
+        self.probes.drop_counts(ids)?;
+        self.cap_events.retain(|k, _| !ids.contains(&k.cgroup_id));
+        self.deny_events.retain(|k, _| !ids.contains(&k.cgroup_id));
+        Ok(())
+    }
+
     /// Everything recorded for one cgroup so far.
     pub fn observe(&mut self, cgroup_id: u64) -> Result<Observed, RecordError> {
         self.drain();

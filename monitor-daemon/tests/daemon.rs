@@ -478,3 +478,96 @@ fn daemon_works_with_exactly_the_deployment_capabilities_and_fails_clearly_witho
         );
     }
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "needs root and runc: run `cargo xtask test`"]
+fn container_churn_leaks_no_memory_series_or_map_entries() {
+    require_root_and_runc();
+    let state = scratch("churn");
+    let port = free_port();
+    // Retention 0: exited containers are pruned about a second after they exit.
+    let daemon = Daemon::start(CAPMON, &state, port, &["--retention-hours", "0"]);
+    let pid = daemon.child.id();
+    let churn = |n: usize| {
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..n / 4 {
+                        let c = Running::start(
+                            &["/bin/sh", "-c", "cat /etc/hostname > /dev/null"],
+                            &docker_caps(),
+                            &format!("/capmon-test/docker/{}", container_id()),
+                            |_| {},
+                        );
+                        let out = c.wait();
+                        assert!(out.status.success(), "{out:?}");
+                    }
+                });
+            }
+        });
+    };
+    churn(40);
+    let settle = |what: &str| {
+        daemon.wait_for("/v1/containers", what, |v| {
+            v["containers"].as_array().is_some_and(|a| a.is_empty())
+        });
+    };
+    settle("warm-up containers pruned");
+    let warm = rss_kib(pid);
+    let t = std::time::Instant::now();
+    churn(200);
+    let took = t.elapsed();
+    settle("all churned containers pruned");
+    std::thread::sleep(Duration::from_secs(2));
+    let after = rss_kib(pid);
+    assert!(daemon.child_alive(), "capmon run died during churn");
+    let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+    let left: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("capmon_container_running{"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "series of pruned containers remain: {left:#?}"
+    );
+    let entries = |metrics: &str, map: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("capmon_map_entries{{map=\"{map}\"}}")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    // Exited containers' entries are dropped once written; the host's own cgroups (this
+    // test's, where runc ran 240 times) are trimmed every 10 s. 200 containers' worth would be
+    // thousands of check keys and 200 syscall sets.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, m) = http_get(port, "/metrics").expect("metrics");
+        if entries(&m, "SYSCALLS") < 20 && entries(&m, "CAP_CHECKS") < 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kernel maps not emptied:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "churn: 200 containers in {took:?}; daemon RSS {warm} KiB after warm-up, {after} KiB after"
+    );
+    assert!(
+        after < warm + 8 * 1024,
+        "RSS grew from {warm} KiB to {after} KiB over 200 containers"
+    );
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+}

@@ -433,6 +433,15 @@ impl Daemon {
         panic!("{what}: not seen within 10 s at {path}: {last:#}");
     }
 
+    /// Whether the daemon still runs.
+    pub fn child_alive(&self) -> bool {
+        // SAFETY: signal 0 only checks the pid.
+        let exists = unsafe { libc::kill(self.child.id() as i32, 0) } == 0;
+        exists
+            && fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+                .is_ok_and(|s| !s.contains(") Z "))
+    }
+
     pub fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
