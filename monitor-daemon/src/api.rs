@@ -321,7 +321,6 @@ pub fn render_metrics(s: &Shared) -> Result<String, prometheus::Error> {
             .lock()
             .map_err(|_| prometheus::Error::Msg("model lock poisoned".into()))?;
         for c in m.containers.values() {
-            let r = c.report();
             let name = c.row.name.clone().unwrap_or_default();
             let ns = c.row.namespace.clone().unwrap_or_default();
             let pod = c.row.pod.clone().unwrap_or_default();
@@ -337,7 +336,7 @@ pub fn render_metrics(s: &Shared) -> Result<String, prometheus::Error> {
                     .with_label_values(&with(&id, &[&check.capability, &check.class]))
                     .inc_by(check.count);
             }
-            for cap in &r.analysis.unused {
+            for cap in &c.unused() {
                 unused.with_label_values(&with(&id, &[cap])).set(1);
             }
             granted

@@ -85,8 +85,8 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 9477)),
             state_dir: PathBuf::from("/var/lib/capmon"),
-            poll_interval_ms: 1000,
-            batch_interval_ms: 1000,
+            poll_interval_ms: 2000,
+            batch_interval_ms: 5000,
             retention_hours: 24 * 7,
             queue_capacity: 1024,
             docker_socket: PathBuf::from("/var/run/docker.sock"),
@@ -106,11 +106,11 @@ pub struct Overrides {
     /// Directory of the SQLite store [default: /var/lib/capmon].
     #[arg(long, env = "CAPMON_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// How often the kernel maps are read, in ms [default: 1000].
+    /// How often the kernel maps are read, in ms [default: 2000].
     #[arg(long, env = "CAPMON_POLL_INTERVAL_MS")]
     pub poll_interval_ms: Option<u64>,
     /// How often changes are written to the store, in ms; a crash loses at most this much
-    /// [default: 1000].
+    /// [default: 5000].
     #[arg(long, env = "CAPMON_BATCH_INTERVAL_MS")]
     pub batch_interval_ms: Option<u64>,
     /// Hours exited containers are kept [default: 168].

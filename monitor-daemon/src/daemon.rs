@@ -84,9 +84,9 @@ pub struct Health {
     pub unattributed: AtomicU64,
     /// Map fill: (map, entries, capacity), as last read.
     pub map_fill: Mutex<Vec<(&'static str, u64, u64)>>,
-    /// Capability-check first sightings and denial kinds processed.
+    /// Capability-check first sightings taken from the ring buffer.
     pub processed_checks: AtomicU64,
-    /// Denials processed.
+    /// Seccomp-denial first sightings taken from the ring buffer.
     pub processed_denials: AtomicU64,
     /// Store write latency.
     pub store_write: prometheus::Histogram,
@@ -125,6 +125,8 @@ pub struct ContainerState {
     /// Failed posture checks (check, detail).
     pub findings: Vec<(String, String)>,
     dirty_row: bool,
+    /// Only `last_seen` changed.
+    touched: bool,
     dirty_checks: BTreeSet<(String, String, String, String, String)>,
     new_syscalls: Vec<(String, bool)>,
     dirty_denials: BTreeSet<(String, String)>,
@@ -194,23 +196,31 @@ impl ContainerState {
         let mut counts: BTreeMap<(String, String, String, String, String), CheckRow> =
             BTreeMap::new();
         for c in caps.checks {
-            let row = CheckRow {
-                capability: c.capability.clone(),
-                class: c.class.as_str().to_owned(),
-                result: c.result.to_owned(),
-                site: c.site.clone().unwrap_or_default(),
-                syscall: c.syscall.clone().unwrap_or_default(),
-                count: c.count,
-                reason: c.reason.clone(),
-                comm: c.comm.clone(),
-                pid: c.pid,
-                stack: c.stack.clone(),
-            };
-            let key = check_key(&row);
-            counts
-                .entry(key)
-                .and_modify(|r| r.count += c.count)
-                .or_insert(row);
+            let key = (
+                c.capability,
+                c.class.as_str().to_owned(),
+                c.result.to_owned(),
+                c.site.unwrap_or_default(),
+                c.syscall.unwrap_or_default(),
+            );
+            match counts.get_mut(&key) {
+                Some(r) => r.count += c.count,
+                None => {
+                    let row = CheckRow {
+                        capability: key.0.clone(),
+                        class: key.1.clone(),
+                        result: key.2.clone(),
+                        site: key.3.clone(),
+                        syscall: key.4.clone(),
+                        count: c.count,
+                        reason: c.reason,
+                        comm: c.comm,
+                        pid: c.pid,
+                        stack: c.stack,
+                    };
+                    counts.insert(key, row);
+                }
+            }
         }
         for (key, mut row) in counts {
             row.count += self.check_base.get(&key).copied().unwrap_or(0);
@@ -265,9 +275,30 @@ impl ContainerState {
             || !self.new_syscalls.is_empty()
             || !self.dirty_denials.is_empty()
         {
+            // Activity only moves last_seen: a small update, not the whole row.
             self.row.last_seen = now();
-            self.dirty_row = true;
+            self.touched = true;
         }
+    }
+
+    /// Capabilities used (granted, audited, its own).
+    pub fn used(&self) -> BTreeSet<&str> {
+        self.checks
+            .values()
+            .filter(|c| c.class == "used")
+            .map(|c| c.capability.as_str())
+            .collect()
+    }
+
+    /// Granted and never used (the analysis' `unused`, without building a report).
+    pub fn unused(&self) -> Vec<String> {
+        let used = self.used();
+        self.row
+            .granted
+            .iter()
+            .filter(|g| !used.contains(g.as_str()))
+            .cloned()
+            .collect()
     }
 
     /// Whether the container runs.
@@ -359,7 +390,10 @@ impl ContainerState {
         if self.dirty_row {
             batch.containers.push(self.row.clone());
             self.dirty_row = false;
+        } else if self.touched {
+            batch.touches.push((id.clone(), self.row.last_seen));
         }
+        self.touched = false;
         for key in std::mem::take(&mut self.dirty_checks) {
             if let Some(c) = self.checks.get(&key) {
                 batch.checks.push((id.clone(), c.clone()));
@@ -377,6 +411,7 @@ impl ContainerState {
 
     fn is_dirty(&self) -> bool {
         self.dirty_row
+            || self.touched
             || !self.dirty_checks.is_empty()
             || !self.new_syscalls.is_empty()
             || !self.dirty_denials.is_empty()
@@ -500,13 +535,20 @@ fn probe_thread(
     tx: mpsc::Sender<Snapshot>,
     requests: std::sync::mpsc::Receiver<ProbeRequest>,
 ) {
+    let mut last_poll = Instant::now();
+    let mut polls: u64 = 0;
     loop {
         let interval = shared
             .config
             .read()
             .map(|c| c.poll_interval())
             .unwrap_or(Duration::from_secs(1));
-        match requests.recv_timeout(interval) {
+        // The ring buffer is drained every 50 ms (so bursts of first sightings fit in it);
+        // the maps are read every poll interval.
+        let wait = interval
+            .saturating_sub(last_poll.elapsed())
+            .min(Duration::from_millis(50));
+        match requests.recv_timeout(wait) {
             Ok(ProbeRequest::Forget(gone)) => {
                 if let Err(e) = recorder.forget(&gone) {
                     tracing::warn!("cannot clear exited cgroups from the kernel maps: {e}");
@@ -527,6 +569,20 @@ fn probe_thread(
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
+        recorder.drain();
+        let (checks, denials) = recorder.drained();
+        shared
+            .health
+            .processed_checks
+            .store(checks, Ordering::Relaxed);
+        shared
+            .health
+            .processed_denials
+            .store(denials, Ordering::Relaxed);
+        if last_poll.elapsed() < interval {
+            continue;
+        }
+        last_poll = Instant::now();
         match recorder.observe_all() {
             Ok(observed) => {
                 if let Some(o) = observed.values().next() {
@@ -540,7 +596,10 @@ fn probe_thread(
                         *l = lost;
                     }
                 }
-                if let Ok(fill) = recorder.probes().map_fill()
+                // Counting every map's keys costs a syscall per key: every tenth poll.
+                polls += 1;
+                if polls % 10 == 1
+                    && let Ok(fill) = recorder.probes().map_fill()
                     && let Ok(mut f) = shared.health.map_fill.lock()
                 {
                     *f = fill;
@@ -567,6 +626,25 @@ struct ModelWorker {
     probe_requests: std::sync::mpsc::Sender<ProbeRequest>,
     names: mpsc::Sender<(String, PathBuf)>,
     ticks: u64,
+    /// Fingerprint of each cgroup's last snapshot.
+    prints: HashMap<u64, u64>,
+}
+
+/// A cheap fingerprint of a cgroup's snapshot (counts, keys, syscalls, denials).
+fn fingerprint(o: &Observed) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |v: u64| h = (h ^ v).wrapping_mul(0x100_0000_01b3);
+    for (k, n) in &o.cap_checks {
+        mix(u64::from(k.cap) ^ (k.stack << 8) ^ u64::from(k.context) ^ (*n << 32));
+    }
+    for nr in o.syscalls.iter().chain(&o.runtime_syscalls) {
+        mix(u64::from(*nr));
+    }
+    for (k, n) in &o.denials {
+        mix(u64::from(k.syscall_nr) ^ (u64::from(k.errno) << 16) ^ (n << 32));
+    }
+    mix(o.cap_checks.len() as u64);
+    h
 }
 
 impl ModelWorker {
@@ -610,15 +688,15 @@ impl ModelWorker {
                     }
                 },
             };
+            // Unchanged since the last poll: nothing to do.
+            let print = fingerprint(&observed);
+            if self.prints.get(&cgroup_id) == Some(&print)
+                && !new_containers.iter().any(|(i, _)| *i == id)
+            {
+                continue;
+            }
+            self.prints.insert(cgroup_id, print);
             let (caps, syscalls, _) = report::facts(arch, &observed);
-            self.shared
-                .health
-                .processed_checks
-                .fetch_add(observed.cap_events.len() as u64, Ordering::Relaxed);
-            self.shared
-                .health
-                .processed_denials
-                .fetch_add(observed.deny_events.len() as u64, Ordering::Relaxed);
             let Ok(mut model) = self.shared.model.lock() else {
                 return;
             };
@@ -720,8 +798,14 @@ impl ModelWorker {
     /// Marks containers whose cgroup is gone as exited; asks the probe thread to forget
     /// those already written; prunes past retention.
     fn housekeeping(&mut self) {
-        let changes = self.index.scan();
-        let exited: HashSet<u64> = changes.exited.into_iter().collect();
+        self.ticks += 1;
+        // A full walk of the cgroup tree every 10 s finds exited cgroups that are not
+        // containers; containers' own exits are seen every second by their directory.
+        let exited: HashSet<u64> = if self.ticks.is_multiple_of(10) {
+            self.index.scan().exited.into_iter().collect()
+        } else {
+            HashSet::new()
+        };
         // Exited cgroups that are not containers: their kernel entries go, and so do they.
         let mut forget_other = BTreeSet::new();
         let retention = self
@@ -788,6 +872,9 @@ impl ModelWorker {
         for id in &forget_other {
             model.gone.insert(*id, t);
         }
+        for id in forget.iter().chain(&forget_other) {
+            self.prints.remove(id);
+        }
         forget.extend(forget_other);
         model.pruned.extend(pruned);
         for id in &forget {
@@ -799,8 +886,7 @@ impl ModelWorker {
         model.gone.retain(|_, when| t - *when < 60);
         // Counts of cgroups that are not containers are never reported: drop them now and
         // then, so that the host's own activity does not fill the maps.
-        self.ticks += 1;
-        let trim: BTreeSet<u64> = if self.ticks % 10 == 0 {
+        let trim: BTreeSet<u64> = if self.ticks.is_multiple_of(10) {
             model.not_containers.iter().copied().collect()
         } else {
             BTreeSet::new()
@@ -829,6 +915,10 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
     let mount = crate::cgroup::find_cgroup2_mount()?;
     let startup_cgroups: HashSet<u64> = crate::cgroup::all_cgroup_ids(&mount).into_iter().collect();
     let recorder = Recorder::start()?;
+    // Loading parsed the kernel's BTF and symbol table (tens of MB, now freed): give the
+    // memory back to the system rather than keep it in the allocator's free lists.
+    // SAFETY: plain libc call without pointers.
+    unsafe { libc::malloc_trim(0) };
     let mode = recorder.probes().mode().name();
     let shared = Arc::new(Shared {
         model: Mutex::new(Model::from_store(stored)),
@@ -902,6 +992,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
                 let batch = match pending.take() {
                     Some(mut p) => {
                         p.containers.extend(batch.containers);
+                        p.touches.extend(batch.touches);
                         p.checks.extend(batch.checks);
                         p.syscalls.extend(batch.syscalls);
                         p.denials.extend(batch.denials);
@@ -956,6 +1047,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
         probe_requests: req_tx.clone(),
         names: names_tx,
         ticks: 0,
+        prints: HashMap::new(),
     };
     use tokio::signal::unix::{SignalKind, signal};
     let sig = |kind| signal(kind).map_err(|e| DaemonError::Internal(format!("signals: {e}")));
@@ -1070,7 +1162,17 @@ pub struct Summary {
 impl ContainerState {
     /// The listing entry.
     pub fn summary(&self) -> Summary {
-        let r = self.report();
+        let by_class = |class: &str| -> Vec<String> {
+            let set: BTreeSet<&str> = self
+                .checks
+                .values()
+                .filter(|c| c.class == class)
+                .map(|c| c.capability.as_str())
+                .collect();
+            let mut v: Vec<String> = set.into_iter().map(str::to_owned).collect();
+            v.sort_by_key(|c| crate::names::capability_number(c).unwrap_or(u32::MAX));
+            v
+        };
         Summary {
             id: self.row.id.clone(),
             short_id: self.row.short_id.clone(),
@@ -1084,11 +1186,21 @@ impl ContainerState {
             last_seen: self.row.last_seen,
             exited_at: self.row.exited_at,
             granted: self.row.granted.clone(),
-            used: r.capabilities.used,
-            denied: r.capabilities.denied,
-            unused: r.analysis.unused,
-            syscalls_used: r.syscalls.used.len(),
-            syscalls_denied: r.syscalls.denied,
+            used: by_class("used"),
+            denied: by_class("denied"),
+            unused: self.unused(),
+            syscalls_used: self.syscalls.len(),
+            syscalls_denied: self
+                .denials
+                .values()
+                .map(|d| Denial {
+                    name: d.syscall.clone(),
+                    number: d.number,
+                    errno: d.errno.clone(),
+                    count: d.count,
+                    comm: Some(d.comm.clone()),
+                })
+                .collect(),
             posture: self.findings.iter().map(|(c, _)| c.clone()).collect(),
         }
     }

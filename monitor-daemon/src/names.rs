@@ -117,21 +117,41 @@ pub fn syscall_known_anywhere(name: &str) -> bool {
         || sparc64::Sysno::from_str(name).is_ok()
 }
 
+/// Capability names by number, from the `caps` crate's table (built once: this is on the
+/// daemon's hot path).
+fn cap_table() -> &'static [Option<String>; 64] {
+    static TABLE: std::sync::OnceLock<[Option<String>; 64]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t: [Option<String>; 64] = std::array::from_fn(|_| None);
+        for c in caps::all() {
+            if let Some(slot) = t.get_mut(usize::from(c.index())) {
+                *slot = Some(c.to_string());
+            }
+        }
+        t
+    })
+}
+
 /// `CAP_CHOWN` for 0, ...; `CAP_<n>` for a number newer than the table.
 pub fn capability_name(cap: u32) -> String {
-    caps::all()
-        .into_iter()
-        .find(|c| u32::from(c.index()) == cap)
-        .map(|c| c.to_string())
+    cap_table()
+        .get(cap as usize)
+        .and_then(|n| n.clone())
         .unwrap_or_else(|| format!("CAP_{cap}"))
 }
 
 /// Capability number of `CAP_CHOWN`, `chown` or `cap_chown`.
 pub fn capability_number(name: &str) -> Option<u32> {
-    let canonical = caps::to_canonical(name);
-    caps::Capability::from_str(&canonical)
-        .ok()
-        .map(|c| u32::from(c.index()))
+    let upper = name.to_ascii_uppercase();
+    let canonical = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    cap_table()
+        .iter()
+        .position(|n| n.as_deref() == Some(canonical.as_str()))
+        .map(|i| i as u32)
 }
 
 /// `EPERM` for 1, ...; `E<n>` for an unknown number.

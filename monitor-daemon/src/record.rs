@@ -198,6 +198,8 @@ pub struct Recorder {
     cap_events: HashMap<monitor_common::CapKey, monitor_common::CapEvent>,
     deny_events: HashMap<monitor_common::DenyKey, monitor_common::DenyEvent>,
     undecodable: u64,
+    drained: (u64, u64),
+    frames: HashMap<u64, std::sync::Arc<Vec<String>>>,
 }
 
 impl Recorder {
@@ -214,6 +216,8 @@ impl Recorder {
             cap_events: HashMap::new(),
             deny_events: HashMap::new(),
             undecodable: 0,
+            drained: (0, 0),
+            frames: HashMap::new(),
         })
     }
 
@@ -228,9 +232,11 @@ impl Recorder {
         while let Some(item) = self.ring.next() {
             match decode(&item) {
                 Ok(Event::Cap(e)) => {
+                    self.drained.0 += 1;
                     self.cap_events.entry(e.key).or_insert(e);
                 }
                 Ok(Event::Deny(e)) => {
+                    self.drained.1 += 1;
                     self.deny_events.entry(e.key).or_insert(e);
                 }
                 Err(err) => {
@@ -239,6 +245,11 @@ impl Recorder {
                 }
             }
         }
+    }
+
+    /// Ring-buffer records taken so far: (capability-check first sightings, denials).
+    pub fn drained(&self) -> (u64, u64) {
+        self.drained
     }
 
     /// The probes.
@@ -286,17 +297,33 @@ impl Recorder {
             o.undecodable = self.undecodable;
             for (key, _) in &o.cap_checks {
                 if let std::collections::hash_map::Entry::Vacant(e) = o.stacks.entry(key.stack) {
-                    let frames = self
-                        .probes
-                        .stack(key.stack)
-                        .into_iter()
-                        .map(|ip| self.symbolizer.symbol(ip))
-                        .collect();
-                    e.insert(frames);
+                    e.insert(self.frames(key.stack));
                 }
             }
         }
         Ok(all)
+    }
+
+    /// The symbolized frames of a stack (a stack hash always names the same frames, so each
+    /// is symbolized once).
+    fn frames(&mut self, stack: u64) -> std::sync::Arc<Vec<String>> {
+        if let Some(f) = self.frames.get(&stack) {
+            return f.clone();
+        }
+        let f = std::sync::Arc::new(
+            self.probes
+                .stack(stack)
+                .into_iter()
+                .map(|ip| self.symbolizer.symbol(ip))
+                .collect::<Vec<String>>(),
+        );
+        if self.frames.len() > 50_000 {
+            self.frames.clear();
+        }
+        if !f.is_empty() {
+            self.frames.insert(stack, f.clone());
+        }
+        f
     }
 
     /// Drops what is kept for cgroups that are gone, in the kernel and here.
@@ -341,13 +368,7 @@ impl Recorder {
             .collect();
         for (key, _) in &observed.cap_checks {
             if let std::collections::hash_map::Entry::Vacant(e) = observed.stacks.entry(key.stack) {
-                let frames = self
-                    .probes
-                    .stack(key.stack)
-                    .into_iter()
-                    .map(|ip| self.symbolizer.symbol(ip))
-                    .collect();
-                e.insert(frames);
+                e.insert(self.frames(key.stack));
             }
         }
         Ok(observed)

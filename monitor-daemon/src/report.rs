@@ -22,7 +22,7 @@ pub struct Observed {
     /// First sighting of each cap-check key (evidence).
     pub cap_events: HashMap<CapKey, CapEvent>,
     /// Kernel frames (symbol names, innermost first) by stack hash.
-    pub stacks: HashMap<u64, Vec<String>>,
+    pub stacks: HashMap<u64, std::sync::Arc<Vec<String>>>,
     /// Syscall numbers entered by the workload (from its first exec on).
     pub syscalls: Vec<u32>,
     /// Syscall numbers the container runtime entered after installing the seccomp filter,
@@ -224,6 +224,7 @@ pub fn facts(arch: Arch, observed: &Observed) -> (Capabilities, Syscalls, BTreeM
     let mut checks = Vec::new();
     for (key, count) in &observed.cap_checks {
         let frames = observed.stacks.get(&key.stack).cloned().unwrap_or_default();
+        let frames: &[String] = &frames;
         let frame_refs: Vec<&str> = frames.iter().map(String::as_str).collect();
         let facts = crate::classify::CheckFacts {
             ret: key.ret,
@@ -247,11 +248,11 @@ pub fn facts(arch: Arch, observed: &Observed) -> (Capabilities, Syscalls, BTreeM
                 .and_then(|e| u32::try_from(e.syscall_nr).ok())
                 .map(|nr| syscall_label(arch, nr)),
             site: {
-                let below = interesting_frames(&frames);
+                let below = interesting_frames(frames);
                 let refs: Vec<&str> = below.iter().map(String::as_str).collect();
                 crate::classify::call_site(&refs).map(str::to_owned)
             },
-            stack: interesting_frames(&frames),
+            stack: interesting_frames(frames),
         });
     }
     checks
@@ -591,37 +592,43 @@ mod tests {
         };
         o.stacks.insert(
             1,
-            [
-                "bpf_trace_run5",
-                "cap_capable",
-                "security_capable",
-                "capable_wrt_inode_uidgid",
-                "chown_ok",
-            ]
-            .map(String::from)
-            .to_vec(),
+            std::sync::Arc::new(
+                [
+                    "bpf_trace_run5",
+                    "cap_capable",
+                    "security_capable",
+                    "capable_wrt_inode_uidgid",
+                    "chown_ok",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
         );
         o.stacks.insert(
             2,
-            [
-                "cap_capable",
-                "cap_vm_enough_memory",
-                "security_vm_enough_memory_mm",
-                "do_mmap",
-            ]
-            .map(String::from)
-            .to_vec(),
+            std::sync::Arc::new(
+                [
+                    "cap_capable",
+                    "cap_vm_enough_memory",
+                    "security_vm_enough_memory_mm",
+                    "do_mmap",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
         );
         o.stacks.insert(
             3,
-            [
-                "cap_capable",
-                "security_capable",
-                "ns_capable",
-                "inet_create",
-            ]
-            .map(String::from)
-            .to_vec(),
+            std::sync::Arc::new(
+                [
+                    "cap_capable",
+                    "security_capable",
+                    "ns_capable",
+                    "inet_create",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
         );
         o.cap_events.insert(
             chown,

@@ -219,6 +219,8 @@ pub struct Stored {
 pub struct Batch {
     /// Containers to insert or update.
     pub containers: Vec<ContainerRow>,
+    /// Containers whose `last_seen` moved: (id, last_seen).
+    pub touches: Vec<(String, i64)>,
     /// Check sites to insert or update, by container id.
     pub checks: Vec<(String, CheckRow)>,
     /// Syscalls to insert: (container id, name, runtime's).
@@ -233,6 +235,7 @@ impl Batch {
     /// Nothing to write.
     pub fn is_empty(&self) -> bool {
         self.containers.is_empty()
+            && self.touches.is_empty()
             && self.checks.is_empty()
             && self.syscalls.is_empty()
             && self.denials.is_empty()
@@ -386,6 +389,21 @@ impl Store {
                 ])
                 .map_err(sql)?;
             }
+            let mut t = tx
+                .prepare_cached("UPDATE containers SET last_seen = ?2 WHERE id = ?1")
+                .map_err(sql)?;
+            for (id, last_seen) in &batch.touches {
+                t.execute(params![id, last_seen]).map_err(sql)?;
+            }
+            // Most batches only move counts: update first, insert (with the evidence) when
+            // the row is new.
+            let mut u = tx
+                .prepare_cached(
+                    "UPDATE cap_checks SET count = ?7, reason = ?8 WHERE container_id = ?1 AND
+                        capability = ?2 AND class = ?3 AND result = ?4 AND site = ?5 AND
+                        syscall = ?6",
+                )
+                .map_err(sql)?;
             let mut c = tx
                 .prepare_cached(
                     "INSERT INTO cap_checks (container_id, capability, class, result, site,
@@ -395,6 +413,21 @@ impl Store {
                 )
                 .map_err(sql)?;
             for (id, r) in &batch.checks {
+                let updated = u
+                    .execute(params![
+                        id,
+                        r.capability,
+                        r.class,
+                        r.result,
+                        r.site,
+                        r.syscall,
+                        r.count as i64,
+                        r.reason,
+                    ])
+                    .map_err(sql)?;
+                if updated > 0 {
+                    continue;
+                }
                 c.execute(params![
                     id,
                     r.capability,
@@ -643,8 +676,15 @@ mod tests {
                 ],
                 denials: vec![(id.into(), denial.clone())],
                 deletes: vec![],
+                touches: vec![],
             })
             .expect("write");
+            // Activity moves last_seen alone.
+            s.write(&Batch {
+                touches: vec![(id.into(), 250)],
+                ..Default::default()
+            })
+            .expect("touch");
             // Counts are absolute: an update replaces them.
             s.write(&Batch {
                 checks: vec![(id.into(), CheckRow { count: 5, ..check })],
@@ -656,7 +696,13 @@ mod tests {
         let s = Store::open(&d).expect("reopen");
         let all = s.load().expect("load");
         assert_eq!(all.len(), 1);
-        assert_eq!(all[0].row, row(id));
+        assert_eq!(
+            all[0].row,
+            ContainerRow {
+                last_seen: 250,
+                ..row(id)
+            }
+        );
         assert_eq!(all[0].checks[0].count, 5);
         assert_eq!(all[0].denials[0].count, 2);
         assert_eq!(all[0].syscalls, vec!["read"]);
@@ -693,6 +739,22 @@ mod tests {
             "{msg}"
         );
         assert_eq!(fs::read(d.join("capmon.db")).expect("read"), junk);
+        // Locked by another program (a write transaction held open): refused, not waited on
+        // forever, and nothing is written.
+        let d = dir("locked");
+        drop(Store::open(&d).expect("create"));
+        let holder = Connection::open(d.join("capmon.db")).expect("sqlite");
+        holder
+            .execute_batch("PRAGMA journal_mode=DELETE; BEGIN EXCLUSIVE;")
+            .expect("lock");
+        let t = std::time::Instant::now();
+        let err = Store::open(&d).err().expect("locked");
+        assert!(
+            err.to_string().contains("capmon.db") && err.to_string().contains("locked"),
+            "{err}"
+        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+        drop(holder);
         // Newer schema.
         let d = dir("newer");
         drop(Store::open(&d).expect("create"));

@@ -27,7 +27,8 @@ enum Task {
     Setup,
     /// Set up if needed, then build capmon (release).
     Build,
-    /// Set up if needed, build, and run `capmon ARGS` as root.
+    /// Set up if needed, build, and run `capmon ARGS` as root (no ARGS: `capmon run`, the
+    /// daemon).
     Run {
         /// Arguments for capmon (after `--`).
         #[arg(last = true)]
@@ -119,6 +120,12 @@ fn main() -> ExitCode {
         Task::Setup => setup::setup(),
         Task::Build => build().map(|_| ()),
         Task::Run { args } => build().and_then(|bin| {
+            // No arguments: the daemon with its defaults.
+            let args = if args.is_empty() {
+                vec!["run".to_owned()]
+            } else {
+                args
+            };
             let status = as_root(&bin, "capmon needs root")
                 .args(&args)
                 .status()
