@@ -301,6 +301,20 @@ impl ContainerState {
             .collect()
     }
 
+    /// Its seccomp denials, as reports list them.
+    pub fn denied(&self) -> Vec<Denial> {
+        self.denials
+            .values()
+            .map(|d| Denial {
+                name: d.syscall.clone(),
+                number: d.number,
+                errno: d.errno.clone(),
+                count: d.count,
+                comm: Some(d.comm.clone()),
+            })
+            .collect()
+    }
+
     /// Whether the container runs.
     pub fn running(&self) -> bool {
         self.row.exited_at.is_none()
@@ -353,17 +367,7 @@ impl ContainerState {
         let syscalls = Syscalls {
             used: self.syscalls.iter().cloned().collect(),
             runtime: self.runtime_syscalls.iter().cloned().collect(),
-            denied: self
-                .denials
-                .values()
-                .map(|d| Denial {
-                    name: d.syscall.clone(),
-                    number: d.number,
-                    errno: d.errno.clone(),
-                    count: d.count,
-                    comm: Some(d.comm.clone()),
-                })
-                .collect(),
+            denied: self.denied(),
         };
         let mut ctx = BuildContext::new(self.row.granted.clone());
         ctx.findings = self.findings.clone();
@@ -1190,17 +1194,7 @@ impl ContainerState {
             denied: by_class("denied"),
             unused: self.unused(),
             syscalls_used: self.syscalls.len(),
-            syscalls_denied: self
-                .denials
-                .values()
-                .map(|d| Denial {
-                    name: d.syscall.clone(),
-                    number: d.number,
-                    errno: d.errno.clone(),
-                    count: d.count,
-                    comm: Some(d.comm.clone()),
-                })
-                .collect(),
+            syscalls_denied: self.denied(),
             posture: self.findings.iter().map(|(c, _)| c.clone()).collect(),
         }
     }

@@ -47,6 +47,24 @@ fn invalid(field: impl Into<String>, problem: impl Into<String>) -> SeccompError
     }
 }
 
+/// The capabilities Docker grants a container by default (moby's `DefaultCapabilities`).
+pub const DOCKER_DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
 /// Actions libseccomp knows.
 pub const ACTIONS: &[&str] = &[
     "SCMP_ACT_KILL",
@@ -799,23 +817,6 @@ mod tests {
         }
     }
 
-    const DOCKER_CAPS: &[&str] = &[
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ];
-
     #[test]
     fn docker_default_validates_and_is_the_compiled_in_copy() {
         let p = Profile::parse(&fixture()).expect("Docker's default profile is valid");
@@ -826,7 +827,7 @@ mod tests {
     fn docker_default_verdicts_follow_caps_arch_and_kernel() {
         let p = Profile::docker_default();
         let new = KernelVersion(6, 18);
-        let docker = target(DOCKER_CAPS, new);
+        let docker = target(DOCKER_DEFAULT_CAPS, new);
         let enosys = Verdict::Denied {
             action: "SCMP_ACT_ERRNO".into(),
             errno: Some(38),
@@ -847,7 +848,7 @@ mod tests {
         // ptrace from kernel 4.8 on.
         assert_eq!(p.verdict(&docker, "ptrace"), Verdict::Allowed);
         assert_eq!(
-            p.verdict(&target(DOCKER_CAPS, KernelVersion(4, 4)), "ptrace"),
+            p.verdict(&target(DOCKER_DEFAULT_CAPS, KernelVersion(4, 4)), "ptrace"),
             eperm
         );
         // Argument conditions.
@@ -874,7 +875,7 @@ mod tests {
     #[test]
     fn resolving_gives_the_oci_form_docker_hands_to_runc() {
         let p = Profile::docker_default();
-        let oci = p.resolve(&target(DOCKER_CAPS, KernelVersion(6, 18)));
+        let oci = p.resolve(&target(DOCKER_DEFAULT_CAPS, KernelVersion(6, 18)));
         assert_eq!(
             oci.architectures.as_deref(),
             Some(
