@@ -984,8 +984,12 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
         }
     });
 
-    // The store thread: batches in, one transaction each.
+    // The store thread: batches in, one transaction each. At most one batch is in flight:
+    // while the store is busy (a slow disk), changes stay marked in the model and go into the
+    // next batch, so nothing queues without bound and nothing is lost.
     let (batch_tx, batch_rx) = std::sync::mpsc::channel::<(Batch, Option<oneshot::Sender<()>>)>();
+    let store_busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = store_busy.clone();
     let store_shared = shared.clone();
     let store_thread = std::thread::Builder::new()
         .name("capmon-store".into())
@@ -1022,6 +1026,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
                         }
                     }
                 }
+                busy.store(false, Ordering::Release);
                 if let Some(done) = done {
                     let _ = done.send(());
                 }
@@ -1065,8 +1070,12 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
         tokio::select! {
             Some(snap) = snap_rx.recv() => worker.apply(snap),
             _ = batch_timer.tick() => {
-                let batch = shared.model.lock().map(|mut m| m.batch()).unwrap_or_default();
-                let _ = batch_tx.send((batch, None));
+                if !store_busy.swap(true, Ordering::AcqRel) {
+                    let batch = shared.model.lock().map(|mut m| m.batch()).unwrap_or_default();
+                    let _ = batch_tx.send((batch, None));
+                } else {
+                    tracing::debug!("the store is still writing the last batch; deferring");
+                }
             }
             _ = housekeeping.tick() => worker.housekeeping(),
             _ = hup.recv() => reload(&shared, config_file.as_deref()),
