@@ -906,7 +906,11 @@ impl ModelWorker {
 }
 
 /// Opens the store, loads it, starts the probes and the API; runs until SIGTERM/SIGINT.
-pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), DaemonError> {
+pub async fn run(
+    config: Config,
+    config_file: Option<PathBuf>,
+    overrides: crate::config::Overrides,
+) -> Result<(), DaemonError> {
     let store = Store::open(&config.state_dir)?;
     let stored = store.load()?;
     tracing::info!(path = %store.path().display(), containers = stored.len(), "store opened");
@@ -1078,7 +1082,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
                 }
             }
             _ = housekeeping.tick() => worker.housekeeping(),
-            _ = hup.recv() => reload(&shared, config_file.as_deref()),
+            _ = hup.recv() => reload(&shared, config_file.as_deref(), &overrides),
             _ = term.recv() => { tracing::info!("SIGTERM: flushing and stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: flushing and stopping"); break; }
         }
@@ -1107,10 +1111,10 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
     Ok(())
 }
 
-/// SIGHUP: re-reads the config file; settings that need a restart are reported.
-fn reload(shared: &Shared, file: Option<&Path>) {
-    let overrides = crate::config::Overrides::default();
-    match Config::load(file, &overrides) {
+/// SIGHUP: re-reads the config file (flags and environment still override it); settings that
+/// need a restart are reported.
+fn reload(shared: &Shared, file: Option<&Path>, overrides: &crate::config::Overrides) {
+    match Config::load(file, overrides) {
         Ok(new) => {
             let Ok(mut cur) = shared.config.write() else {
                 return;

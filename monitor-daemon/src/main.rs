@@ -186,7 +186,7 @@ fn main() -> ExitCode {
             eprintln!("capmon: error: cannot start the async runtime");
             return ExitCode::from(1);
         };
-        return match rt.block_on(capmon::daemon::run(cfg, config.clone())) {
+        return match rt.block_on(capmon::daemon::run(cfg, config.clone(), overrides.clone())) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e}");

@@ -571,3 +571,52 @@ fn container_churn_leaks_no_memory_series_or_map_entries() {
     let (status, _) = daemon.terminate();
     assert!(status.success());
 }
+
+#[test]
+#[ignore = "needs root: run `cargo xtask test`"]
+fn sighup_reloads_the_config_file_and_keeps_running_on_a_bad_one() {
+    assert!(nix::unistd::geteuid().is_root(), "needs root");
+    let dir = scratch("hup");
+    fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("capmon.toml");
+    fs::write(&file, "retention_hours = 5\n").expect("write");
+    let port = free_port();
+    let daemon = Daemon::start(
+        CAPMON,
+        &dir.join("state"),
+        port,
+        &["--config", file.to_str().expect("utf8")],
+    );
+    let hup = |d: &Daemon| {
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(d.child.id() as i32, libc::SIGHUP) };
+    };
+    let log_has = |d: &Daemon, needle: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = fs::read_to_string(&d.log).unwrap_or_default();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} not in log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    fs::write(&file, "retention_hours = 9\n").expect("write");
+    hup(&daemon);
+    log_has(&daemon, "retention_hours=9");
+    // The flag given at start still wins over the file.
+    assert!(
+        log_has(&daemon, "configuration reloaded").contains("poll_interval_ms=200"),
+        "flags must still override the file"
+    );
+    fs::write(&file, "retention_hours = \"soon\"\n").expect("write");
+    hup(&daemon);
+    log_has(&daemon, "keeping the current configuration");
+    assert_eq!(get_json(port, "/healthz").0, 200);
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+}
