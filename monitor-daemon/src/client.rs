@@ -196,24 +196,16 @@ pub fn render_one(body: &Value) -> String {
             d["count"].as_u64().unwrap_or(0)
         ));
     }
-    let deny = &body["docker_default"]["replay"]["would_deny"];
-    if !strs(
-        &deny
-            .as_array()
-            .map(|a| Value::Array(a.iter().map(|d| d["name"].clone()).collect()))
-            .unwrap_or_default(),
-    )
-    .is_empty()
-    {
-        let names: Vec<&str> = deny
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|d| d["name"].as_str())
-            .collect();
+    let would_deny: Vec<&str> = body["docker_default"]["replay"]["would_deny"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    if !would_deny.is_empty() {
         out.push_str(&format!(
             "Docker's default seccomp profile would deny: {}\n",
-            names.join(", ")
+            would_deny.join(", ")
         ));
     }
     if let Some(why) = body["seccomp_profile_error"].as_str() {

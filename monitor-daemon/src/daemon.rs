@@ -281,22 +281,27 @@ impl ContainerState {
         }
     }
 
-    /// Capabilities used (granted, audited, its own).
-    pub fn used(&self) -> BTreeSet<&str> {
-        self.checks
+    /// The capabilities with check sites of `class` (`used`, `denied`, ...), in capability
+    /// number order.
+    pub fn in_class(&self, class: &str) -> Vec<String> {
+        let set: BTreeSet<&str> = self
+            .checks
             .values()
-            .filter(|c| c.class == "used")
+            .filter(|c| c.class == class)
             .map(|c| c.capability.as_str())
-            .collect()
+            .collect();
+        let mut v: Vec<String> = set.into_iter().map(str::to_owned).collect();
+        v.sort_by_key(|c| crate::names::capability_number(c).unwrap_or(u32::MAX));
+        v
     }
 
     /// Granted and never used (the analysis' `unused`, without building a report).
     pub fn unused(&self) -> Vec<String> {
-        let used = self.used();
+        let used = self.in_class("used");
         self.row
             .granted
             .iter()
-            .filter(|g| !used.contains(g.as_str()))
+            .filter(|g| !used.contains(g))
             .cloned()
             .collect()
     }
@@ -322,13 +327,8 @@ impl ContainerState {
 
     /// The container's report, from what is kept (the same analysis `capmon record` makes).
     pub fn report(&self) -> RecordReport {
-        let mut classes: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         let mut checks = Vec::new();
         for c in self.checks.values() {
-            classes
-                .entry(c.class.as_str())
-                .or_default()
-                .insert(c.capability.as_str());
             checks.push(CapCheck {
                 capability: c.capability.clone(),
                 class: CapClass::parse(&c.class).unwrap_or(CapClass::Used),
@@ -347,21 +347,11 @@ impl ContainerState {
                 stack: c.stack.clone(),
             });
         }
-        let list = |class: &str| -> Vec<String> {
-            let mut v: Vec<String> = classes
-                .get(class)
-                .into_iter()
-                .flatten()
-                .map(|s| (*s).to_owned())
-                .collect();
-            v.sort_by_key(|c| crate::names::capability_number(c).unwrap_or(u32::MAX));
-            v
-        };
         let caps = Capabilities {
-            used: list("used"),
-            denied: list("denied"),
-            probe: list("probe"),
-            ignored: list("ignored"),
+            used: self.in_class("used"),
+            denied: self.in_class("denied"),
+            probe: self.in_class("probe"),
+            ignored: self.in_class("ignored"),
             checks,
         };
         let syscalls = Syscalls {
@@ -621,6 +611,16 @@ fn probe_thread(
     }
 }
 
+/// What a cgroup id of a snapshot is.
+enum Found {
+    /// A container seen for the first time (in this run).
+    Container(Box<ContainerState>),
+    /// A cgroup that is not a container.
+    Other,
+    /// No scan has found it (yet).
+    Unknown,
+}
+
 /// The daemon's model side: turns snapshots into containers.
 struct ModelWorker {
     shared: Arc<Shared>,
@@ -654,12 +654,10 @@ fn fingerprint(o: &Observed) -> u64 {
 impl ModelWorker {
     fn apply(&mut self, snap: Snapshot) {
         let arch = Arch::host();
-        let mut new_containers = Vec::new();
         for (cgroup_id, observed) in snap.observed {
-            let id = {
-                let model = match self.shared.model.lock() {
-                    Ok(m) => m,
-                    Err(_) => return,
+            let known = {
+                let Ok(model) = self.shared.model.lock() else {
+                    return;
                 };
                 if model.not_containers.contains(&cgroup_id) || model.gone.contains_key(&cgroup_id)
                 {
@@ -667,26 +665,20 @@ impl ModelWorker {
                 }
                 model.by_cgroup.get(&cgroup_id).cloned()
             };
-            let id = match id {
-                Some(id) => id,
+            let (id, fresh) = match known {
+                Some(id) => (id, None),
                 None => match self.new_container(cgroup_id) {
-                    Some(state) => {
+                    Found::Container(state) => (state.row.id.clone(), Some(state)),
+                    Found::Other => {
                         if let Ok(mut m) = self.shared.model.lock() {
                             m.unknown.remove(&cgroup_id);
+                            m.not_containers.insert(cgroup_id);
                         }
-                        let id = state.row.id.clone();
-                        new_containers.push((id.clone(), state));
-                        id
+                        continue;
                     }
-                    None => {
-                        let known = self.index.lookup(cgroup_id).is_some();
+                    Found::Unknown => {
                         if let Ok(mut m) = self.shared.model.lock() {
-                            if known {
-                                m.unknown.remove(&cgroup_id);
-                                m.not_containers.insert(cgroup_id);
-                            } else {
-                                m.unknown.entry(cgroup_id).or_insert_with(now);
-                            }
+                            m.unknown.entry(cgroup_id).or_insert_with(now);
                         }
                         continue;
                     }
@@ -694,9 +686,7 @@ impl ModelWorker {
             };
             // Unchanged since the last poll: nothing to do.
             let print = fingerprint(&observed);
-            if self.prints.get(&cgroup_id) == Some(&print)
-                && !new_containers.iter().any(|(i, _)| *i == id)
-            {
+            if fresh.is_none() && self.prints.get(&cgroup_id) == Some(&print) {
                 continue;
             }
             self.prints.insert(cgroup_id, print);
@@ -704,48 +694,48 @@ impl ModelWorker {
             let Ok(mut model) = self.shared.model.lock() else {
                 return;
             };
-            if let Some(pos) = new_containers.iter().position(|(i, _)| *i == id) {
-                let (_, state) = new_containers.swap_remove(pos);
+            if let Some(state) = fresh {
+                model.unknown.remove(&cgroup_id);
                 model.by_cgroup.insert(cgroup_id, id.clone());
                 match model.containers.get_mut(&id) {
                     // Seen in an earlier run: it keeps its history and counts; a new cgroup
                     // means a restart of the container.
                     Some(old) => {
                         old.row.cgroup_id = state.row.cgroup_id;
-                        old.row.cgroup_path = state.row.cgroup_path.clone();
+                        old.row.cgroup_path = state.row.cgroup_path;
                         old.row.exited_at = None;
-                        old.row.granted = state.row.granted.clone();
-                        old.row.posture = state.row.posture.clone();
-                        old.findings = state.findings.clone();
-                        old.forgotten = false;
+                        old.row.granted = state.row.granted;
+                        old.row.posture = state.row.posture;
+                        old.findings = state.findings;
                         old.dirty_row = true;
                     }
                     None => {
-                        model.containers.insert(id.clone(), state);
+                        model.containers.insert(id.clone(), *state);
                     }
                 }
             }
-            if let Some(c) = model.containers.get_mut(&id)
-                && !c.forgotten
-            {
-                c.absorb(caps, syscalls);
-            } else if let Some(c) = model.containers.get_mut(&id) {
-                // A container of an earlier run still running: continue its counts.
+            if let Some(c) = model.containers.get_mut(&id) {
+                // Active again (a container of an earlier run that still runs continues its
+                // counts).
                 c.forgotten = false;
                 c.absorb(caps, syscalls);
             }
         }
     }
 
-    fn new_container(&mut self, cgroup_id: u64) -> Option<ContainerState> {
-        let entry = self.index.lookup(cgroup_id)?.clone();
+    fn new_container(&mut self, cgroup_id: u64) -> Found {
+        let Some(entry) = self.index.lookup(cgroup_id).cloned() else {
+            return Found::Unknown;
+        };
         let ident = &entry.identity;
         if ident.role != Role::Container
             || matches!(ident.runtime, Runtime::Host | Runtime::Systemd)
         {
-            return None;
+            return Found::Other;
         }
-        let id = ident.container_id.clone()?;
+        let Some(id) = ident.container_id.clone() else {
+            return Found::Other;
+        };
         let dir = self.index.mount().join(entry.path.trim_start_matches('/'));
         let posture = crate::posture::read_cgroup(&dir, self.host_bounding)
             .ok()
@@ -791,12 +781,12 @@ impl ModelWorker {
             })
             .unwrap_or_default();
         tracing::info!(id = %row.short_id, runtime = %row.runtime, path = %row.cgroup_path, "container found");
-        Some(ContainerState {
+        Found::Container(Box::new(ContainerState {
             row,
             findings,
             dirty_row: true,
             ..Default::default()
-        })
+        }))
     }
 
     /// Marks containers whose cgroup is gone as exited; asks the probe thread to forget
@@ -1179,17 +1169,6 @@ pub struct Summary {
 impl ContainerState {
     /// The listing entry.
     pub fn summary(&self) -> Summary {
-        let by_class = |class: &str| -> Vec<String> {
-            let set: BTreeSet<&str> = self
-                .checks
-                .values()
-                .filter(|c| c.class == class)
-                .map(|c| c.capability.as_str())
-                .collect();
-            let mut v: Vec<String> = set.into_iter().map(str::to_owned).collect();
-            v.sort_by_key(|c| crate::names::capability_number(c).unwrap_or(u32::MAX));
-            v
-        };
         Summary {
             id: self.row.id.clone(),
             short_id: self.row.short_id.clone(),
@@ -1203,8 +1182,8 @@ impl ContainerState {
             last_seen: self.row.last_seen,
             exited_at: self.row.exited_at,
             granted: self.row.granted.clone(),
-            used: by_class("used"),
-            denied: by_class("denied"),
+            used: self.in_class("used"),
+            denied: self.in_class("denied"),
             unused: self.unused(),
             syscalls_used: self.syscalls.len(),
             syscalls_denied: self.denied(),

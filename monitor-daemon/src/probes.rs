@@ -453,58 +453,50 @@ impl Probes {
         RingBuf::try_from(map).map_err(|e| ProbeError::Map("EVENTS", e))
     }
 
-    /// Capability check counts of one cgroup: `CAP_CHECKS` summed over CPUs, plus what the
-    /// per-CPU `CAP_CACHE` holds that was not flushed into it yet.
-    pub fn cap_checks(&self, cgroup_id: u64) -> Result<Vec<(CapKey, u64)>, ProbeError> {
-        let mut counts =
-            self.per_cpu_counts::<CapKey>("CAP_CHECKS", |k| k.cgroup_id == cgroup_id)?;
+    /// Capability check counts of the cgroups `keep` selects: `CAP_CHECKS` summed over CPUs,
+    /// plus what the per-CPU `CAP_CACHE` holds that was not flushed into it yet (one pass over
+    /// each map).
+    pub fn cap_checks(&self, keep: impl Fn(u64) -> bool) -> Result<Vec<(CapKey, u64)>, ProbeError> {
+        let mut counts = self.per_cpu_counts::<CapKey>("CAP_CHECKS", |k| keep(k.cgroup_id))?;
         let cache: PerCpuArray<_, CapCacheEntry> = self.map("CAP_CACHE")?;
         for slot in 0..monitor_common::CAP_CACHE_SLOTS {
             let entries = cache
                 .get(&slot, 0)
                 .map_err(|e| ProbeError::Map("CAP_CACHE", e))?;
-            for e in entries.iter() {
-                if e.key.cgroup_id == cgroup_id && e.delta > 0 {
-                    *counts.entry(e.key).or_default() += e.delta;
-                }
-            }
-        }
-        Ok(counts.into_iter().collect())
-    }
-
-    /// Capability checks of every cgroup, summed over CPUs (one pass over the maps).
-    pub fn cap_checks_all(&self) -> Result<Vec<(CapKey, u64)>, ProbeError> {
-        let mut counts = self.per_cpu_counts::<CapKey>("CAP_CHECKS", |_| true)?;
-        let cache: PerCpuArray<_, CapCacheEntry> = self.map("CAP_CACHE")?;
-        for slot in 0..monitor_common::CAP_CACHE_SLOTS {
-            let entries = cache
-                .get(&slot, 0)
-                .map_err(|e| ProbeError::Map("CAP_CACHE", e))?;
-            for e in entries.iter().filter(|e| e.delta > 0) {
+            for e in entries
+                .iter()
+                .filter(|e| e.delta > 0 && keep(e.key.cgroup_id))
+            {
                 *counts.entry(e.key).or_default() += e.delta;
             }
         }
         Ok(counts.into_iter().collect())
     }
 
-    /// Seccomp denials of every cgroup, summed over CPUs.
-    pub fn denials_all(&self) -> Result<Vec<(DenyKey, u64)>, ProbeError> {
+    /// Seccomp denials of the cgroups `keep` selects, summed over CPUs.
+    pub fn denials(&self, keep: impl Fn(u64) -> bool) -> Result<Vec<(DenyKey, u64)>, ProbeError> {
         Ok(self
-            .per_cpu_counts::<DenyKey>("DENIALS", |_| true)?
+            .per_cpu_counts::<DenyKey>("DENIALS", |k| keep(k.cgroup_id))?
             .into_iter()
             .collect())
     }
 
-    /// Syscall sets of every cgroup: cgroup id -> (workload's syscalls, runtime's syscalls).
-    pub fn syscalls_all(&self) -> Result<BTreeMap<u64, SyscallSets>, ProbeError> {
+    /// Syscall sets of the cgroups `keep` selects: cgroup id -> (workload's syscalls, the
+    /// runtime's syscalls under the filter).
+    pub fn syscalls(
+        &self,
+        keep: impl Fn(u64) -> bool,
+    ) -> Result<BTreeMap<u64, SyscallSets>, ProbeError> {
         let map: AyaHashMap<_, u64, SyscallBitmap> = self.map("SYSCALLS")?;
         let mut out: BTreeMap<u64, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
         for item in map.iter() {
             let (key, bitmap) = item.map_err(|e| ProbeError::Map("SYSCALLS", e))?;
             let runtime = key & monitor_common::RUNTIME_SYSCALLS_KEY_BIT != 0;
-            let entry = out
-                .entry(key & !monitor_common::RUNTIME_SYSCALLS_KEY_BIT)
-                .or_default();
+            let id = key & !monitor_common::RUNTIME_SYSCALLS_KEY_BIT;
+            if !keep(id) {
+                continue;
+            }
+            let entry = out.entry(id).or_default();
             let set = if runtime { &mut entry.1 } else { &mut entry.0 };
             set.extend(bitmap.iter());
         }
@@ -624,12 +616,6 @@ impl Probes {
         Ok(())
     }
 
-    /// Seccomp denials of one cgroup, summed over CPUs.
-    pub fn denials(&self, cgroup_id: u64) -> Result<Vec<(DenyKey, u64)>, ProbeError> {
-        let counts = self.per_cpu_counts::<DenyKey>("DENIALS", |k| k.cgroup_id == cgroup_id)?;
-        Ok(counts.into_iter().collect())
-    }
-
     /// The entries of a per-CPU counting hash that `keep` selects, summed over CPUs.
     fn per_cpu_counts<K: aya::Pod + Ord>(
         &self,
@@ -645,26 +631,6 @@ impl Probes {
             }
         }
         Ok(counts)
-    }
-
-    /// Syscall numbers entered by one cgroup.
-    pub fn syscalls(&self, cgroup_id: u64) -> Result<Vec<u32>, ProbeError> {
-        self.syscall_set(cgroup_id)
-    }
-
-    /// Syscalls the container runtime made in the cgroup after installing the workload's
-    /// seccomp filter and before the workload's exec (a profile must allow them too).
-    pub fn runtime_syscalls(&self, cgroup_id: u64) -> Result<Vec<u32>, ProbeError> {
-        self.syscall_set(cgroup_id | monitor_common::RUNTIME_SYSCALLS_KEY_BIT)
-    }
-
-    fn syscall_set(&self, key: u64) -> Result<Vec<u32>, ProbeError> {
-        let map: AyaHashMap<_, u64, SyscallBitmap> = self.map("SYSCALLS")?;
-        match map.get(&key, 0) {
-            Ok(bitmap) => Ok(bitmap.iter().collect()),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(Vec::new()),
-            Err(e) => Err(ProbeError::Map("SYSCALLS", e)),
-        }
     }
 
     /// Marks cgroups as past their runtime setup (cgroups that were running before the probes

@@ -261,23 +261,44 @@ impl Recorder {
     pub fn observe_all(
         &mut self,
     ) -> Result<std::collections::BTreeMap<u64, Observed>, RecordError> {
+        self.collect(|_| true)
+    }
+
+    /// Everything recorded for one cgroup so far.
+    pub fn observe(&mut self, cgroup_id: u64) -> Result<Observed, RecordError> {
+        let mut one = self.collect(|id| id == cgroup_id)?;
+        match one.remove(&cgroup_id) {
+            Some(o) => Ok(o),
+            None => Ok(Observed {
+                counters: self.probes.counters()?,
+                undecodable: self.undecodable,
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// What the maps and the ring buffer hold for the cgroups `keep` selects, by cgroup.
+    fn collect(
+        &mut self,
+        keep: impl Fn(u64) -> bool + Copy,
+    ) -> Result<std::collections::BTreeMap<u64, Observed>, RecordError> {
         use std::collections::BTreeMap;
         self.drain();
         let counters = self.probes.counters()?;
         let mut all: BTreeMap<u64, Observed> = BTreeMap::new();
-        for (key, count) in self.probes.cap_checks_all()? {
+        for (key, count) in self.probes.cap_checks(keep)? {
             all.entry(key.cgroup_id)
                 .or_default()
                 .cap_checks
                 .push((key, count));
         }
-        for (key, count) in self.probes.denials_all()? {
+        for (key, count) in self.probes.denials(keep)? {
             all.entry(key.cgroup_id)
                 .or_default()
                 .denials
                 .push((key, count));
         }
-        for (id, (used, runtime)) in self.probes.syscalls_all()? {
+        for (id, (used, runtime)) in self.probes.syscalls(keep)? {
             let o = all.entry(id).or_default();
             o.syscalls = used;
             o.runtime_syscalls = runtime;
@@ -329,49 +350,20 @@ impl Recorder {
     /// Drops what is kept for cgroups that are gone, in the kernel and here.
     pub fn forget(&mut self, gone: &std::collections::BTreeSet<u64>) -> Result<(), RecordError> {
         self.probes.forget_cgroups(gone)?;
-        self.cap_events.retain(|k, _| !gone.contains(&k.cgroup_id));
-        self.deny_events.retain(|k, _| !gone.contains(&k.cgroup_id));
+        self.drop_events(gone);
         Ok(())
+    }
+
+    fn drop_events(&mut self, ids: &std::collections::BTreeSet<u64>) {
+        self.cap_events.retain(|k, _| !ids.contains(&k.cgroup_id));
+        self.deny_events.retain(|k, _| !ids.contains(&k.cgroup_id));
     }
 
     /// Drops the counts of cgroups nobody reports on (see [`Probes::drop_counts`]).
     pub fn trim(&mut self, ids: &std::collections::BTreeSet<u64>) -> Result<(), RecordError> {
         self.probes.drop_counts(ids)?;
-        self.cap_events.retain(|k, _| !ids.contains(&k.cgroup_id));
-        self.deny_events.retain(|k, _| !ids.contains(&k.cgroup_id));
+        self.drop_events(ids);
         Ok(())
-    }
-
-    /// Everything recorded for one cgroup so far.
-    pub fn observe(&mut self, cgroup_id: u64) -> Result<Observed, RecordError> {
-        self.drain();
-        let mut observed = Observed {
-            cap_checks: self.probes.cap_checks(cgroup_id)?,
-            syscalls: self.probes.syscalls(cgroup_id)?,
-            runtime_syscalls: self.probes.runtime_syscalls(cgroup_id)?,
-            denials: self.probes.denials(cgroup_id)?,
-            counters: self.probes.counters()?,
-            undecodable: self.undecodable,
-            ..Default::default()
-        };
-        observed.cap_events = self
-            .cap_events
-            .iter()
-            .filter(|(k, _)| k.cgroup_id == cgroup_id)
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        observed.deny_events = self
-            .deny_events
-            .iter()
-            .filter(|(k, _)| k.cgroup_id == cgroup_id)
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        for (key, _) in &observed.cap_checks {
-            if let std::collections::hash_map::Entry::Vacant(e) = observed.stacks.entry(key.stack) {
-                e.insert(self.frames(key.stack));
-            }
-        }
-        Ok(observed)
     }
 }
 
