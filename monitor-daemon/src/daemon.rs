@@ -901,6 +901,13 @@ pub async fn run(
     config_file: Option<PathBuf>,
     overrides: crate::config::Overrides,
 ) -> Result<(), DaemonError> {
+    // Signals first: once the API answers, a SIGHUP or SIGTERM must find its handler (their
+    // default action would end the process without a flush).
+    use tokio::signal::unix::{SignalKind, signal};
+    let sig = |kind| signal(kind).map_err(|e| DaemonError::Internal(format!("signals: {e}")));
+    let mut term = sig(SignalKind::terminate())?;
+    let mut int = sig(SignalKind::interrupt())?;
+    let mut hup = sig(SignalKind::hangup())?;
     let store = Store::open(&config.state_dir)?;
     let stored = store.load()?;
     tracing::info!(path = %store.path().display(), containers = stored.len(), "store opened");
@@ -1052,11 +1059,6 @@ pub async fn run(
         ticks: 0,
         prints: HashMap::new(),
     };
-    use tokio::signal::unix::{SignalKind, signal};
-    let sig = |kind| signal(kind).map_err(|e| DaemonError::Internal(format!("signals: {e}")));
-    let mut term = sig(SignalKind::terminate())?;
-    let mut int = sig(SignalKind::interrupt())?;
-    let mut hup = sig(SignalKind::hangup())?;
     let batch_every = config.batch_interval();
     let mut batch_timer = tokio::time::interval(batch_every);
     let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
