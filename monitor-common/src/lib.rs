@@ -185,27 +185,30 @@ pub struct KprobeArgs {
     pub opts: u32,
 }
 
-/// Per-task state in the `TASKS` task-storage map.
+/// The state of a task inside a syscall. It lives in a per-CPU slot while the task runs (no
+/// per-syscall map lookup) and is moved to the task's `TASKS` task storage when the task is
+/// switched out inside a syscall.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TaskState {
+    /// In the per-CPU slot: the address of the `task_struct` the slot belongs to (0: none).
+    pub task: u64,
     /// Syscall the task is in, or -1 between syscalls.
     pub syscall_nr: i32,
     /// Number of valid entries in `pending`.
     pub npending: u32,
-    /// The task's `real_cred` as last read: a check with this `cred` uses the task's own
-    /// credentials without reading the task again.
-    pub own_cred: u64,
-    /// A cgroup this task was seen in after its first exec (the state never turns off).
-    pub exec_cgroup: u64,
     /// The task's cgroup when it entered the current syscall.
     pub cgroup_id: u64,
-    /// Refused checks of the current syscall (and granted `CAP_SETUID`/`CAP_SETGID` checks of
-    /// a `set*id` syscall, which wait to see whether the call changed any id).
-    pub pending: [PendingCheck; MAX_PENDING],
+    /// 1 when that cgroup was past its first exec at the syscall's entry.
+    pub past_exec: u32,
+    /// Explicit padding; always 0.
+    pub _pad: u32,
     /// Hash of the task's eight ids (uid, gid, suid, sgid, euid, egid, fsuid, fsgid) when a
     /// `set*id` syscall checked `CAP_SETUID`/`CAP_SETGID`.
     pub ids_before: u64,
+    /// Refused checks of the current syscall (and granted `CAP_SETUID`/`CAP_SETGID` checks of
+    /// a `set*id` syscall, which wait to see whether the call changed any id).
+    pub pending: [PendingCheck; MAX_PENDING],
 }
 
 /// Slots of the per-CPU `CAP_CACHE` array.

@@ -77,6 +77,18 @@ pub fn run(try_load: bool) -> Check {
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_else(|e| format!("unknown ({e})"));
     items.push(item("kernel", true, false, release));
+    let rt = std::fs::read_to_string("/sys/kernel/realtime").is_ok_and(|v| v.trim() == "1");
+    items.push(item(
+        "preemption",
+        !rt,
+        false,
+        if rt {
+            "PREEMPT_RT: tracepoint programs may be preempted, and capmon's per-CPU syscall state \
+             can then (rarely) mix two tasks' syscalls"
+        } else {
+            "not PREEMPT_RT: the probes run with preemption disabled"
+        },
+    ));
 
     let btf = Btf::from_sys_fs();
     items.push(match &btf {

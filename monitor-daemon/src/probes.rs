@@ -4,12 +4,16 @@
 //! | --- | --- | --- | --- | --- |
 //! | `cap_capable` | `tp_btf/cap_capable` | 6.14 | `cap_capable_entry`/`_return` | no |
 //! | `cap_capable_entry` + `cap_capable_return` | kprobe + kretprobe on `cap_capable` | 5.11 with CONFIG_KPROBES | none | used only without the tracepoint |
-//! | `sys_enter` | `tp_btf/sys_enter` | 5.5 | none | no |
-//! | `sys_exit` | `tp_btf/sys_exit` | 5.5 | none | no |
+//! | `sys_enter` | `tp_btf/sys_enter` | 5.11 | none | no |
+//! | `sys_exit` | `tp_btf/sys_exit` | 5.11 | none | no |
+//! | `sched_switch` | `tp_btf/sched_switch` | 5.11 | none | no |
+//! | `cgroup_attach_task` | `tp_btf/cgroup_attach_task` | 5.5 | none | no |
 //! | `sched_process_exec` | `tp_btf/sched_process_exec` | 5.5 | none | no |
 //!
-//! Per-task state lives in a `BPF_MAP_TYPE_TASK_STORAGE` map (Linux 5.11; usable from tracing
-//! programs since 5.11, recursion-safe since 6.2).
+//! The state of the syscall a task is in lives in a per-CPU slot while the task runs, and moves
+//! to a `BPF_MAP_TYPE_TASK_STORAGE` map (Linux 5.11; recursion-safe since 6.2) when the task is
+//! switched out inside a syscall. `sched_switch` and `cgroup_attach_task` are attached before
+//! the syscall hooks and detached after them, so a slot is never owned without them.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -77,12 +81,16 @@ impl ProbeMode {
     pub fn programs(self) -> &'static [(&'static str, Hook)] {
         match self {
             ProbeMode::Tracepoint => &[
+                ("sched_switch", Hook::TpBtf("sched_switch")),
+                ("cgroup_attach_task", Hook::TpBtf("cgroup_attach_task")),
                 ("sched_process_exec", Hook::TpBtf("sched_process_exec")),
                 ("sys_enter", Hook::TpBtf("sys_enter")),
                 ("sys_exit", Hook::TpBtf("sys_exit")),
                 ("cap_capable", Hook::TpBtf("cap_capable")),
             ],
             ProbeMode::Kprobe => &[
+                ("sched_switch", Hook::TpBtf("sched_switch")),
+                ("cgroup_attach_task", Hook::TpBtf("cgroup_attach_task")),
                 ("sched_process_exec", Hook::TpBtf("sched_process_exec")),
                 ("sys_enter", Hook::TpBtf("sys_enter")),
                 ("sys_exit", Hook::TpBtf("sys_exit")),
@@ -104,10 +112,10 @@ impl ProbeMode {
     pub fn describe(self) -> &'static str {
         match self {
             ProbeMode::Tracepoint => {
-                "tp_btf (cap_capable, sys_enter, sys_exit and sched_process_exec BTF tracepoints)"
+                "tp_btf (cap_capable, sys_enter, sys_exit, sched_switch, cgroup_attach_task and sched_process_exec BTF tracepoints)"
             }
             ProbeMode::Kprobe => {
-                "kprobe (kprobe + kretprobe on cap_capable; BTF tracepoints for syscalls and exec)"
+                "kprobe (kprobe + kretprobe on cap_capable; BTF tracepoints for syscalls, switches, cgroup moves and exec)"
             }
         }
     }
@@ -160,6 +168,10 @@ pub struct KernelOffsets {
     /// `cred.uid`, the first of eight contiguous ids ending with `cred.fsgid` (0: unknown or
     /// not laid out so; granted set*id checks then stay `used`).
     pub cred_ids: u64,
+    /// `task_struct.cgroups`, `css_set.dfl_cgrp`, `cgroup.kn`, `kernfs_node.id`: the chain to
+    /// a task's cgroup v2 id (all 0 when one is unknown: the kernel side then calls
+    /// `bpf_get_current_cgroup_id`, which costs more).
+    pub cgroup_chain: [u64; 4],
 }
 
 impl KernelOffsets {
@@ -187,6 +199,22 @@ impl KernelOffsets {
         Self {
             real_cred: get("task_struct.real_cred"),
             seccomp_mode: get("task_struct.seccomp.mode"),
+            cgroup_chain: {
+                let chain = [
+                    "task_struct.cgroups",
+                    "css_set.dfl_cgrp",
+                    "cgroup.kn",
+                    "kernfs_node.id",
+                ]
+                .map(|p| btf.offset_of(p).ok());
+                match chain {
+                    [Some(a), Some(b), Some(c), Some(d)] => [a, b, c, d],
+                    _ => {
+                        tracing::debug!("cgroup id chain not found in BTF; using the helper");
+                        [0; 4]
+                    }
+                }
+            },
             cred_ids: if uid != 0 && fsgid == uid + 28 {
                 uid
             } else {
@@ -337,6 +365,10 @@ impl Probes {
             .override_global("REAL_CRED_OFFSET", &fields.real_cred, true)
             .override_global("SECCOMP_MODE_OFFSET", &fields.seccomp_mode, true)
             .override_global("CRED_IDS_OFFSET", &fields.cred_ids, true)
+            .override_global("TASK_CGROUPS_OFFSET", &fields.cgroup_chain[0], true)
+            .override_global("CSS_SET_DFL_CGRP_OFFSET", &fields.cgroup_chain[1], true)
+            .override_global("CGROUP_KN_OFFSET", &fields.cgroup_chain[2], true)
+            .override_global("KERNFS_NODE_ID_OFFSET", &fields.cgroup_chain[3], true)
             .override_global("SETID_BASE", &setid_base, true)
             .override_global("SETID_MASK", &setid_mask, true)
             .load(EBPF_OBJECT)

@@ -557,6 +557,47 @@ fn capability_check_storm_is_counted_exactly() {
     assert_eq!(r["lost"]["ringbuf_full"], 0, "{:#}", r["lost"]);
 }
 
+/// The syscall state of a task that sleeps inside a syscall moves from the per-CPU slot to the
+/// task's storage and back: a blocking call that fails is not a seccomp denial, and a refused
+/// syscall that is the first after each switch is.
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run `cargo xtask test`"]
+fn syscall_state_survives_context_switches() {
+    require_root();
+    let dir = scratch("switch");
+    let profile = dir.join("deny-getppid.json");
+    write_profile(
+        &profile,
+        &serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        }),
+    );
+    let (r, out) = record(
+        &[],
+        &[
+            SECCOMP_EXEC,
+            profile.to_str().expect("utf8"),
+            "--",
+            STRESS,
+            "switch",
+            "300",
+        ],
+    );
+    assert!(out.status.success(), "every call as expected: {out:?}");
+    let denied = r["syscalls"]["denied"].as_array().expect("denied");
+    assert_eq!(
+        denied.len(),
+        1,
+        "only getppid, never the futex timeouts: {denied:?}"
+    );
+    assert_eq!(denied[0]["name"], "getppid");
+    assert_eq!(denied[0]["errno"], "EPERM");
+    assert_eq!(denied[0]["count"], 300, "{denied:?}");
+    assert!(strings(&r["syscalls"]["used"]).contains(&"futex".to_owned()));
+    assert!(!strings(&r["syscalls"]["used"]).contains(&"getppid".to_owned()));
+}
+
 #[test]
 #[ignore = "needs root and a BPF-capable kernel: run `cargo xtask test`"]
 fn kprobe_mode_programs_pass_the_verifier() {

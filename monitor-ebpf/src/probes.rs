@@ -1,3 +1,5 @@
+use core::ffi::c_void;
+
 use aya_ebpf::{
     EbpfContext, Global,
     bindings::{BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE, BPF_NOEXIST, bpf_map_type},
@@ -45,6 +47,20 @@ static REAL_CRED_OFFSET: Global<u64> = Global::new(0);
 #[unsafe(no_mangle)]
 static SECCOMP_MODE_OFFSET: Global<u64> = Global::new(0);
 
+/// Offsets of the chain from a task to its cgroup v2 id (`task_struct.cgroups`,
+/// `css_set.dfl_cgrp`, `cgroup.kn`, `kernfs_node.id`), read from the kernel's BTF by the loader.
+/// The loads are plain loads that the verifier checks against BTF (what
+/// `bpf_get_current_cgroup_id` does, without the helper call, which costs more than the rest of
+/// the syscall path); 0 when unknown (then the helper is called).
+#[unsafe(no_mangle)]
+static TASK_CGROUPS_OFFSET: Global<u64> = Global::new(0);
+#[unsafe(no_mangle)]
+static CSS_SET_DFL_CGRP_OFFSET: Global<u64> = Global::new(0);
+#[unsafe(no_mangle)]
+static CGROUP_KN_OFFSET: Global<u64> = Global::new(0);
+#[unsafe(no_mangle)]
+static KERNFS_NODE_ID_OFFSET: Global<u64> = Global::new(0);
+
 /// Offset of `uid` in `struct cred`, followed by gid, suid, sgid, euid, egid, fsuid, fsgid (32
 /// bytes); 0 when unknown (granted set*id checks then stay `used`).
 #[unsafe(no_mangle)]
@@ -82,10 +98,10 @@ impl<T> TaskStorage<T> {
         }
     }
 
-    /// The current task's value; when `init` is given and there is none, it is created with
-    /// that value.
+    /// The value of `task` (a trusted task pointer); when `init` is given and there is none, it
+    /// is created with that value.
     #[inline(always)]
-    fn current(&self, init: Option<&mut T>) -> Option<*mut T> {
+    fn get(&self, task: *mut c_void, init: Option<&mut T>) -> Option<*mut T> {
         let (flags, value) = match init {
             Some(v) => (
                 BPF_LOCAL_STORAGE_GET_F_CREATE as u64,
@@ -93,12 +109,12 @@ impl<T> TaskStorage<T> {
             ),
             None => (0, core::ptr::null_mut()),
         };
-        // SAFETY: bpf_get_current_task_btf returns a trusted task pointer, as the helper needs;
-        // `value` is null or a valid value of the map's type.
+        // SAFETY: `task` is a trusted task pointer, as the helper needs; `value` is null or a
+        // valid value of the map's type.
         let p = unsafe {
             bpf_task_storage_get(
                 core::ptr::from_ref(self).cast_mut().cast(),
-                bpf_get_current_task_btf(),
+                task.cast(),
                 value,
                 flags,
             )
@@ -109,11 +125,13 @@ impl<T> TaskStorage<T> {
 
 /// A task's state before its first syscall is seen: not inside one.
 const NEW_TASK: TaskState = TaskState {
+    task: 0,
     syscall_nr: -1,
     npending: 0,
-    own_cred: 0,
-    exec_cgroup: 0,
     cgroup_id: 0,
+    past_exec: 0,
+    _pad: 0,
+    ids_before: 0,
     pending: [PendingCheck {
         cap: 0,
         ret: 0,
@@ -121,12 +139,54 @@ const NEW_TASK: TaskState = TaskState {
         context: 0,
         _pad: 0,
     }; MAX_PENDING],
-    ids_before: 0,
 };
 
-/// Per-task syscall state: the syscall being executed and refused checks awaiting its outcome.
+/// Per-task state of tasks switched out inside a syscall (moved here from the per-CPU slot by
+/// `sched_switch`), and a marker that a task's syscalls are being seen (created at its first
+/// syscall): an exit without an entry is judged only for tasks seen before.
 #[btf_map]
 static TASKS: TaskStorage<TaskState> = TaskStorage::new();
+
+/// Per-CPU state: the syscall state of the task running on this CPU, and the bitmap of the
+/// cgroup whose syscall ran last on this CPU.
+///
+/// The slot belongs to one task (`task.task`) from its first syscall after being switched in
+/// until it is switched out; `sched_switch` then empties it and moves an unfinished syscall's
+/// state to the task's storage. So an owned slot always belongs to the task running on this
+/// CPU (all these programs run with preemption disabled), and a syscall that does not sleep
+/// (most of them) reads and writes only this per-CPU memory at entry, capability check and
+/// exit: no task-storage lookup, no helper call.
+///
+/// A set bit in `bitmap` means the bit is set in `SYSCALLS` too, so the common case (a syscall
+/// already seen in the cgroup that ran last on this CPU) needs no hash lookup.
+#[repr(C)]
+pub struct CpuState {
+    task: TaskState,
+    /// The owner's `real_cred` as last read: a check with this `cred` uses the task's own
+    /// credentials without reading the task.
+    own_cred: u64,
+    /// `CGROUP_MOVES` when the owner's cgroup id was read into `task.cgroup_id`.
+    moves: u64,
+    /// The `CAP_CACHE` slot this CPU counted a plain check (context 0) in last.
+    last_slot: u32,
+    _pad: u32,
+    bitmap_cgroup: u64,
+    bitmap: SyscallBitmap,
+}
+
+#[map]
+static CPU_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
+
+/// Incremented whenever a task is moved to another cgroup (`cgroup_attach_task`): the cgroup
+/// id a slot read when its owner claimed it is read again at the owner's next syscall.
+#[unsafe(no_mangle)]
+static mut CGROUP_MOVES: u64 = 0;
+
+#[inline(always)]
+fn cgroup_moves() -> u64 {
+    // SAFETY: a plain read of a global; a racing increment is seen at the next syscall.
+    unsafe { core::ptr::read_volatile(&raw const CGROUP_MOVES) }
+}
 
 /// First sightings (cap checks, denials). 256 KiB holds ~4,000 records; only new keys go here.
 #[map]
@@ -153,18 +213,6 @@ static CAP_CHECKS: PerCpuHashMap<CapKey, u64> =
 /// cgroup id -> bitmap of syscall numbers entered.
 #[map]
 static SYSCALLS: HashMap<u64, SyscallBitmap> = HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
-
-/// One entry per CPU: the last cgroup's bitmap as this CPU last saw it. A set bit here means
-/// the bit is set in `SYSCALLS` too, so the common case (a syscall already seen in the cgroup
-/// that ran last on this CPU) needs no hash lookup.
-#[repr(C)]
-pub struct BitmapCache {
-    cgroup_id: u64,
-    bitmap: SyscallBitmap,
-}
-
-#[map]
-static BITMAP_CACHE: PerCpuArray<BitmapCache> = PerCpuArray::with_max_entries(1, 0);
 
 /// (cgroup, syscall, errno) -> number of syscalls that exited without entering. Per-CPU.
 #[map]
@@ -234,10 +282,81 @@ fn comm() -> [u8; 16] {
     bpf_get_current_comm().unwrap_or([0; 16])
 }
 
+/// The current task (a trusted pointer for helpers and BTF-checked loads).
+#[inline(always)]
+fn current_task() -> *mut c_void {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_get_current_task_btf().cast() }
+}
+
+/// Loads the `T` at `offset` of a kernel object reached through BTF-typed pointers. `offset`
+/// comes from a read-only global, a constant for the verifier, which checks the load against
+/// the kernel's BTF; the JIT turns a fault into a zero.
+#[inline(always)]
+unsafe fn btf_load<T: Copy>(base: *const u8, offset: u64) -> T {
+    // SAFETY: as above: verifier-checked, fault-handled.
+    unsafe { core::ptr::read_volatile(base.add(offset as usize).cast::<T>()) }
+}
+
+/// The current task's cgroup v2 id.
 #[inline(always)]
 fn cgroup_id() -> u64 {
-    // SAFETY: a helper without arguments.
-    unsafe { bpf_get_current_cgroup_id() }
+    cgroup_id_of(current_task())
+}
+
+/// The cgroup v2 id of `task`, the current task.
+#[inline(always)]
+fn cgroup_id_of(task: *mut c_void) -> u64 {
+    let (a, b, c, d) = (
+        TASK_CGROUPS_OFFSET.load(),
+        CSS_SET_DFL_CGRP_OFFSET.load(),
+        CGROUP_KN_OFFSET.load(),
+        KERNFS_NODE_ID_OFFSET.load(),
+    );
+    if a == 0 || b == 0 || c == 0 {
+        // SAFETY: a helper without arguments.
+        return unsafe { bpf_get_current_cgroup_id() };
+    }
+    // SAFETY: task->cgroups->dfl_cgrp->kn->id, each pointer BTF-typed (the task's css_set is
+    // RCU-protected, and the program runs under RCU).
+    unsafe {
+        let set: *const u8 = btf_load(task.cast_const().cast(), a);
+        let cgroup: *const u8 = btf_load(set, b);
+        let kn: *const u8 = btf_load(cgroup, c);
+        btf_load(kn, d)
+    }
+}
+
+/// The current task's `real_cred`, 0 when its offset is unknown.
+#[inline(always)]
+fn real_cred(task: *mut c_void) -> u64 {
+    let offset = REAL_CRED_OFFSET.load();
+    if offset == 0 {
+        return 0;
+    }
+    // SAFETY: a BTF-checked load from a trusted task pointer.
+    unsafe { btf_load::<u64>(task.cast_const().cast(), offset) }
+}
+
+/// This CPU's slot when a task owns it: then it is the running task's.
+#[inline(always)]
+fn owned_slot() -> Option<*mut CpuState> {
+    // SAFETY: per-CPU map memory.
+    CPU_STATE
+        .get_ptr_mut(0)
+        .filter(|c| unsafe { (**c).task.task } != 0)
+}
+
+/// The running task's syscall state: this CPU's slot when owned (by the running task), else
+/// the task's storage (it was switched out inside a syscall, or has not entered one since it
+/// was switched in).
+#[inline(always)]
+fn task_state(slot: Option<*mut CpuState>) -> Option<*mut TaskState> {
+    match slot {
+        // SAFETY: per-CPU map memory.
+        Some(c) => Some(unsafe { &raw mut (*c).task }),
+        None => TASKS.get(current_task(), None),
+    }
 }
 
 /// Reads a field of the current task at a loader-provided offset.
@@ -340,6 +459,12 @@ fn count_cached<C: EbpfContext>(ctx: &C, mut key: CapKey, syscall_nr: i32) {
         record_check(&key, syscall_nr);
         return;
     };
+    if key.context == 0 {
+        if let Some(c) = CPU_STATE.get_ptr_mut(0) {
+            // SAFETY: per-CPU map memory.
+            unsafe { (*c).last_slot = slot };
+        }
+    }
     // SAFETY: per-CPU map memory; programs on one CPU do not interleave.
     unsafe {
         if (*e).key.cgroup_id == key.cgroup_id
@@ -450,47 +575,90 @@ pub fn cap_capable_return(ctx: RetProbeContext) -> u32 {
     0
 }
 
+/// The common check in one probe: granted, by the running task with its own credentials (as
+/// last read), inside a syscall, past its cgroup's first exec, and the same (cgroup, cap,
+/// syscall) as the last plain check counted on this CPU. Counts it in that `CAP_CACHE` slot;
+/// returns false (nothing changed) for anything else, and when the slot's stack is due for a
+/// sample.
+#[inline(always)]
+fn fast_check(cred: u64, cap: i32, ret: i32, extra_context: u32) -> bool {
+    // CAP_SETGID (6) and CAP_SETUID (7) may wait for their syscall's outcome.
+    if ret != 0 || extra_context != 0 || (cap as u32 | 1) == CAP_SETUID {
+        return false;
+    }
+    let Some(c) = CPU_STATE.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU map memory; programs on one CPU do not interleave, and an owned slot is
+    // the running task's.
+    unsafe {
+        let t = &(*c).task;
+        if t.task == 0 || t.syscall_nr < 0 || t.past_exec == 0 || (*c).own_cred != cred {
+            return false;
+        }
+        let Some(e) = CAP_CACHE.get_ptr_mut((*c).last_slot) else {
+            return false;
+        };
+        if (*e).key.cgroup_id != t.cgroup_id
+            || (*e).key.cap != cap as u32
+            || (*e).key.ret != 0
+            || (*e).key.context != 0
+            || (*e).syscall_nr != t.syscall_nr as i64
+        {
+            return false;
+        }
+        let hits = (*e).hits + 1;
+        if hits & (hits - 1) == 0 {
+            return false;
+        }
+        (*e).hits = hits;
+        (*e).delta += 1;
+    }
+    true
+}
+
 /// One capability check, from either mode.
 #[inline(always)]
 fn check<C: EbpfContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_context: u32) {
-    let state = TASKS.current(None);
+    if !fast_check(cred, cap, ret, extra_context) {
+        check_slow(ctx, cred, cap, ret, extra_context);
+    }
+}
+
+/// A check the fast path did not count. A separate BPF function, so that the fast path's
+/// program keeps a small frame (no private stack, few saved registers).
+#[inline(never)]
+fn check_slow<C: EbpfContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_context: u32) {
+    let slot = owned_slot();
+    // SAFETY (all derefs of `state` and `slot`): the running task's slot or storage; only it
+    // writes them.
+    let state = task_state(slot).filter(|s| unsafe { (**s).syscall_nr } >= 0);
     // Inside a syscall the cgroup read at its entry is still the task's (a task moves between
     // cgroups by writing cgroup.procs, and the checks of that write itself come before it).
-    let cgroup_id = match state {
-        // SAFETY: task storage memory of the current task.
-        Some(s) if unsafe { (*s).syscall_nr } >= 0 => unsafe { (*s).cgroup_id },
-        _ => cgroup_id(),
+    let (cgroup_id, syscall_nr, past_exec) = match state {
+        Some(s) => unsafe { ((*s).cgroup_id, (*s).syscall_nr, (*s).past_exec != 0) },
+        None => (cgroup_id(), -1, false),
     };
     let mut ctx_bits = extra_context;
-    // Own credentials? Compared with the task's real_cred, cached in its state (re-read only
-    // when they differ: the task changed credentials, or borrowed someone else's).
-    // SAFETY: task storage memory of the current task; only this task writes it.
-    let cached_cred = state.map(|s| unsafe { (*s).own_cred }).unwrap_or(0);
+    // Own credentials? Borrowed ones (overlayfs acting with the mounter's) are not the task's.
+    // The task's `real_cred` is read again only when `cred` is not the one last read (the task
+    // changed credentials, or borrowed someone else's).
+    let cached_cred = slot.map(|c| unsafe { (*c).own_cred }).unwrap_or(0);
     if cred != cached_cred {
-        if let Some(real_cred) = task_field::<u64>(REAL_CRED_OFFSET.load()) {
-            if real_cred != cred {
-                ctx_bits |= context::BORROWED_CRED;
-            }
-            if let Some(s) = state {
-                // SAFETY: as above.
-                unsafe { (*s).own_cred = real_cred };
-            }
+        let own = real_cred(current_task());
+        if own != 0 && own != cred {
+            ctx_bits |= context::BORROWED_CRED;
+        }
+        if let Some(c) = slot {
+            // SAFETY: as above.
+            unsafe { (*c).own_cred = own };
         }
     }
-    // SAFETY: as above.
-    let cached_exec = state.map(|s| unsafe { (*s).exec_cgroup }).unwrap_or(0);
-    if cached_exec != cgroup_id {
-        if exec_seen(cgroup_id) {
-            if let Some(s) = state {
-                // SAFETY: as above.
-                unsafe { (*s).exec_cgroup = cgroup_id };
-            }
-        } else {
-            ctx_bits |= context::BEFORE_EXEC;
-        }
+    // Past the cgroup's first exec (known at the syscall's entry; an exec may have completed
+    // since, inside this very syscall)?
+    if !past_exec && !exec_seen(cgroup_id) {
+        ctx_bits |= context::BEFORE_EXEC;
     }
-    // SAFETY: as above.
-    let syscall_nr = state.map(|s| unsafe { (*s).syscall_nr }).unwrap_or(-1);
     if syscall_nr < 0 {
         ctx_bits |= context::NO_SYSCALL;
     }
@@ -513,7 +681,7 @@ fn check<C: EbpfContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_context: 
     let ids = if setid { cred_ids(cred) } else { None };
     if (ret != 0 || ids.is_some()) && ctx_bits == 0 {
         if let Some(s) = state {
-            // SAFETY: task storage memory of the current task; only this task writes it.
+            // SAFETY: the running task's syscall state (its CPU slot or its storage); only it writes it.
             unsafe {
                 let n = (*s).npending as usize;
                 if n < MAX_PENDING {
@@ -548,40 +716,77 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
 /// `trace_sys_enter(regs, id)`.
 #[inline(always)]
 fn try_sys_enter(ctx: &BtfTracePointContext) {
+    // The common case: the running task owns this CPU's slot, no task changed cgroups since it
+    // read its cgroup, and the syscall is already in the bitmap cached for that cgroup.
+    let id: i64 = ctx.arg(1);
+    if let Some(cpu) = CPU_STATE.get_ptr_mut(0) {
+        // SAFETY: per-CPU map memory; programs on one CPU do not interleave (they run with
+        // preemption disabled), and an owned slot is the running task's.
+        unsafe {
+            if (*cpu).task.task != 0
+                && (*cpu).moves == cgroup_moves()
+                && (*cpu).bitmap_cgroup == (*cpu).task.cgroup_id
+                && (0..SYSCALL_BITMAP_BITS as i64).contains(&id)
+            {
+                let nr = id as u32;
+                let word = (nr / 64) as usize & (SYSCALL_BITMAP_WORDS - 1);
+                if (*cpu).bitmap.words[word] & (1u64 << (nr % 64)) != 0 {
+                    (*cpu).task.syscall_nr = nr as i32;
+                    (*cpu).task.npending = 0;
+                    (*cpu).task.past_exec = 1;
+                    return;
+                }
+            }
+        }
+    }
+    sys_enter_slow(ctx);
+}
+
+/// Everything else at syscall entry (a separate BPF function, see `check_slow`).
+#[inline(never)]
+fn sys_enter_slow(ctx: &BtfTracePointContext) {
     let id: i64 = ctx.arg(1);
     if id < 0 || id >= SYSCALL_BITMAP_BITS as i64 {
         return;
     }
     let nr = id as u32;
-    let state = match TASKS.current(None) {
-        Some(s) => Some(s),
-        None => {
-            // First syscall seen of this task: create its state (the initial value is built
-            // only here, not on every syscall).
-            let mut fresh = NEW_TASK;
-            TASKS.current(Some(&mut fresh))
-        }
-    };
-    let cgroup_id = cgroup_id();
-    match state {
-        // SAFETY: task storage memory of the current task.
-        Some(s) => unsafe {
-            (*s).syscall_nr = nr as i32;
-            (*s).npending = 0;
-            (*s).cgroup_id = cgroup_id;
-        },
-        None => bump(counter::TASK_STORAGE_FAILED),
-    }
-    let word = (nr / 64) as usize & (SYSCALL_BITMAP_WORDS - 1);
-    let bit = 1u64 << (nr % 64);
-    let Some(cache) = BITMAP_CACHE.get_ptr_mut(0) else {
+    let Some(cpu) = CPU_STATE.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: per-CPU map memory; programs on one CPU do not interleave. Only cgroups past
-    // their first exec are ever cached.
-    let cached = unsafe { (*cache).cgroup_id == cgroup_id };
+    let moves = cgroup_moves();
+    // SAFETY: per-CPU map memory; programs on one CPU do not interleave (they run with
+    // preemption disabled), and an owned slot is the running task's.
+    let cgroup_id = unsafe {
+        if (*cpu).task.task == 0 || (*cpu).moves != moves {
+            let task = current_task();
+            if (*cpu).task.task == 0 {
+                // The task's first syscall on this CPU since it was switched in: the slot
+                // becomes its own. Its storage, created at its first syscall, marks it as seen.
+                if TASKS.get(task, None).is_none() {
+                    let mut fresh = NEW_TASK;
+                    if TASKS.get(task, Some(&mut fresh)).is_none() {
+                        bump(counter::TASK_STORAGE_FAILED);
+                    }
+                }
+                (*cpu).task.task = task as u64;
+                (*cpu).task.ids_before = 0;
+                (*cpu).own_cred = 0;
+            }
+            (*cpu).moves = moves;
+            (*cpu).task.cgroup_id = cgroup_id_of(task);
+        }
+        (*cpu).task.syscall_nr = nr as i32;
+        (*cpu).task.npending = 0;
+        (*cpu).task.cgroup_id
+    };
+    let word = (nr / 64) as usize & (SYSCALL_BITMAP_WORDS - 1);
+    let bit = 1u64 << (nr % 64);
+    // SAFETY: as above. Only cgroups past their first exec are ever cached.
+    let cached = unsafe { (*cpu).bitmap_cgroup == cgroup_id };
     // SAFETY: as above.
-    if cached && unsafe { (*cache).bitmap.words[word] } & bit != 0 {
+    if cached && unsafe { (*cpu).bitmap.words[word] } & bit != 0 {
+        // SAFETY: as above.
+        unsafe { (*cpu).task.past_exec = 1 };
         return;
     }
     // Syscalls of the container runtime's setup (before the workload's first exec) are not
@@ -590,6 +795,8 @@ fn try_sys_enter(ctx: &BtfTracePointContext) {
     // exec): a profile generated from this bitmap must allow both, or the container cannot
     // start under it.
     let past_exec = cached || exec_seen(cgroup_id);
+    // SAFETY: as above.
+    unsafe { (*cpu).task.past_exec = past_exec as u32 };
     let mut key = cgroup_id;
     if !past_exec && nr != EXECVE_NR.load() as u32 && nr != EXECVEAT_NR.load() as u32 {
         if task_field::<i32>(SECCOMP_MODE_OFFSET.load()) != Some(SECCOMP_MODE_FILTER) {
@@ -621,8 +828,8 @@ fn try_sys_enter(ctx: &BtfTracePointContext) {
             (*bitmap).words[word] |= bit;
         }
         if past_exec {
-            (*cache).cgroup_id = cgroup_id;
-            (*cache).bitmap = *bitmap;
+            (*cpu).bitmap_cgroup = cgroup_id;
+            (*cpu).bitmap = *bitmap;
         }
     }
 }
@@ -636,18 +843,35 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
 /// `trace_sys_exit(regs, ret)`.
 #[inline(always)]
 fn try_sys_exit(ctx: &BtfTracePointContext) {
+    // The common case: the end of a syscall entered on this CPU, with no check waiting.
+    if let Some(cpu) = owned_slot() {
+        // SAFETY: per-CPU map memory of the running task's slot.
+        unsafe {
+            if (*cpu).task.syscall_nr >= 0 && (*cpu).task.npending == 0 {
+                (*cpu).task.syscall_nr = -1;
+                return;
+            }
+        }
+    }
+    sys_exit_slow(ctx);
+}
+
+/// Everything else at syscall exit (a separate BPF function, see `check_slow`).
+#[inline(never)]
+fn sys_exit_slow(ctx: &BtfTracePointContext) {
     let ret: i64 = ctx.arg(1);
-    let Some(state) = TASKS.current(None) else {
+    let Some(state) = task_state(owned_slot()) else {
+        let task = current_task();
         // A task never seen entering a syscall: it was inside one when the probes were
         // attached, or is a new thread returning from clone. Nothing can be judged; start
         // tracking it.
         let mut fresh = NEW_TASK;
-        if TASKS.current(Some(&mut fresh)).is_none() {
+        if TASKS.get(task, Some(&mut fresh)).is_none() {
             bump(counter::TASK_STORAGE_FAILED);
         }
         return;
     };
-    // SAFETY: task storage memory of the current task; only this task writes it.
+    // SAFETY: the running task's syscall state (its CPU slot or its storage); only it writes it.
     let (syscall_nr, npending) = unsafe { ((*state).syscall_nr, (*state).npending) };
     if syscall_nr >= 0 {
         if npending != 0 {
@@ -732,7 +956,7 @@ fn finish_pending(state: *mut TaskState, syscall_nr: i32, ret: i64) {
     let ok = ret >= 0 || ret < -MAX_ERRNO;
     let outcome = if ok { OUTCOME_SYSCALL_OK } else { ret as i32 };
     // For granted set*id checks: are the ids (now in the task's new real_cred) unchanged?
-    // SAFETY: task storage memory of the current task.
+    // SAFETY: the running task's syscall state.
     let ids_before = unsafe { (*state).ids_before };
     let ids_unchanged = ok
         && ids_before != 0
@@ -741,7 +965,7 @@ fn finish_pending(state: *mut TaskState, syscall_nr: i32, ret: i64) {
     unsafe { (*state).ids_before = 0 };
     let cgroup_id = cgroup_id();
     for i in 0..MAX_PENDING {
-        // SAFETY: task storage memory of the current task.
+        // SAFETY: the running task's syscall state.
         let (n, p) = unsafe { ((*state).npending as usize, (*state).pending[i]) };
         if i >= n {
             break;
@@ -762,6 +986,42 @@ fn finish_pending(state: *mut TaskState, syscall_nr: i32, ret: i64) {
     }
     // SAFETY: as above.
     unsafe { (*state).npending = 0 };
+}
+
+#[btf_tracepoint(function = "cgroup_attach_task")]
+pub fn cgroup_attach_task(_ctx: BtfTracePointContext) -> i32 {
+    // `trace_cgroup_attach_task(dst_cgrp, path, task, threadgroup)`, after the move.
+    // SAFETY: a plain read-modify-write of a global: two racing increments still change it.
+    unsafe {
+        let p = &raw mut CGROUP_MOVES;
+        core::ptr::write_volatile(p, core::ptr::read_volatile(p).wrapping_add(1));
+    }
+    0
+}
+
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
+    // `trace_sched_switch(preempt, prev, next, prev_state)`: `prev` leaves this CPU. If the
+    // CPU's slot is its, the slot is released, and the state of an unfinished syscall moves to
+    // the task's storage (created at its first syscall), where the rest of the syscall finds
+    // it, on whichever CPU the task resumes.
+    let prev: *mut c_void = ctx.arg(1);
+    let Some(cpu) = CPU_STATE.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU map memory; programs on one CPU do not interleave.
+    unsafe {
+        let owner = (*cpu).task.task;
+        (*cpu).task.task = 0;
+        if owner != prev as u64 || (*cpu).task.syscall_nr < 0 {
+            return 0;
+        }
+        match TASKS.get(prev, None) {
+            Some(s) => *s = (*cpu).task,
+            None => bump(counter::TASK_STORAGE_FAILED),
+        }
+    }
+    0
 }
 
 /// Whether a program that just started is a container runtime re-executing itself during

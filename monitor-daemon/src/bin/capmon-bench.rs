@@ -1,6 +1,7 @@
 //! `capmon-bench` (run by `cargo xtask bench`, as root): the cost capmon's probes add to every
-//! syscall and to every capability check, measured side by side in one run against no probes,
-//! empty programs on the same hooks (the floor), and a reference hash-map design.
+//! syscall, to every capability check and to every context switch, measured side by side in
+//! one run against no probes, empty programs on the same hooks (the floor), and a reference
+//! hash-map design.
 //!
 //! Each round runs every configuration once, in a rotating order, on one pinned CPU; the table
 //! shows medians over the rounds.
@@ -14,6 +15,7 @@ static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR")
 const ROUNDS: usize = 61;
 const SYSCALLS_PER_ROUND: u64 = 300_000;
 const CHECKS_PER_ROUND: u64 = 90_000;
+const PING_PONGS_PER_ROUND: u64 = 6_000;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Config {
@@ -52,6 +54,7 @@ const FLOOR: &[(&str, &str)] = &[
     ("floor_enter", "sys_enter"),
     ("floor_exit", "sys_exit"),
     ("floor_cap", "cap_capable"),
+    ("floor_switch", "sched_switch"),
 ];
 const REFERENCE: &[(&str, &str)] = &[
     ("ref_enter", "sys_enter"),
@@ -141,6 +144,48 @@ fn check_loop(n: u64) -> f64 {
     (cpu_ns() - start) / n as f64
 }
 
+/// ns per round trip of one byte between this thread and a helper thread on the same CPU over
+/// two pipes: two context switches, two writes and two reads (each thread blocks in `read`, so
+/// every switch happens inside a syscall). Wall-clock time: both threads' work counts.
+fn ping_pong_loop(n: u64) -> f64 {
+    let mut a = [0i32; 2];
+    let mut b = [0i32; 2];
+    // SAFETY: valid arrays of two descriptors.
+    unsafe {
+        assert_eq!(libc::pipe(a.as_mut_ptr()), 0, "pipe");
+        assert_eq!(libc::pipe(b.as_mut_ptr()), 0, "pipe");
+    }
+    let (to_peer, from_me, to_me, from_peer) = (a[1], a[0], b[1], b[0]);
+    let peer = std::thread::spawn(move || {
+        // The caller pinned itself; a new thread inherits that affinity: same CPU.
+        let mut byte = 0u8;
+        // SAFETY: one-byte reads and writes into a valid byte; ends at EOF.
+        while unsafe { libc::read(from_me, (&raw mut byte).cast(), 1) } == 1 {
+            unsafe { libc::write(to_me, (&raw const byte).cast(), 1) };
+        }
+    });
+    let mut byte = 1u8;
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        // SAFETY: as above.
+        unsafe {
+            libc::write(to_peer, (&raw const byte).cast(), 1);
+            libc::read(from_peer, (&raw mut byte).cast(), 1);
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    // SAFETY: closing our own descriptors; the peer sees EOF and ends.
+    unsafe { libc::close(to_peer) };
+    let _ = peer.join();
+    // SAFETY: as above.
+    unsafe {
+        libc::close(from_me);
+        libc::close(to_me);
+        libc::close(from_peer);
+    }
+    ns
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -184,6 +229,7 @@ fn progstats(loaded: &mut Loaded) -> anyhow::Result<()> {
         measure(config, loaded, || {
             syscall_loop(SYSCALLS_PER_ROUND * 3);
             check_loop(CHECKS_PER_ROUND * 3);
+            ping_pong_loop(PING_PONGS_PER_ROUND * 3);
         })?;
     }
     let after = program_stats();
@@ -237,35 +283,42 @@ fn main() -> anyhow::Result<()> {
     };
     let mut syscall_ns: Vec<Vec<f64>> = vec![Vec::new(); 4];
     let mut check_ns: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    let mut switch_ns: Vec<Vec<f64>> = vec![Vec::new(); 4];
     if std::env::var_os("CAPMON_BENCH_PROGSTATS").is_some() {
         return progstats(&mut loaded);
     }
     // Warm-up.
     syscall_loop(SYSCALLS_PER_ROUND / 4);
     check_loop(CHECKS_PER_ROUND / 4);
+    ping_pong_loop(PING_PONGS_PER_ROUND / 4);
     // Per round, every configuration runs back to back (rotating order); each measurement is
     // the best of three short runs, which filters out preemption by the rest of the machine.
     let best = |f: fn(u64) -> f64, n: u64| (0..3).map(|_| f(n / 3)).fold(f64::INFINITY, f64::min);
-    let mut ratios: Vec<[f64; 4]> = Vec::new();
+    let mut ratios: Vec<[f64; 6]> = Vec::new();
     for round in 0..rounds {
         let mut s_round = [0.0; 4];
         let mut c_round = [0.0; 4];
+        let mut p_round = [0.0; 4];
         for k in 0..4 {
             let i = (round + k) % 4;
-            (s_round[i], c_round[i]) = measure(Config::ALL[i], &mut loaded, || {
+            (s_round[i], c_round[i], p_round[i]) = measure(Config::ALL[i], &mut loaded, || {
                 // Warm up (caches, the task's storage) before measuring.
                 syscall_loop(SYSCALLS_PER_ROUND / 10);
                 check_loop(CHECKS_PER_ROUND / 10);
                 (
                     best(syscall_loop, SYSCALLS_PER_ROUND),
                     best(check_loop, CHECKS_PER_ROUND),
+                    best(ping_pong_loop, PING_PONGS_PER_ROUND),
                 )
             })?;
             syscall_ns[i].push(s_round[i]);
             check_ns[i].push(c_round[i]);
+            switch_ns[i].push(p_round[i]);
         }
         if std::env::var_os("CAPMON_BENCH_VERBOSE").is_some() {
-            eprintln!("round {round}: getppid {s_round:.0?} acct {c_round:.0?}");
+            eprintln!(
+                "round {round}: getppid {s_round:.0?} acct {c_round:.0?} ping-pong {p_round:.0?}"
+            );
         }
         let added = |v: &[f64; 4], i: usize| v[i] - v[0];
         ratios.push([
@@ -273,12 +326,15 @@ fn main() -> anyhow::Result<()> {
             added(&s_round, 2) / added(&s_round, 3),
             added(&c_round, 2) / added(&c_round, 1),
             added(&c_round, 2) / added(&c_round, 3),
+            added(&p_round, 2) / added(&p_round, 1),
+            added(&p_round, 2) / added(&p_round, 3),
         ]);
     }
     let s: Vec<f64> = syscall_ns.into_iter().map(median).collect();
     let c: Vec<f64> = check_ns.into_iter().map(median).collect();
+    let p: Vec<f64> = switch_ns.into_iter().map(median).collect();
     println!(
-        "capmon-bench: {rounds} rounds, medians, pinned to CPU {cpu}; {SYSCALLS_PER_ROUND} getppid() and {CHECKS_PER_ROUND} acct(NULL) (one CAP_SYS_PACCT check each) per round\n"
+        "capmon-bench: {rounds} rounds, medians, pinned to CPU {cpu}; {SYSCALLS_PER_ROUND} getppid(), {CHECKS_PER_ROUND} acct(NULL) (one CAP_SYS_PACCT check each) and {PING_PONGS_PER_ROUND} pipe round trips between two threads on that CPU per round\n"
     );
     println!(
         "| ns per call | {} | {} | {} | {} |",
@@ -296,6 +352,10 @@ fn main() -> anyhow::Result<()> {
         "| acct(NULL) (+ cap_capable) | {:.0} | {:.0} | {:.0} | {:.0} |",
         c[0], c[1], c[2], c[3]
     );
+    println!(
+        "| pipe round trip (2 context switches + 4 syscalls; + sched_switch) | {:.0} | {:.0} | {:.0} | {:.0} |",
+        p[0], p[1], p[2], p[3]
+    );
     println!();
     let r = |j: usize| median(ratios.iter().map(|r| r[j]).collect());
     for (label, v, j) in [("syscall", &s, 0), ("capability check", &c, 2)] {
@@ -308,7 +368,18 @@ fn main() -> anyhow::Result<()> {
             r(j + 1)
         );
     }
+    println!(
+        "context switches: added ns per round trip (medians): floor {:.0}, capmon {:.0}, reference {:.0}; per-round ratios (median): capmon/floor = {:.2}, capmon/reference = {:.2} (no target; the price of the per-CPU syscall state)",
+        p[1] - p[0],
+        p[2] - p[0],
+        p[3] - p[0],
+        r(4),
+        r(5)
+    );
     drop(loaded);
+    if std::env::var("CAPMON_BENCH_ONLY").as_deref() == Ok("probes") {
+        return Ok(());
+    }
     println!();
     daemon::bench()
 }
@@ -367,9 +438,15 @@ mod daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
+        // SAFETY: only async-signal-safe calls (prctl, open, write, close) between fork and
+        // exec.
         unsafe {
             cmd.pre_exec(move || {
+                // The benchmark's containers die with it, even when it is killed (they are
+                // started from its main thread).
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
                 if fd < 0 {
                     return Err(std::io::Error::last_os_error());
@@ -431,6 +508,15 @@ mod daemon {
     pub fn bench() -> anyhow::Result<()> {
         let capmon = std::env::current_exe()?.with_file_name("capmon");
         let mount = capmon::cgroup::find_cgroup2_mount()?;
+        // What a killed earlier run left (its processes died with it: see `spawn_in`).
+        for entry in fs::read_dir(&mount)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("capmon-bench-")
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                remove_tree(&entry.path());
+            }
+        }
         let base = mount.join(format!("capmon-bench-{}", std::process::id()));
         let state = std::env::temp_dir().join(format!("capmon-bench-state-{}", std::process::id()));
         let _ = fs::remove_dir_all(&state);
@@ -448,7 +534,8 @@ mod daemon {
                 ],
             )?);
         }
-        let mut daemon = Command::new(&capmon)
+        let mut daemon = Command::new(&capmon);
+        daemon
             .args([
                 "run",
                 "--listen",
@@ -458,7 +545,18 @@ mod daemon {
             .arg(&state)
             .args(["--docker-socket", "/nonexistent"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe. The daemon gets SIGTERM (a clean stop) when the
+        // benchmark dies.
+        unsafe {
+            daemon.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut daemon = daemon
             .spawn()
             .with_context(|| format!("starting {}", capmon.display()))?;
         let pid = daemon.id();

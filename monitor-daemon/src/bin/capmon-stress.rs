@@ -2,6 +2,12 @@
 //! Each thread calls `acct(NULL)` PER_THREAD times: one `CAP_SYS_PACCT` check per call, granted
 //! to root (accounting stays off). With `--refused`, each thread first drops to uid 65534 (for
 //! itself only, with the raw syscall), so every check is refused and every call fails EPERM.
+//!
+//! `capmon-stress switch N`: N times, a `futex` wait that blocks (a context switch inside the
+//! syscall) and fails with `ETIMEDOUT` after 1 ms, then one `getppid()`, which the caller's
+//! seccomp profile is expected to refuse with `EPERM` (so the first syscall after each switch
+//! is one that never reaches `sys_enter`).
+//!
 //! Exits 1 if any call did not behave as expected.
 
 use std::process::ExitCode;
@@ -27,14 +33,53 @@ fn worker(n: u64, refused: bool) -> bool {
     ok
 }
 
+/// The `switch` workload; true when every call behaved as expected.
+fn switch(n: u64) -> bool {
+    let word: u32 = 0;
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 1_000_000,
+    };
+    let errno = || std::io::Error::last_os_error().raw_os_error();
+    let mut ok = true;
+    for _ in 0..n {
+        // SAFETY: a private futex wait on a valid word holding the expected value, with a
+        // valid relative timeout: it sleeps until the timeout.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                &raw const word,
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                0u32,
+                &raw const timeout,
+            )
+        };
+        ok &= r == -1 && errno() == Some(libc::ETIMEDOUT);
+        // SAFETY: no arguments, no side effects.
+        let r = unsafe { libc::syscall(libc::SYS_getppid) };
+        ok &= r == -1 && errno() == Some(libc::EPERM);
+    }
+    ok
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let (Some("switch"), Some(Ok(n))) = (
+        args.first().map(String::as_str),
+        args.get(1).map(|s| s.parse::<u64>()),
+    ) {
+        return if switch(n) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
     let (Some("acct"), Some(Ok(n)), Some(Ok(threads))) = (
         args.first().map(String::as_str),
         args.get(1).map(|s| s.parse::<u64>()),
         args.get(2).map(|s| s.parse::<u64>()),
     ) else {
-        eprintln!("usage: capmon-stress acct PER_THREAD THREADS [--refused]");
+        eprintln!("usage: capmon-stress acct PER_THREAD THREADS [--refused] | switch N");
         return ExitCode::from(2);
     };
     let refused = args.get(3).is_some_and(|a| a == "--refused");

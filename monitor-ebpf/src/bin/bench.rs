@@ -1,6 +1,6 @@
 //! Programs for `cargo xtask bench` only, never attached by capmon itself:
 //! - `floor_enter`/`floor_exit`: empty `tp_btf` sys_enter/sys_exit programs (the cost of the
-//!   hooks alone), and `floor_cap` on `cap_capable`;
+//!   hooks alone), `floor_cap` on `cap_capable` and `floor_switch` on `sched_switch`;
 //! - `ref_enter`/`ref_exit`: a reference design as common recorders build it: a hash map of
 //!   thread id -> syscall for enter/exit pairing, and a hash map of (cgroup, syscall) -> count
 //!   updated on every enter and exit; `ref_cap` counts (cgroup, cap, result) in a hash map.
@@ -29,6 +29,11 @@ mod bench {
 
     #[btf_tracepoint(function = "cap_capable")]
     pub fn floor_cap(_ctx: BtfTracePointContext) -> i32 {
+        0
+    }
+
+    #[btf_tracepoint(function = "sched_switch")]
+    pub fn floor_switch(_ctx: BtfTracePointContext) -> i32 {
         0
     }
 
