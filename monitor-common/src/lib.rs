@@ -211,6 +211,39 @@ pub struct TaskState {
     pub pending: [PendingCheck; MAX_PENDING],
 }
 
+/// The per-CPU `CPU_STATE` value: the syscall state of the task running on this CPU, and the
+/// bitmap of the cgroup whose syscall ran last on this CPU.
+///
+/// The slot belongs to one task (`task.task`) from its first syscall after being switched in
+/// until it is switched out; `sched_switch` then empties it and moves an unfinished syscall's
+/// state to the task's storage. So an owned slot always belongs to the task running on this
+/// CPU (all the programs run with preemption disabled), and a syscall that does not sleep
+/// (most of them) reads and writes only this per-CPU memory at entry, capability check and
+/// exit: no task-storage lookup, no helper call. Userspace zeroes it before attaching the
+/// programs, so that nothing from an earlier attachment is taken for the running task's.
+///
+/// A set bit in `bitmap` means the bit is set in `SYSCALLS` too, so the common case (a syscall
+/// already seen in the cgroup that ran last on this CPU) needs no hash lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuState {
+    /// The owner's syscall state (`task.task` 0: no owner).
+    pub task: TaskState,
+    /// The owner's `real_cred` as last read: a check with this `cred` uses the task's own
+    /// credentials without reading the task.
+    pub own_cred: u64,
+    /// `CGROUP_MOVES` when the owner's cgroup id was read into `task.cgroup_id`.
+    pub moves: u64,
+    /// The `CAP_CACHE` slot this CPU counted a plain check (context 0) in last.
+    pub last_slot: u32,
+    /// Explicit padding; always 0.
+    pub _pad: u32,
+    /// The cgroup `bitmap` belongs to (0: none).
+    pub bitmap_cgroup: u64,
+    /// What this CPU knows of that cgroup's `SYSCALLS` bitmap.
+    pub bitmap: SyscallBitmap,
+}
+
 /// Slots of the per-CPU `CAP_CACHE` array.
 pub const CAP_CACHE_SLOTS: u32 = 256;
 
@@ -236,7 +269,7 @@ pub const RUNTIME_SYSCALLS_KEY_BIT: u64 = 1 << 63;
 
 /// Per-cgroup set of syscall numbers entered, one bit each.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyscallBitmap {
     /// Bit `n % 64` of word `n / 64` is set once syscall `n` was entered.
     pub words: [u64; SYSCALL_BITMAP_WORDS],
@@ -265,6 +298,7 @@ const _: () = {
     assert!(core::mem::size_of::<DenyKey>() == 16);
     assert!(core::mem::size_of::<DenyEvent>() == 48);
     assert!(core::mem::size_of::<SyscallBitmap>() == 64);
+    assert!(core::mem::size_of::<CpuState>() == 136 + 32 + 64);
 };
 
 #[cfg(feature = "user")]
@@ -279,5 +313,6 @@ mod pod {
     unsafe impl aya::Pod for super::PendingCheck {}
     unsafe impl aya::Pod for super::TaskState {}
     unsafe impl aya::Pod for super::CapCacheEntry {}
+    unsafe impl aya::Pod for super::CpuState {}
     unsafe impl aya::Pod for super::KprobeArgs {}
 }

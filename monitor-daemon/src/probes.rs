@@ -13,7 +13,8 @@
 //! The state of the syscall a task is in lives in a per-CPU slot while the task runs, and moves
 //! to a `BPF_MAP_TYPE_TASK_STORAGE` map (Linux 5.11; recursion-safe since 6.2) when the task is
 //! switched out inside a syscall. `sched_switch` and `cgroup_attach_task` are attached before
-//! the syscall hooks and detached after them, so a slot is never owned without them.
+//! the syscall hooks and detached after them, and `attach_all` empties the slots first: a slot
+//! is only ever owned by the task running on its CPU.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,7 +24,7 @@ use aya::{
     programs::{BtfTracePoint, KProbe},
 };
 use monitor_common::{
-    CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, SyscallBitmap, counter, kind,
+    CapCacheEntry, CapEvent, CapKey, CpuState, DenyEvent, DenyKey, SyscallBitmap, counter, kind,
 };
 
 use crate::names::Arch;
@@ -422,6 +423,20 @@ impl Probes {
 
     /// Attaches every loaded program that is not attached.
     pub fn attach_all(&mut self) -> Result<(), ProbeError> {
+        if self.links.is_empty() {
+            // Nothing runs: the per-CPU syscall slots may still name the tasks that owned them
+            // when the programs were detached, which would be taken for the running ones.
+            let mut slots: PerCpuArray<_, CpuState> = self.map_mut("CPU_STATE")?;
+            let cpus = slots
+                .get(&0, 0)
+                .map_err(|e| ProbeError::Map("CPU_STATE", e))?
+                .len();
+            let zeroed = aya::maps::PerCpuValues::try_from(vec![CpuState::default(); cpus])
+                .map_err(|e| ProbeError::Map("CPU_STATE", aya::maps::MapError::from(e)))?;
+            slots
+                .set(0, zeroed, 0)
+                .map_err(|e| ProbeError::Map("CPU_STATE", e))?;
+        }
         for &(program, hook) in self.mode.programs() {
             if self.links.iter().any(|(p, _, _)| *p == program) {
                 continue;

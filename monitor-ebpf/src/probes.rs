@@ -15,9 +15,9 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, ProbeContext, RetProbeContext},
 };
 use monitor_common::{
-    CAP_SETGID, CAP_SETUID, CapCacheEntry, CapEvent, CapKey, DenyEvent, DenyKey, KprobeArgs,
-    MAX_PENDING, NO_STACK, OUTCOME_IDS_UNCHANGED, OUTCOME_NONE, OUTCOME_SYSCALL_OK, PendingCheck,
-    RUNTIME_SYSCALLS_KEY_BIT, STACK_DEPTH, SYSCALL_BITMAP_BITS, SYSCALL_BITMAP_WORDS,
+    CAP_SETGID, CAP_SETUID, CapCacheEntry, CapEvent, CapKey, CpuState, DenyEvent, DenyKey,
+    KprobeArgs, MAX_PENDING, NO_STACK, OUTCOME_IDS_UNCHANGED, OUTCOME_NONE, OUTCOME_SYSCALL_OK,
+    PendingCheck, RUNTIME_SYSCALLS_KEY_BIT, STACK_DEPTH, SYSCALL_BITMAP_BITS, SYSCALL_BITMAP_WORDS,
     SyscallBitmap, TaskState, context, counter, kind,
 };
 
@@ -147,33 +147,7 @@ const NEW_TASK: TaskState = TaskState {
 #[btf_map]
 static TASKS: TaskStorage<TaskState> = TaskStorage::new();
 
-/// Per-CPU state: the syscall state of the task running on this CPU, and the bitmap of the
-/// cgroup whose syscall ran last on this CPU.
-///
-/// The slot belongs to one task (`task.task`) from its first syscall after being switched in
-/// until it is switched out; `sched_switch` then empties it and moves an unfinished syscall's
-/// state to the task's storage. So an owned slot always belongs to the task running on this
-/// CPU (all these programs run with preemption disabled), and a syscall that does not sleep
-/// (most of them) reads and writes only this per-CPU memory at entry, capability check and
-/// exit: no task-storage lookup, no helper call.
-///
-/// A set bit in `bitmap` means the bit is set in `SYSCALLS` too, so the common case (a syscall
-/// already seen in the cgroup that ran last on this CPU) needs no hash lookup.
-#[repr(C)]
-pub struct CpuState {
-    task: TaskState,
-    /// The owner's `real_cred` as last read: a check with this `cred` uses the task's own
-    /// credentials without reading the task.
-    own_cred: u64,
-    /// `CGROUP_MOVES` when the owner's cgroup id was read into `task.cgroup_id`.
-    moves: u64,
-    /// The `CAP_CACHE` slot this CPU counted a plain check (context 0) in last.
-    last_slot: u32,
-    _pad: u32,
-    bitmap_cgroup: u64,
-    bitmap: SyscallBitmap,
-}
-
+/// The running task's syscall state and its cgroup's bitmap, per CPU (see `CpuState`).
 #[map]
 static CPU_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
 
@@ -762,10 +736,18 @@ fn sys_enter_slow(ctx: &BtfTracePointContext) {
             if (*cpu).task.task == 0 {
                 // The task's first syscall on this CPU since it was switched in: the slot
                 // becomes its own. Its storage, created at its first syscall, marks it as seen.
-                if TASKS.get(task, None).is_none() {
-                    let mut fresh = NEW_TASK;
-                    if TASKS.get(task, Some(&mut fresh)).is_none() {
-                        bump(counter::TASK_STORAGE_FAILED);
+                match TASKS.get(task, None) {
+                    // Entering a syscall, the task is in none: whatever its storage still
+                    // says (a syscall entered while the probes were being attached) is stale.
+                    Some(s) => {
+                        (*s).syscall_nr = -1;
+                        (*s).npending = 0;
+                    }
+                    None => {
+                        let mut fresh = NEW_TASK;
+                        if TASKS.get(task, Some(&mut fresh)).is_none() {
+                            bump(counter::TASK_STORAGE_FAILED);
+                        }
                     }
                 }
                 (*cpu).task.task = task as u64;
@@ -963,7 +945,9 @@ fn finish_pending(state: *mut TaskState, syscall_nr: i32, ret: i64) {
         && task_field::<u64>(REAL_CRED_OFFSET.load()).and_then(cred_ids) == Some(ids_before);
     // SAFETY: as above.
     unsafe { (*state).ids_before = 0 };
-    let cgroup_id = cgroup_id();
+    // The cgroup at the syscall's entry, like the checks of this syscall counted at once.
+    // SAFETY: as above.
+    let cgroup_id = unsafe { (*state).cgroup_id };
     for i in 0..MAX_PENDING {
         // SAFETY: the running task's syscall state.
         let (n, p) = unsafe { ((*state).npending as usize, (*state).pending[i]) };
