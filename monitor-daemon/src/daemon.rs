@@ -412,6 +412,14 @@ impl ContainerState {
     }
 }
 
+/// A posture's failed checks as (check, detail).
+fn posture_findings(p: crate::posture::Posture) -> Vec<(String, String)> {
+    p.findings
+        .into_iter()
+        .map(|f| (f.check.to_owned(), f.detail))
+        .collect()
+}
+
 fn findings_of(posture: Option<&serde_json::Value>) -> Vec<(String, String)> {
     posture
         .and_then(|p| p.get("findings"))
@@ -691,9 +699,34 @@ impl ModelWorker {
             }
             self.prints.insert(cgroup_id, print);
             let (caps, syscalls, _) = report::facts(arch, &observed);
+            // Found while only the runtime was in its cgroup (no process of the container's
+            // own yet): its posture is read once the container's first process runs.
+            let needs_posture = fresh.is_none()
+                && self.shared.model.lock().ok().is_some_and(|m| {
+                    m.containers
+                        .get(&id)
+                        .is_some_and(|c| c.row.posture.is_none() && c.row.exited_at.is_none())
+                });
+            let late_posture = if needs_posture {
+                let path = self.index.lookup(cgroup_id).map(|e| e.path.clone());
+                path.map(|p| self.index.mount().join(p.trim_start_matches('/')))
+                    .and_then(|dir| crate::posture::read_cgroup(&dir, self.host_bounding).ok())
+                    .flatten()
+            } else {
+                None
+            };
             let Ok(mut model) = self.shared.model.lock() else {
                 return;
             };
+            if let Some(p) = late_posture
+                && let Some(c) = model.containers.get_mut(&id)
+            {
+                c.row.granted = p.bounding.clone();
+                c.row.uid = Some(p.uid);
+                c.row.posture = serde_json::to_value(&p).ok();
+                c.findings = posture_findings(p);
+                c.dirty_row = true;
+            }
             if let Some(state) = fresh {
                 model.unknown.remove(&cgroup_id);
                 model.by_cgroup.insert(cgroup_id, id.clone());
@@ -772,14 +805,7 @@ impl ModelWorker {
                 .map(|c| c.docker_socket.clone())
                 .unwrap_or_default(),
         ));
-        let findings = posture
-            .map(|p| {
-                p.findings
-                    .into_iter()
-                    .map(|f| (f.check.to_owned(), f.detail))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let findings = posture.map(posture_findings).unwrap_or_default();
         tracing::info!(id = %row.short_id, runtime = %row.runtime, path = %row.cgroup_path, "container found");
         Found::Container(Box::new(ContainerState {
             row,

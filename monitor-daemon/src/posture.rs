@@ -206,7 +206,16 @@ pub fn read_pid(pid: i32, host_bounding: u64) -> Result<Option<Posture>, Posture
     from_status(pid, &status, label.as_deref(), host_bounding).map(Some)
 }
 
-/// Reads the first process of a cgroup that is still alive; `Ok(None)` when it has none.
+/// Whether a process name is a container runtime still setting the container up (runc starts
+/// as `/proc/self/exe` = "exe", re-execs itself as "runc", then names itself
+/// "runc:[2:INIT]"; crun, youki, runsc and conmon likewise; the kernel side uses the same
+/// list). Such a process still holds the runtime's privileges, not the container's.
+pub fn is_runtime_setup(comm: &str) -> bool {
+    comm.starts_with("runc") || matches!(comm, "exe" | "crun" | "youki" | "runsc" | "conmon")
+}
+
+/// Reads the first process of a cgroup that is still alive and is not the container runtime
+/// setting it up; `Ok(None)` when it has none (yet).
 pub fn read_cgroup(cgroup_dir: &Path, host_bounding: u64) -> Result<Option<Posture>, PostureError> {
     let procs = cgroup_dir.join("cgroup.procs");
     let text = match fs::read_to_string(&procs) {
@@ -220,6 +229,9 @@ pub fn read_cgroup(cgroup_dir: &Path, host_bounding: u64) -> Result<Option<Postu
         }
     };
     for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        if read_optional(&format!("/proc/{pid}/comm")).is_none_or(|c| is_runtime_setup(&c)) {
+            continue;
+        }
         if let Some(p) = read_pid(pid, host_bounding)? {
             return Ok(Some(p));
         }
@@ -249,6 +261,23 @@ mod tests {
 
     fn checks(p: &Posture) -> Vec<&'static str> {
         p.findings.iter().map(|f| f.check).collect()
+    }
+
+    #[test]
+    fn runtime_setup_processes_are_not_the_container() {
+        for comm in [
+            "runc",
+            "runc:[2:INIT]",
+            "runc:[1:CHILD]",
+            "exe",
+            "crun",
+            "conmon",
+        ] {
+            assert!(is_runtime_setup(comm), "{comm}");
+        }
+        for comm in ["sh", "nginx", "exec", "crond", "runner"] {
+            assert!(!is_runtime_setup(comm), "{comm}");
+        }
     }
 
     #[test]
