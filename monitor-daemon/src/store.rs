@@ -527,89 +527,71 @@ impl Store {
                 ..Default::default()
             });
         }
-        let mut q = self
-            .conn
-            .prepare(
-                "SELECT container_id, capability, class, result, site, syscall, count, reason,
-                    comm, pid, stack FROM cap_checks ORDER BY container_id, capability, class",
-            )
-            .map_err(sql)?;
-        let rows = q
-            .query_map([], |r| {
-                let stack: String = r.get(10)?;
-                Ok((
-                    r.get::<_, String>(0)?,
-                    CheckRow {
-                        capability: r.get(1)?,
-                        class: r.get(2)?,
-                        result: r.get(3)?,
-                        site: r.get(4)?,
-                        syscall: r.get(5)?,
-                        count: r.get::<_, i64>(6)? as u64,
-                        reason: r.get(7)?,
-                        comm: r.get(8)?,
-                        pid: r.get(9)?,
-                        stack: serde_json::from_str(&stack).unwrap_or_default(),
-                    },
-                ))
-            })
-            .map_err(sql)?;
-        for row in rows {
-            let (id, check) = row.map_err(sql)?;
-            if let Some(&i) = index.get(&id) {
-                out[i].checks.push(check);
-            }
-        }
-        let mut q = self
-            .conn
-            .prepare("SELECT container_id, name, runtime FROM syscalls ORDER BY container_id, name")
-            .map_err(sql)?;
-        let rows = q
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?,
-                ))
-            })
-            .map_err(sql)?;
-        for row in rows {
-            let (id, name, runtime) = row.map_err(sql)?;
-            if let Some(&i) = index.get(&id) {
-                if runtime {
-                    out[i].runtime_syscalls.push(name);
-                } else {
-                    out[i].syscalls.push(name);
+        // Each child table: rows keyed by container id (first column), added to that
+        // container (rows of an unknown container are still decoded, into a scratch value).
+        let mut children =
+            |query: &str,
+             put: &mut dyn FnMut(&mut Stored, &rusqlite::Row<'_>) -> rusqlite::Result<()>|
+             -> Result<(), StoreError> {
+                let mut q = self.conn.prepare(query).map_err(sql)?;
+                let mut rows = q.query([]).map_err(sql)?;
+                let mut scratch = Stored::default();
+                while let Some(r) = rows.next().map_err(sql)? {
+                    let id: String = r.get(0).map_err(sql)?;
+                    let target = match index.get(&id) {
+                        Some(&i) => &mut out[i],
+                        None => &mut scratch,
+                    };
+                    put(target, r).map_err(sql)?;
                 }
-            }
-        }
-        let mut q = self
-            .conn
-            .prepare(
-                "SELECT container_id, syscall, number, errno, count, comm FROM denials
-                 ORDER BY container_id, syscall, errno",
-            )
-            .map_err(sql)?;
-        let rows = q
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    DenialRow {
-                        syscall: r.get(1)?,
-                        number: r.get(2)?,
-                        errno: r.get(3)?,
-                        count: r.get::<_, i64>(4)? as u64,
-                        comm: r.get(5)?,
-                    },
-                ))
-            })
-            .map_err(sql)?;
-        for row in rows {
-            let (id, d) = row.map_err(sql)?;
-            if let Some(&i) = index.get(&id) {
-                out[i].denials.push(d);
-            }
-        }
+                Ok(())
+            };
+        children(
+            "SELECT container_id, capability, class, result, site, syscall, count, reason,
+                comm, pid, stack FROM cap_checks ORDER BY container_id, capability, class",
+            &mut |c, r| {
+                let stack: String = r.get(10)?;
+                c.checks.push(CheckRow {
+                    capability: r.get(1)?,
+                    class: r.get(2)?,
+                    result: r.get(3)?,
+                    site: r.get(4)?,
+                    syscall: r.get(5)?,
+                    count: r.get::<_, i64>(6)? as u64,
+                    reason: r.get(7)?,
+                    comm: r.get(8)?,
+                    pid: r.get(9)?,
+                    stack: serde_json::from_str(&stack).unwrap_or_default(),
+                });
+                Ok(())
+            },
+        )?;
+        children(
+            "SELECT container_id, name, runtime FROM syscalls ORDER BY container_id, name",
+            &mut |c, r| {
+                let name: String = r.get(1)?;
+                if r.get::<_, bool>(2)? {
+                    c.runtime_syscalls.push(name);
+                } else {
+                    c.syscalls.push(name);
+                }
+                Ok(())
+            },
+        )?;
+        children(
+            "SELECT container_id, syscall, number, errno, count, comm FROM denials
+             ORDER BY container_id, syscall, errno",
+            &mut |c, r| {
+                c.denials.push(DenialRow {
+                    syscall: r.get(1)?,
+                    number: r.get(2)?,
+                    errno: r.get(3)?,
+                    count: r.get::<_, i64>(4)? as u64,
+                    comm: r.get(5)?,
+                });
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 }
