@@ -940,9 +940,8 @@ fn finish_pending(state: *mut TaskState, syscall_nr: i32, ret: i64) {
     // For granted set*id checks: are the ids (now in the task's new real_cred) unchanged?
     // SAFETY: the running task's syscall state.
     let ids_before = unsafe { (*state).ids_before };
-    let ids_unchanged = ok
-        && ids_before != 0
-        && task_field::<u64>(REAL_CRED_OFFSET.load()).and_then(cred_ids) == Some(ids_before);
+    let ids_unchanged =
+        ok && ids_before != 0 && cred_ids(real_cred(current_task())) == Some(ids_before);
     // SAFETY: as above.
     unsafe { (*state).ids_before = 0 };
     // The cgroup at the syscall's entry, like the checks of this syscall counted at once.
