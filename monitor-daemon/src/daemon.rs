@@ -709,9 +709,7 @@ impl ModelWorker {
                 });
             let late_posture = if needs_posture {
                 let path = self.index.lookup(cgroup_id).map(|e| e.path.clone());
-                path.map(|p| self.index.mount().join(p.trim_start_matches('/')))
-                    .and_then(|dir| crate::posture::read_cgroup(&dir, self.host_bounding).ok())
-                    .flatten()
+                path.and_then(|p| self.posture_at(&p))
             } else {
                 None
             };
@@ -756,6 +754,15 @@ impl ModelWorker {
         }
     }
 
+    /// The posture of the container in the cgroup at `path` (under the cgroup2 mount), once a
+    /// process of its own runs there.
+    fn posture_at(&self, path: &str) -> Option<crate::posture::Posture> {
+        let dir = self.index.mount().join(path.trim_start_matches('/'));
+        crate::posture::read_cgroup(&dir, self.host_bounding)
+            .ok()
+            .flatten()
+    }
+
     fn new_container(&mut self, cgroup_id: u64) -> Found {
         let Some(entry) = self.index.lookup(cgroup_id).cloned() else {
             return Found::Unknown;
@@ -769,10 +776,7 @@ impl ModelWorker {
         let Some(id) = ident.container_id.clone() else {
             return Found::Other;
         };
-        let dir = self.index.mount().join(entry.path.trim_start_matches('/'));
-        let posture = crate::posture::read_cgroup(&dir, self.host_bounding)
-            .ok()
-            .flatten();
+        let posture = self.posture_at(&entry.path);
         let t = now();
         let row = ContainerRow {
             short_id: ident
