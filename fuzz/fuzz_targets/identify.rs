@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let path = String::from_utf8_lossy(data);
-    let id = capmon::attribution::identify(&path);
+    let id = capmon_core::attribution::identify(&path);
     assert_eq!(id.path, path);
     if let Some(cid) = &id.container_id {
         assert_eq!(cid.len(), 64);

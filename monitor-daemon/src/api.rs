@@ -25,10 +25,9 @@ use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncode
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{
-    daemon::{FindError, STAGES, Shared},
-    recommend::{Advice, Format},
-};
+use capmon_core::recommend::{Advice, Format};
+
+use crate::daemon::{FindError, STAGES, Shared};
 
 /// The API's routes.
 pub fn router(shared: Arc<Shared>) -> Router {

@@ -4,7 +4,7 @@
 use aya::Btf;
 use aya_obj::btf::BtfKind;
 
-use crate::{cgroup, probes::Probes};
+use crate::{containers::cgroup, probes::Probes};
 
 /// One line of the check.
 #[derive(Debug, Clone, PartialEq, Eq)]

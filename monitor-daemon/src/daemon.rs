@@ -25,16 +25,19 @@ use std::{
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{
+use capmon_core::{
     attribution::{Role, Runtime},
-    cgroup::CgroupIndex,
     classify::CapClass,
     config::Config,
     names::Arch,
-    record::{RecordError, Recorder},
     report::{
         self, BuildContext, CapCheck, Capabilities, Denial, Observed, RecordReport, Syscalls,
     },
+};
+
+use crate::{
+    containers::cgroup::CgroupIndex,
+    record::{RecordError, Recorder},
     store::{Batch, CheckRow, ContainerRow, DenialRow, Store, StoreError, Stored},
 };
 
@@ -60,7 +63,7 @@ pub enum DaemonError {
     },
     /// cgroup2.
     #[error(transparent)]
-    Cgroup(#[from] crate::cgroup::CgroupError),
+    Cgroup(#[from] crate::containers::cgroup::CgroupError),
     /// A thread or task failed.
     #[error("{0}")]
     Internal(String),
@@ -291,7 +294,7 @@ impl ContainerState {
             .map(|c| c.capability.as_str())
             .collect();
         let mut v: Vec<String> = set.into_iter().map(str::to_owned).collect();
-        v.sort_by_key(|c| crate::names::capability_number(c).unwrap_or(u32::MAX));
+        v.sort_by_key(|c| capmon_core::names::capability_number(c).unwrap_or(u32::MAX));
         v
     }
 
@@ -413,7 +416,7 @@ impl ContainerState {
 }
 
 /// A posture's failed checks as (check, detail).
-fn posture_findings(p: crate::posture::Posture) -> Vec<(String, String)> {
+fn posture_findings(p: capmon_core::posture::Posture) -> Vec<(String, String)> {
     p.findings
         .into_iter()
         .map(|f| (f.check.to_owned(), f.detail))
@@ -756,9 +759,9 @@ impl ModelWorker {
 
     /// The posture of the container in the cgroup at `path` (under the cgroup2 mount), once a
     /// process of its own runs there.
-    fn posture_at(&self, path: &str) -> Option<crate::posture::Posture> {
+    fn posture_at(&self, path: &str) -> Option<capmon_core::posture::Posture> {
         let dir = self.index.mount().join(path.trim_start_matches('/'));
-        crate::posture::read_cgroup(&dir, self.host_bounding)
+        crate::containers::posture::read_cgroup(&dir, self.host_bounding)
             .ok()
             .flatten()
     }
@@ -929,7 +932,7 @@ impl ModelWorker {
 pub async fn run(
     config: Config,
     config_file: Option<PathBuf>,
-    overrides: crate::config::Overrides,
+    overrides: capmon_core::config::Overrides,
 ) -> Result<(), DaemonError> {
     // Signals first: once the API answers, a SIGHUP or SIGTERM must find its handler (their
     // default action would end the process without a flush).
@@ -947,8 +950,10 @@ pub async fn run(
             addr: config.listen,
             source,
         })?;
-    let mount = crate::cgroup::find_cgroup2_mount()?;
-    let startup_cgroups: HashSet<u64> = crate::cgroup::all_cgroup_ids(&mount).into_iter().collect();
+    let mount = crate::containers::cgroup::find_cgroup2_mount()?;
+    let startup_cgroups: HashSet<u64> = crate::containers::cgroup::all_cgroup_ids(&mount)
+        .into_iter()
+        .collect();
     let recorder = Recorder::start()?;
     // Loading parsed the kernel's BTF and symbol table (tens of MB, now freed): give the
     // memory back to the system rather than keep it in the allocator's free lists.
@@ -996,7 +1001,7 @@ pub async fn run(
     let names_shared = shared.clone();
     tokio::spawn(async move {
         while let Some((id, socket)) = names_rx.recv().await {
-            match crate::names_api::lookup(&socket, &id, Duration::from_secs(2)).await {
+            match crate::containers::names_api::lookup(&socket, &id, Duration::from_secs(2)).await {
                 Ok(Some(n)) => {
                     if let Ok(mut m) = names_shared.model.lock()
                         && let Some(c) = m.containers.get_mut(&id)
@@ -1082,7 +1087,7 @@ pub async fn run(
             index.scan();
             index
         },
-        host_bounding: crate::posture::host_bounding(),
+        host_bounding: crate::containers::posture::host_bounding(),
         startup_cgroups,
         probe_requests: req_tx.clone(),
         names: names_tx,
@@ -1135,7 +1140,7 @@ pub async fn run(
 
 /// SIGHUP: re-reads the config file (flags and environment still override it); settings that
 /// need a restart are reported.
-fn reload(shared: &Shared, file: Option<&Path>, overrides: &crate::config::Overrides) {
+fn reload(shared: &Shared, file: Option<&Path>, overrides: &capmon_core::config::Overrides) {
     match Config::load(file, overrides) {
         Ok(new) => {
             let Ok(mut cur) = shared.config.write() else {

@@ -2,10 +2,10 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use capmon::{
-    check,
+use capmon::{check, record};
+use capmon_core::{
     recommend::{Advice, Format},
-    record, replay, report,
+    replay, report,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -44,7 +44,7 @@ enum Command {
         #[arg(long, env = "CAPMON_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        overrides: capmon::config::Overrides,
+        overrides: capmon_core::config::Overrides,
     },
     /// Containers the daemon knows (a table), or one of them (by id, short id or name).
     Report {
@@ -122,7 +122,7 @@ enum Command {
 
 fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
-        .map_err(|e: capmon::recommend::RecommendError| e.to_string())
+        .map_err(|e: capmon_core::recommend::RecommendError| e.to_string())
 }
 
 fn init_logging(format: LogFormat, default_filter: &str) {
@@ -159,7 +159,7 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Run { config, overrides } = &cli.command {
-        let cfg = match capmon::config::Config::load(config.as_deref(), overrides) {
+        let cfg = match capmon_core::config::Config::load(config.as_deref(), overrides) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("capmon: error: {e}");
@@ -173,8 +173,8 @@ fn main() -> ExitCode {
             cli.log_format
         } else {
             match cfg.log_format {
-                capmon::config::LogFormat::Text => LogFormat::Text,
-                capmon::config::LogFormat::Json => LogFormat::Json,
+                capmon_core::config::LogFormat::Text => LogFormat::Text,
+                capmon_core::config::LogFormat::Json => LogFormat::Json,
             }
         };
         init_logging(format, &cfg.log_level);
@@ -207,18 +207,18 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             };
             let path = match &container {
-                Some(c) => format!("/v1/containers/{}", capmon::client::segment(c)),
+                Some(c) => format!("/v1/containers/{}", capmon::cli::client::segment(c)),
                 None => "/v1/containers".to_owned(),
             };
-            match rt.block_on(capmon::client::get(&addr, &path)) {
+            match rt.block_on(capmon::cli::client::get(&addr, &path)) {
                 Ok(body) => {
                     if json {
                         println!("{body}");
                     } else {
                         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                         match container {
-                            Some(_) => print!("{}", capmon::client::render_one(&v)),
-                            None => print!("{}", capmon::client::render_list(&v)),
+                            Some(_) => print!("{}", capmon::cli::client::render_one(&v)),
+                            None => print!("{}", capmon::cli::client::render_list(&v)),
                         }
                     }
                     ExitCode::SUCCESS
@@ -239,10 +239,10 @@ fn main() -> ExitCode {
             };
             let path = format!(
                 "/v1/containers/{}/recommendation?format={}",
-                capmon::client::segment(&container),
+                capmon::cli::client::segment(&container),
                 format.name()
             );
-            match rt.block_on(capmon::client::get(&addr, &path)) {
+            match rt.block_on(capmon::cli::client::get(&addr, &path)) {
                 Ok(body) => {
                     print!("{body}");
                     ExitCode::SUCCESS

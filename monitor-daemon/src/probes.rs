@@ -27,7 +27,7 @@ use monitor_common::{
     CapCacheEntry, CapEvent, CapKey, CpuState, DenyEvent, DenyKey, SyscallBitmap, counter, kind,
 };
 
-use crate::names::Arch;
+use capmon_core::names::Arch;
 
 /// The eBPF object built by `build.rs` from `monitor-ebpf`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -401,9 +401,11 @@ impl Probes {
         };
         // Cgroups that already exist are past their runtime setup: their first execve happened
         // before the probes were attached, so the kernel side cannot see it.
-        match crate::cgroup::find_cgroup2_mount() {
+        match crate::containers::cgroup::find_cgroup2_mount() {
             Ok(mount) => {
-                if let Err(e) = probes.mark_exec_seen(crate::cgroup::all_cgroup_ids(&mount)) {
+                if let Err(e) =
+                    probes.mark_exec_seen(crate::containers::cgroup::all_cgroup_ids(&mount))
+                {
                     tracing::warn!("cannot mark the running cgroups: {e}");
                 }
             }

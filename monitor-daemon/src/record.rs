@@ -16,11 +16,14 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
-use crate::{
-    cgroup::{self, CgroupError, RecordCgroup},
-    probes::{Event, ProbeError, Probes, Symbolizer, decode},
+use capmon_core::{
     recommend::{Advice, Format},
     report::{self, Observed, RecordReport},
+};
+
+use crate::{
+    containers::cgroup::{self, CgroupError, RecordCgroup},
+    probes::{Event, ProbeError, Probes, Symbolizer, decode},
 };
 
 /// Exit code when the command cannot be started (as a shell does).

@@ -15,9 +15,9 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use capmon::{
+use capmon::record::Recorder;
+use capmon_core::{
     recommend::{Advice, Format, RUNC_AFTER_FILTER},
-    record::Recorder,
     report::{self, BuildContext, RecordReport},
     seccomp::{KernelVersion, Profile, Target},
 };
@@ -278,7 +278,7 @@ fn recommendations_work_when_applied_and_nothing_in_them_is_superfluous() {
     let docker_caps = docker_caps();
     let kernel = KernelVersion::running().expect("kernel version");
     let docker_profile = Profile::docker_default().resolve(&Target {
-        arch: capmon::names::Arch::host(),
+        arch: capmon_core::names::Arch::host(),
         caps: docker_caps.iter().cloned().collect(),
         kernel,
     });

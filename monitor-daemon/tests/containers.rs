@@ -8,7 +8,8 @@ use std::{
     process::{Command, Output},
 };
 
-use capmon::{record::Recorder, report};
+use capmon::record::Recorder;
+use capmon_core::report;
 
 mod common;
 
@@ -240,19 +241,19 @@ fn two_containers_side_by_side_are_attributed_to_the_right_identity() {
     // Both run at the same time.
     a.wait_for_workload("sleep");
     b.wait_for_workload("sleep");
-    let mut index = capmon::cgroup::CgroupIndex::new(a.mount.clone());
+    let mut index = capmon::containers::cgroup::CgroupIndex::new(a.mount.clone());
     index.scan();
     let (a_id, b_id) = (a.cgroup_id, b.cgroup_id);
     let ia = index.lookup(a_id).expect("a is indexed").identity.clone();
     let ib = index.lookup(b_id).expect("b is indexed").identity.clone();
-    assert_eq!(ia.runtime, capmon::attribution::Runtime::Docker);
+    assert_eq!(ia.runtime, capmon_core::attribution::Runtime::Docker);
     assert_eq!(ia.container_id.as_deref(), Some(docker_id.as_str()));
     assert_eq!(ia.short_id.as_deref(), Some(&docker_id[..12]));
     assert_eq!(ia.pod_uid, None);
-    assert_eq!(ib.runtime, capmon::attribution::Runtime::Cri);
+    assert_eq!(ib.runtime, capmon_core::attribution::Runtime::Cri);
     assert_eq!(ib.container_id.as_deref(), Some(k8s_id.as_str()));
     assert_eq!(ib.pod_uid.as_deref(), Some(pod));
-    assert_eq!(ib.qos, Some(capmon::attribution::QosClass::Burstable));
+    assert_eq!(ib.qos, Some(capmon_core::attribution::QosClass::Burstable));
     let (oa, ob) = (a.wait(), b.wait());
     assert!(oa.status.success() && ob.status.success(), "{oa:?} {ob:?}");
 
@@ -319,7 +320,7 @@ fn two_containers_side_by_side_are_attributed_to_the_right_identity() {
 #[ignore = "needs root and runc: run `cargo xtask test`"]
 fn posture_flags_privileged_and_accepts_a_confined_container() {
     require_root_and_runc();
-    let host = capmon::posture::host_bounding();
+    let host = capmon::containers::posture::host_bounding();
     let all = Running::start(
         &["/bin/sleep", "1"],
         &all_caps(),
@@ -329,7 +330,7 @@ fn posture_flags_privileged_and_accepts_a_confined_container() {
         },
     );
     let pid = all.wait_for_workload("sleep");
-    let p = capmon::posture::read_pid(pid, host)
+    let p = capmon::containers::posture::read_pid(pid, host)
         .expect("read")
         .expect("alive");
     let checks: Vec<&str> = p.findings.iter().map(|f| f.check).collect();
@@ -353,11 +354,11 @@ fn posture_flags_privileged_and_accepts_a_confined_container() {
         },
     );
     let pid = confined.wait_for_workload("sleep");
-    let p = capmon::posture::read_cgroup(&confined.cgroup, host)
+    let p = capmon::containers::posture::read_cgroup(&confined.cgroup, host)
         .expect("read")
         .expect("alive");
     assert_eq!(p.effective, vec!["CAP_CHOWN"]);
-    assert_eq!(p.seccomp, capmon::posture::SeccompMode::Filter);
+    assert_eq!(p.seccomp, capmon_core::posture::SeccompMode::Filter);
     assert!(p.no_new_privs);
     let checks: Vec<&str> = p.findings.iter().map(|f| f.check).collect();
     for flagged in [
@@ -388,7 +389,7 @@ fn a_container_started_before_capmon_is_found_and_its_checks_count() {
     // capmon starts after the container: the startup scan finds it, and its cgroup counts as
     // past its runtime setup although its exec happened before the probes.
     let mut rec = Recorder::start().expect("probes");
-    let mut index = capmon::cgroup::CgroupIndex::new(c.mount.clone());
+    let mut index = capmon::containers::cgroup::CgroupIndex::new(c.mount.clone());
     index.scan();
     let id = c.cgroup_id;
     assert_eq!(
@@ -397,7 +398,7 @@ fn a_container_started_before_capmon_is_found_and_its_checks_count() {
             .expect("found by the startup scan")
             .identity
             .runtime,
-        capmon::attribution::Runtime::Docker
+        capmon_core::attribution::Runtime::Docker
     );
     let out = c.wait();
     assert!(out.status.success(), "{out:?}");
@@ -501,32 +502,32 @@ fn podman_container_is_attributed_with_exactly_its_granted_capabilities() {
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(id.len(), 64, "podman printed {id:?}");
 
-    let mount = capmon::cgroup::find_cgroup2_mount().expect("cgroup2");
-    let mut index = capmon::cgroup::CgroupIndex::new(mount.clone());
+    let mount = capmon::containers::cgroup::find_cgroup2_mount().expect("cgroup2");
+    let mut index = capmon::containers::cgroup::CgroupIndex::new(mount.clone());
     index.scan();
     let (cgroup_id, entry) = index
         .entries()
         .find(|(_, e)| {
             e.identity.container_id.as_deref() == Some(id.as_str())
-                && e.identity.role == capmon::attribution::Role::Container
+                && e.identity.role == capmon_core::attribution::Role::Container
         })
         .map(|(k, e)| (*k, e.clone()))
         .unwrap_or_else(|| panic!("no cgroup for podman container {id}"));
     assert_eq!(
         entry.identity.runtime,
-        capmon::attribution::Runtime::Podman,
+        capmon_core::attribution::Runtime::Podman,
         "{entry:?}"
     );
     assert_eq!(entry.identity.short_id.as_deref(), Some(&id[..12]));
-    let posture = capmon::posture::read_cgroup(
+    let posture = capmon::containers::posture::read_cgroup(
         &mount.join(entry.path.trim_start_matches('/')),
-        capmon::posture::host_bounding(),
+        capmon::containers::posture::host_bounding(),
     )
     .expect("posture")
     .expect("the container runs");
     assert_eq!(posture.effective, vec!["CAP_CHOWN"]);
     assert_eq!(posture.bounding, vec!["CAP_CHOWN"]);
-    assert_eq!(posture.seccomp, capmon::posture::SeccompMode::Filter);
+    assert_eq!(posture.seccomp, capmon_core::posture::SeccompMode::Filter);
 
     // With `podman system service` running, the name and image come from its API.
     let socket = dir.join("podman.sock");
@@ -555,7 +556,7 @@ fn podman_container_is_attributed_with_exactly_its_granted_capabilities() {
         .build()
         .expect("runtime");
     let names = rt
-        .block_on(capmon::names_api::lookup(
+        .block_on(capmon::containers::names_api::lookup(
             &socket,
             &id,
             std::time::Duration::from_secs(20),

@@ -111,7 +111,10 @@ fn every_dashboard_panel_returns_data_from_a_real_prometheus() {
         let expr = q.replace("$node", ".*").replace("$container", ".*");
         let (status, v) = get_json(
             prom_port,
-            &format!("/api/v1/query?query={}", capmon::client::segment(&expr)),
+            &format!(
+                "/api/v1/query?query={}",
+                capmon::cli::client::segment(&expr)
+            ),
         );
         assert_eq!(status, 200, "{expr}: {v}");
         v

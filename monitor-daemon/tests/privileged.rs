@@ -220,7 +220,7 @@ fn recorded_profile_lets_the_command_run_and_one_syscall_less_breaks_it() {
     assert_eq!(profile["defaultAction"], "SCMP_ACT_ERRNO");
     assert_eq!(
         profile["architectures"],
-        serde_json::json!([capmon::names::Arch::host().scmp_name()])
+        serde_json::json!([capmon_core::names::Arch::host().scmp_name()])
     );
     let rules = profile["syscalls"].as_array().expect("rules");
     assert_eq!(rules.len(), 1);
@@ -233,7 +233,7 @@ fn recorded_profile_lets_the_command_run_and_one_syscall_less_breaks_it() {
         names
             .iter()
             .filter(|n| !used.contains(n))
-            .all(|n| capmon::recommend::RUNC_AFTER_FILTER.contains(&n.as_str())),
+            .all(|n| capmon_core::recommend::RUNC_AFTER_FILTER.contains(&n.as_str())),
         "{names:?}"
     );
     assert!(names.contains(&"openat".to_owned()), "{names:?}");
@@ -487,7 +487,7 @@ fn no_btf_and_no_cgroup2_are_clear_errors() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(stderr(&out).contains("exposes no BTF"), "{out:?}");
 
-    let mount = capmon::cgroup::find_cgroup2_mount().expect("cgroup2 on the host");
+    let mount = capmon::containers::cgroup::find_cgroup2_mount().expect("cgroup2 on the host");
     let out = in_mount_ns(&format!("umount -l {}", mount.display()), "record -- true");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(

@@ -507,7 +507,7 @@ mod daemon {
 
     pub fn bench() -> anyhow::Result<()> {
         let capmon = std::env::current_exe()?.with_file_name("capmon");
-        let mount = capmon::cgroup::find_cgroup2_mount()?;
+        let mount = capmon::containers::cgroup::find_cgroup2_mount()?;
         // What a killed earlier run left (its processes died with it: see `spawn_in`).
         for entry in fs::read_dir(&mount)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();

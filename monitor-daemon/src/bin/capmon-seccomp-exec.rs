@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeMap, ffi::CString, process::ExitCode};
 
-use capmon::{names::Arch, seccomp::Profile};
+use capmon_core::{names::Arch, seccomp::Profile};
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 
 fn action(

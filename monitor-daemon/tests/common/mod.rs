@@ -13,13 +13,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use capmon::{
-    record::Recorder,
-    report::{self, RecordReport},
-};
+use capmon::record::Recorder;
+use capmon_core::report::{self, RecordReport};
 use serde_json::Value;
 
-pub use capmon::seccomp::DOCKER_DEFAULT_CAPS;
+pub use capmon_core::seccomp::DOCKER_DEFAULT_CAPS;
 
 pub fn require_root_and_runc() {
     assert!(
@@ -134,7 +132,7 @@ pub fn bundle_with(
 
 pub struct Run {
     pub output: Output,
-    pub observed: capmon::report::Observed,
+    pub observed: capmon_core::report::Observed,
     pub report: RecordReport,
     pub cgroup_id: u64,
 }
@@ -152,10 +150,10 @@ pub fn run_with(
     cgroups_path: &str,
     edit: impl FnOnce(&mut Value),
 ) -> Run {
-    let mount = capmon::cgroup::find_cgroup2_mount().expect("cgroup2 mount");
+    let mount = capmon::containers::cgroup::find_cgroup2_mount().expect("cgroup2 mount");
     let cg = mount.join(cgroups_path.trim_start_matches('/'));
     fs::create_dir_all(&cg).expect("create the container's cgroup");
-    let cgroup_id = capmon::cgroup::cgroup_id(&cg).expect("cgroup id");
+    let cgroup_id = capmon::containers::cgroup::cgroup_id(&cg).expect("cgroup id");
     let dir = bundle_with(args, caps, cgroups_path, edit);
     let name = dir
         .file_name()
@@ -225,10 +223,10 @@ impl Running {
         cgroups_path: &str,
         edit: impl FnOnce(&mut Value),
     ) -> Running {
-        let mount = capmon::cgroup::find_cgroup2_mount().expect("cgroup2 mount");
+        let mount = capmon::containers::cgroup::find_cgroup2_mount().expect("cgroup2 mount");
         let cgroup = mount.join(cgroups_path.trim_start_matches('/'));
         fs::create_dir_all(&cgroup).expect("create the container's cgroup");
-        let cgroup_id = capmon::cgroup::cgroup_id(&cgroup).expect("cgroup id");
+        let cgroup_id = capmon::containers::cgroup::cgroup_id(&cgroup).expect("cgroup id");
         let bundle = bundle_with(args, caps, cgroups_path, edit);
         let name = bundle
             .file_name()

@@ -8,8 +8,7 @@ use serde::Serialize;
 
 use crate::{
     classify::{CapClass, base_symbol, classify},
-    names::{Arch, capability_name, errno_name},
-    probes::comm_str,
+    names::{Arch, capability_name, comm_str, errno_name},
     recommend::Analysis,
     seccomp::{KernelVersion, Profile, ProfileDiff, Replay, Target},
 };

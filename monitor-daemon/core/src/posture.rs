@@ -1,37 +1,23 @@
-//! What a container was granted and how it is confined, read from one of its processes:
+//! A container's posture: what it was granted and how it is confined, from the text of
 //! `/proc/<pid>/status` (`CapEff`, `CapPrm`, `CapBnd`, `NoNewPrivs`, `Seccomp`, `Uid`, parsed
-//! by procfs-core) and its LSM label (`/proc/<pid>/attr/apparmor/current` or
-//! `/proc/<pid>/attr/current`). The checklist follows Docker's security guidance: privileged,
-//! `CAP_SYS_ADMIN`, seccomp off, LSM unconfined or absent, uid 0, no `no-new-privileges`.
-
-use std::{fs, io, path::Path};
+//! by procfs-core) and its LSM label. The checklist follows Docker's security guidance:
+//! privileged, `CAP_SYS_ADMIN`, seccomp off, LSM unconfined or absent, uid 0, no
+//! `no-new-privileges`. Reading the files is the daemon's job (`containers::posture`).
 
 use procfs_core::FromRead as _;
 use serde::Serialize;
 
 use crate::names::capability_name;
 
-/// Errors of this module.
+/// A status text that cannot be parsed.
 #[derive(Debug, thiserror::Error)]
-pub enum PostureError {
-    /// The status text could not be parsed.
-    #[error("cannot parse /proc/{pid}/status: {source}")]
-    Parse {
-        /// The process.
-        pid: i32,
-        /// Why.
-        #[source]
-        source: procfs_core::ProcError,
-    },
-    /// Reading failed for another reason than the process being gone.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
+#[error("cannot parse /proc/{pid}/status: {source}")]
+pub struct StatusError {
+    /// The process.
+    pub pid: i32,
+    /// Why.
+    #[source]
+    pub source: procfs_core::ProcError,
 }
 
 /// `Seccomp:` of `/proc/<pid>/status`.
@@ -109,9 +95,9 @@ pub fn from_status(
     status: &str,
     lsm_label: Option<&str>,
     host_bounding: u64,
-) -> Result<Posture, PostureError> {
+) -> Result<Posture, StatusError> {
     let s = procfs_core::process::Status::from_read(status.as_bytes())
-        .map_err(|source| PostureError::Parse { pid, source })?;
+        .map_err(|source| StatusError { pid, source })?;
     let bounding = s.capbnd.unwrap_or(0);
     let seccomp = match s.seccomp {
         Some(0) => SeccompMode::Disabled,
@@ -176,67 +162,12 @@ pub fn from_status(
         findings,
     })
 }
-
-fn read_optional(path: &str) -> Option<String> {
-    fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim_end_matches(['\0', '\n']).to_owned())
-        .filter(|s| !s.is_empty())
-}
-
-/// The host's bounding set (that of PID 1), 0 when unreadable.
-pub fn host_bounding() -> u64 {
-    fs::read_to_string("/proc/1/status")
-        .ok()
-        .and_then(|t| procfs_core::process::Status::from_read(t.as_bytes()).ok())
-        .and_then(|s| s.capbnd)
-        .unwrap_or(0)
-}
-
-/// Reads a live process; `Ok(None)` when it exited meanwhile (normal).
-pub fn read_pid(pid: i32, host_bounding: u64) -> Result<Option<Posture>, PostureError> {
-    let path = format!("/proc/{pid}/status");
-    let status = match fs::read_to_string(&path) {
-        Ok(s) => s,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => return Ok(None),
-        Err(source) => return Err(PostureError::Io { path, source }),
-    };
-    let label = read_optional(&format!("/proc/{pid}/attr/apparmor/current"))
-        .or_else(|| read_optional(&format!("/proc/{pid}/attr/current")));
-    from_status(pid, &status, label.as_deref(), host_bounding).map(Some)
-}
-
 /// Whether a process name is a container runtime still setting the container up (runc starts
 /// as `/proc/self/exe` = "exe", re-execs itself as "runc", then names itself
 /// "runc:[2:INIT]"; crun, youki, runsc and conmon likewise; the kernel side uses the same
 /// list). Such a process still holds the runtime's privileges, not the container's.
 pub fn is_runtime_setup(comm: &str) -> bool {
     comm.starts_with("runc") || matches!(comm, "exe" | "crun" | "youki" | "runsc" | "conmon")
-}
-
-/// Reads the first process of a cgroup that is still alive and is not the container runtime
-/// setting it up; `Ok(None)` when it has none (yet).
-pub fn read_cgroup(cgroup_dir: &Path, host_bounding: u64) -> Result<Option<Posture>, PostureError> {
-    let procs = cgroup_dir.join("cgroup.procs");
-    let text = match fs::read_to_string(&procs) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(PostureError::Io {
-                path: procs.display().to_string(),
-                source,
-            });
-        }
-    };
-    for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-        if read_optional(&format!("/proc/{pid}/comm")).is_none_or(|c| is_runtime_setup(&c)) {
-            continue;
-        }
-        if let Some(p) = read_pid(pid, host_bounding)? {
-            return Ok(Some(p));
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]
@@ -358,15 +289,5 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         assert!(from_status(3, "not a status file", None, HOST_BND).is_err());
         assert!(from_status(3, "", None, HOST_BND).is_err());
-    }
-
-    #[test]
-    fn a_vanished_process_is_none() {
-        // pid_max is at most 2^22, so this pid never exists.
-        assert!(matches!(read_pid(i32::MAX, HOST_BND), Ok(None)));
-        assert!(matches!(
-            read_cgroup(Path::new("/nonexistent/cgroup"), HOST_BND),
-            Ok(None)
-        ));
     }
 }

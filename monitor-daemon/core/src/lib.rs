@@ -1,0 +1,30 @@
+//! capmon's pure core: everything that decides, names and renders, with no kernel, container
+//! runtime, database or network underneath. It tests and fuzzes on any machine with a Rust
+//! toolchain (`cargo test -p capmon-core`); the `capmon` crate beside it feeds it what the
+//! kernel and the runtimes say.
+//!
+//! | module | what it owns |
+//! | --- | --- |
+//! | [`names`] | capability, syscall (per architecture) and errno names |
+//! | [`attribution`] | cgroup path -> runtime, container id, pod, systemd unit |
+//! | [`classify`] | a capability check -> used / denied / probe / ignored, with the reason |
+//! | [`posture`] | `/proc/<pid>/status` text -> granted sets, confinement, checklist findings |
+//! | [`seccomp`] | Docker/OCI seccomp profiles: parse, validate, resolve, generate, replay, diff |
+//! | [`recommend`] | granted vs used -> least privilege, rendered in seven formats |
+//! | [`report`] | what was observed -> a classified, named report (JSON and text) |
+//! | [`replay`] | a recorded report against any seccomp profile |
+//! | [`config`] | the daemon's configuration: defaults, TOML, environment, flags |
+//! | [`mountinfo`] | the cgroup2 mount in `/proc/self/mountinfo` |
+//! | [`runtime_api`] | a Docker-compatible API's container inspect answer |
+
+pub mod attribution;
+pub mod classify;
+pub mod config;
+pub mod mountinfo;
+pub mod names;
+pub mod posture;
+pub mod recommend;
+pub mod replay;
+pub mod report;
+pub mod runtime_api;
+pub mod seccomp;

@@ -1,0 +1,3 @@
+//! The `capmon` command line: one module per subcommand.
+
+pub mod client;
