@@ -37,7 +37,7 @@ use capmon_core::{
 
 use crate::{
     containers::cgroup::CgroupIndex,
-    record::{RecordError, Recorder},
+    kernel::reader::{KernelError, KernelReader},
     store::{Batch, CheckRow, ContainerRow, DenialRow, Store, StoreError, Stored},
 };
 
@@ -46,7 +46,7 @@ use crate::{
 pub enum DaemonError {
     /// The probes.
     #[error(transparent)]
-    Probes(#[from] RecordError),
+    Probes(#[from] KernelError),
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -535,7 +535,7 @@ enum ProbeRequest {
 }
 
 fn probe_thread(
-    mut recorder: Recorder,
+    mut recorder: KernelReader,
     shared: Arc<Shared>,
     tx: mpsc::Sender<Snapshot>,
     requests: std::sync::mpsc::Receiver<ProbeRequest>,
@@ -954,7 +954,7 @@ pub async fn run(
     let startup_cgroups: HashSet<u64> = crate::containers::cgroup::all_cgroup_ids(&mount)
         .into_iter()
         .collect();
-    let recorder = Recorder::start()?;
+    let recorder = KernelReader::start()?;
     // Loading parsed the kernel's BTF and symbol table (tens of MB, now freed): give the
     // memory back to the system rather than keep it in the allocator's free lists.
     // SAFETY: plain libc call without pointers.

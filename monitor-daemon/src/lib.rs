@@ -6,11 +6,9 @@
 //! tests anywhere.
 
 pub mod api;
-pub mod btf;
-pub mod check;
 pub mod cli;
 pub mod containers;
 pub mod daemon;
-pub mod probes;
+pub mod kernel;
 pub mod record;
 pub mod store;

@@ -15,7 +15,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use capmon::record::Recorder;
+use capmon::kernel::reader::KernelReader;
 use capmon_core::{
     recommend::{Advice, Format, RUNC_AFTER_FILTER},
     report::{self, BuildContext, RecordReport},
@@ -195,7 +195,7 @@ struct Outcome {
 }
 
 fn run_workload(
-    rec: &mut Recorder,
+    rec: &mut KernelReader,
     w: &Workload,
     caps: &[String],
     seccomp: &Profile,
@@ -274,7 +274,7 @@ fn assert_runtime_syscalls_known(w: &Workload, r: &RecordReport) {
 #[ignore = "needs root and runc: run `cargo xtask test`"]
 fn recommendations_work_when_applied_and_nothing_in_them_is_superfluous() {
     require_root_and_runc();
-    let mut rec = Recorder::start().expect("probes");
+    let mut rec = KernelReader::start().expect("probes");
     let docker_caps = docker_caps();
     let kernel = KernelVersion::running().expect("kernel version");
     let docker_profile = Profile::docker_default().resolve(&Target {

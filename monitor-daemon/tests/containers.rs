@@ -8,7 +8,7 @@ use std::{
     process::{Command, Output},
 };
 
-use capmon::record::Recorder;
+use capmon::kernel::reader::KernelReader;
 use capmon_core::report;
 
 mod common;
@@ -22,7 +22,7 @@ const MMAP_EXEC: &[&str] = &["/bin/sh", "-c", "cat /etc/hostname; ls / > /dev/nu
 #[ignore = "needs root and runc: run `cargo xtask test`"]
 fn mmap_exec_without_sys_admin_is_a_probe_never_denied() {
     require_root_and_runc();
-    let mut rec = Recorder::start().expect("probes");
+    let mut rec = KernelReader::start().expect("probes");
     let caps: Vec<String> = DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
     let r = run(
         &mut rec,
@@ -76,7 +76,7 @@ fn mmap_exec_without_sys_admin_is_a_probe_never_denied() {
 #[ignore = "needs root and runc: run `cargo xtask test`"]
 fn mmap_exec_with_all_capabilities_does_not_use_sys_admin() {
     require_root_and_runc();
-    let mut rec = Recorder::start().expect("probes");
+    let mut rec = KernelReader::start().expect("probes");
     let r = run(
         &mut rec,
         MMAP_EXEC,
@@ -114,7 +114,7 @@ fn mmap_exec_with_all_capabilities_does_not_use_sys_admin() {
 #[ignore = "needs root and runc: run `cargo xtask test`"]
 fn ping_uses_net_raw_when_granted_and_is_denied_without_it() {
     require_root_and_runc();
-    let mut rec = Recorder::start().expect("probes");
+    let mut rec = KernelReader::start().expect("probes");
     let ping = ["/bin/ping", "-c", "1", "127.0.0.1"];
     let caps: Vec<String> = DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
     let granted = run(
@@ -173,7 +173,7 @@ fn ping_uses_net_raw_when_granted_and_is_denied_without_it() {
 #[ignore = "needs root and runc: run `cargo xtask test`"]
 fn runc_setup_checks_are_not_attributed_to_the_workload() {
     require_root_and_runc();
-    let mut rec = Recorder::start().expect("probes");
+    let mut rec = KernelReader::start().expect("probes");
     let caps: Vec<String> = DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
     let r = run(
         &mut rec,
@@ -222,7 +222,7 @@ fn runc_setup_checks_are_not_attributed_to_the_workload() {
 #[ignore = "needs root and runc: run `cargo xtask test`"]
 fn two_containers_side_by_side_are_attributed_to_the_right_identity() {
     require_root_and_runc();
-    let mut rec = Recorder::start().expect("probes");
+    let mut rec = KernelReader::start().expect("probes");
     let docker_id = container_id();
     let pod = "4f8e2a1c-7b3d-4e5f-9a0b-1c2d3e4f5a6b";
     let k8s_id = container_id();
@@ -388,7 +388,7 @@ fn a_container_started_before_capmon_is_found_and_its_checks_count() {
     c.wait_for_workload("sleep");
     // capmon starts after the container: the startup scan finds it, and its cgroup counts as
     // past its runtime setup although its exec happened before the probes.
-    let mut rec = Recorder::start().expect("probes");
+    let mut rec = KernelReader::start().expect("probes");
     let mut index = capmon::containers::cgroup::CgroupIndex::new(c.mount.clone());
     index.scan();
     let id = c.cgroup_id;
@@ -472,7 +472,7 @@ fn podman_container_is_attributed_with_exactly_its_granted_capabilities() {
     let profile = dir.join("seccomp.json");
     fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["kexec_load"],"action":"SCMP_ACT_ERRNO"}]}"#).expect("profile");
 
-    let mut rec = Recorder::start().expect("probes");
+    let mut rec = KernelReader::start().expect("probes");
     let name = format!("capmon-test-{}", &container_id()[..12]);
     let seccomp = format!("seccomp={}", profile.display());
     let out = podman(

@@ -393,7 +393,7 @@ fn deployment_caps() -> (Vec<String>, Vec<String>) {
 fn daemon_works_with_exactly_the_deployment_capabilities_and_fails_clearly_without_one() {
     require_root_and_runc();
     let (systemd, k8s) = deployment_caps();
-    let mut required: Vec<String> = capmon::probes::REQUIRED_CAPS
+    let mut required: Vec<String> = capmon::kernel::loader::REQUIRED_CAPS
         .iter()
         .map(|c| c.to_string())
         .collect();

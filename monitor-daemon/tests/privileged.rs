@@ -602,12 +602,15 @@ fn syscall_state_survives_context_switches() {
 #[ignore = "needs root and a BPF-capable kernel: run `cargo xtask test`"]
 fn kprobe_mode_programs_pass_the_verifier() {
     require_root();
-    use capmon::probes::{ProbeMode, Probes};
+    use capmon::kernel::{loader::Probes, probe_table::ProbeMode};
     // The kprobe path (kernels < 6.14) is loaded for real: the verifier of this kernel accepts
     // it. Attaching needs CONFIG_KPROBES, which this machine may lack; then the error says so.
     let mut probes = Probes::load_mode(ProbeMode::Kprobe).expect("kprobe-mode programs load");
     assert_eq!(probes.mode(), ProbeMode::Kprobe);
-    match (capmon::probes::kprobes_available(), probes.attach_all()) {
+    match (
+        capmon::kernel::probe_table::kprobes_available(),
+        probes.attach_all(),
+    ) {
         (true, Ok(())) => {
             // Kprobes work here: the fallback really observes a check.
             probes.detach_all().expect("detach");

@@ -87,13 +87,7 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
 }
 
 fn is_root() -> bool {
-    // SAFETY: trivial syscall.
-    unsafe { libc_geteuid() == 0 }
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
+    nix::unistd::geteuid().is_root()
 }
 
 /// A command running `bin` as root: directly when we are root, else through `sudo -E`.
@@ -108,9 +102,15 @@ fn as_root(bin: &Path, why: &str) -> Command {
     }
 }
 
-fn build() -> Result<PathBuf> {
+/// Builds capmon (release) with `features` (`bench` adds the benchmark binary).
+fn build(features: &[&str]) -> Result<PathBuf> {
     setup::ensure()?;
-    run(cargo().args(["build", "--release", "-p", "monitor-daemon", "--bins"]))?;
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "-p", "monitor-daemon", "--bins"]);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    run(&mut cmd)?;
     Ok(root().join("target/release/capmon"))
 }
 
@@ -118,8 +118,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Setup => setup::setup(),
-        Task::Build => build().map(|_| ()),
-        Task::Run { args } => build().and_then(|bin| {
+        Task::Build => build(&[]).map(|_| ()),
+        Task::Run { args } => build(&[]).and_then(|bin| {
             // No arguments: the daemon with its defaults.
             let args = if args.is_empty() {
                 vec!["run".to_owned()]
@@ -153,7 +153,7 @@ fn main() -> ExitCode {
                     &format!("-max_total_time={seconds}"),
                 ]))
         }),
-        Task::Bench => build().and_then(|_| {
+        Task::Bench => build(&["bench"]).and_then(|_| {
             let bin = root().join("target/release/capmon-bench");
             run(&mut as_root(&bin, "the benchmark loads eBPF programs"))
         }),
@@ -171,6 +171,16 @@ fn test(unit_only: bool) -> Result<()> {
     setup::ensure()?;
     eprintln!("xtask: tier 1/2: unit tests (no root needed)");
     run(cargo().args(["test", "--workspace"]))?;
+    if unit_only {
+        eprintln!("xtask: dashboard check and privileged tier skipped (--unit-only)");
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "the privileged tier loads eBPF programs into the real kernel and needs root: run \
+             `cargo xtask test` as root, or `cargo xtask test --unit-only` for the unit tier"
+        );
+    }
     eprintln!("xtask: dashboards: JSON lint and tsc against @grafana/schema");
     dashboards::check(&root()).map_err(anyhow::Error::msg)?;
     // Every panel query, for the privileged test that runs them against a real Prometheus.
@@ -181,18 +191,17 @@ fn test(unit_only: bool) -> Result<()> {
         serde_json::to_string_pretty(&queries).context("dashboard queries as JSON")?,
     )
     .with_context(|| format!("writing {}", queries_file.display()))?;
-    if unit_only {
-        eprintln!("xtask: privileged tier skipped (--unit-only)");
-        return Ok(());
-    }
-    if !is_root() {
-        bail!(
-            "the privileged tier loads eBPF programs into the real kernel and needs root: run \
-             `cargo xtask test` as root, or `cargo xtask test --unit-only` for the unit tier"
-        );
-    }
     eprintln!("xtask: tier 2/2: privileged integration tests (real kernel, real probes)");
-    run(cargo().args(["test", "-p", "monitor-daemon", "--tests", "--", "--ignored"]))?;
+    run(cargo().args([
+        "test",
+        "-p",
+        "monitor-daemon",
+        "--features",
+        "test-support",
+        "--tests",
+        "--",
+        "--ignored",
+    ]))?;
     eprintln!("xtask: all test tiers passed");
     Ok(())
 }

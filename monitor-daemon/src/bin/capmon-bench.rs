@@ -7,7 +7,7 @@
 //! shows medians over the rounds.
 
 use aya::{Btf, Ebpf, EbpfLoader, programs::BtfTracePoint};
-use capmon::probes::Probes;
+use capmon::kernel::loader::Probes;
 
 static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench"));
 

@@ -1,3 +1,120 @@
-//! The `capmon` command line: one module per subcommand.
+//! The `capmon` command line: the clap definitions in [`args`], one module per subcommand,
+//! each returning its exit code or a [`Failure`]; errors are printed in one place, here.
 
+pub mod args;
+pub mod check;
 pub mod client;
+pub mod record;
+pub mod replay;
+pub mod report;
+pub mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use self::args::{Cli, Command, LogFormat};
+
+/// A subcommand that failed: the error to print and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// The process exit code.
+    pub code: u8,
+    /// What went wrong.
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// A failure with its own exit code.
+    pub fn with_code(code: i32, error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: u8::try_from(code).unwrap_or(1),
+            error: error.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure {
+            code: 1,
+            error: error.into(),
+        }
+    }
+}
+
+/// What a subcommand returns.
+pub type Outcome = Result<ExitCode, Failure>;
+
+/// Parses the command line and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run { config, overrides } => run::main(cli.log_format, config, overrides),
+        other => {
+            init_logging(cli.log_format, "warn");
+            dispatch(other)
+        }
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("capmon: error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Outcome {
+    match command {
+        Command::Run { .. } => Ok(ExitCode::SUCCESS),
+        Command::Report {
+            addr,
+            json,
+            container,
+        } => report::report(&addr, json, container.as_deref()),
+        Command::Profile {
+            addr,
+            format,
+            container,
+        } => report::profile(&addr, format, &container),
+        Command::Check => Ok(check::main()),
+        Command::Record {
+            json,
+            format,
+            name,
+            output_dir,
+            command,
+        } => record::main(json, format, name, output_dir, command),
+        Command::Replay {
+            profile,
+            caps,
+            arch,
+            json,
+            report,
+        } => replay::main(&profile, caps, arch.as_deref(), json, &report),
+    }
+}
+
+/// Logs on stderr: `CAPMON_LOG` (an env-filter directive) or `default_filter`.
+pub fn init_logging(format: LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAPMON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// A single-threaded async runtime for the client subcommands.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}").into())
+}

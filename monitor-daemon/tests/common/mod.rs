@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use capmon::record::Recorder;
+use capmon::kernel::reader::KernelReader;
 use capmon_core::report::{self, RecordReport};
 use serde_json::Value;
 
@@ -138,13 +138,13 @@ pub struct Run {
 }
 
 /// Runs a container to completion in a pre-created cgroup2 directory and reports on it.
-pub fn run(recorder: &mut Recorder, args: &[&str], caps: &[String], cgroups_path: &str) -> Run {
+pub fn run(recorder: &mut KernelReader, args: &[&str], caps: &[String], cgroups_path: &str) -> Run {
     run_with(recorder, args, caps, cgroups_path, |_| {})
 }
 
 /// Like [`run`], with a last edit of the runtime spec.
 pub fn run_with(
-    recorder: &mut Recorder,
+    recorder: &mut KernelReader,
     args: &[&str],
     caps: &[String],
     cgroups_path: &str,

@@ -1,10 +1,17 @@
 //! `capmon check`: what this kernel supports, which probe mode capmon will use and why, and
 //! whether capmon can run here (exit code 0 only then).
 
-use aya::Btf;
-use aya_obj::btf::BtfKind;
+use std::process::ExitCode;
 
-use crate::{containers::cgroup, probes::Probes};
+use aya::Btf;
+
+use crate::{
+    containers::cgroup,
+    kernel::{
+        loader::{Probes, missing_caps},
+        probe_table::{ProbeMode, has_tracepoint, kprobes_available},
+    },
+};
 
 /// One line of the check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +32,7 @@ pub struct Check {
     /// Each line.
     pub items: Vec<Item>,
     /// The probe mode that will be used, if any.
-    pub mode: Option<&'static str>,
+    pub mode: Option<ProbeMode>,
 }
 
 impl Check {
@@ -47,11 +54,22 @@ impl Check {
             };
             out.push_str(&format!("[{mark}] {:<24} {}\n", i.name, i.detail));
         }
-        out.push_str(&format!(
-            "probe mode: {}\n",
-            self.mode
-                .unwrap_or("none (capmon cannot observe capability checks on this kernel)")
-        ));
+        match self.mode {
+            Some(mode) => {
+                out.push_str(&format!("probe mode: {}\n", mode.describe()));
+                for p in mode.programs() {
+                    out.push_str(&format!(
+                        "  {:<20} {:<24} minimum kernel {}\n",
+                        p.program,
+                        p.hook.to_string(),
+                        p.min_kernel.replace('`', "")
+                    ));
+                }
+            }
+            None => out.push_str(
+                "probe mode: none (capmon cannot observe capability checks on this kernel)\n",
+            ),
+        }
         out.push_str(if self.can_run() {
             "result: capmon can run here\n"
         } else {
@@ -70,26 +88,20 @@ fn item(name: &'static str, ok: bool, required: bool, detail: impl Into<String>)
     }
 }
 
+/// `capmon check`: prints the check; exit 0 only when capmon can run here.
+pub fn main() -> ExitCode {
+    let c = run(true);
+    print!("{}", c.render());
+    if c.can_run() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 /// Runs every check. With `try_load`, also loads and attaches the probes (needs root).
 pub fn run(try_load: bool) -> Check {
-    let mut items = Vec::new();
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_else(|e| format!("unknown ({e})"));
-    items.push(item("kernel", true, false, release));
-    let rt = std::fs::read_to_string("/sys/kernel/realtime").is_ok_and(|v| v.trim() == "1");
-    items.push(item(
-        "preemption",
-        !rt,
-        false,
-        if rt {
-            "PREEMPT_RT: tracepoint programs may be preempted, and capmon's per-CPU syscall state \
-             can then (rarely) mix two tasks' syscalls"
-        } else {
-            "not PREEMPT_RT: the probes run with preemption disabled"
-        },
-    ));
-
+    let mut items = vec![kernel_release(), preemption()];
     let btf = Btf::from_sys_fs();
     items.push(match &btf {
         Ok(_) => item("BTF", true, true, "/sys/kernel/btf/vmlinux"),
@@ -100,16 +112,59 @@ pub fn run(try_load: bool) -> Check {
             format!("cannot read /sys/kernel/btf/vmlinux: {e}; needs CONFIG_DEBUG_INFO_BTF=y"),
         ),
     });
-    let has_hook = |name: &str| {
-        btf.as_ref()
-            .map(|b| {
-                b.id_by_type_name_kind(&format!("btf_trace_{name}"), BtfKind::Typedef)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    };
-    let cap_tp = has_hook("cap_capable");
-    items.push(item(
+    items.extend(tracepoints(btf.as_ref().ok()));
+    items.push(kprobes());
+    items.push(match cgroup::find_cgroup2_mount() {
+        Ok(p) => item("cgroup2 mount", true, true, p.display().to_string()),
+        Err(e) => item("cgroup2 mount", false, true, e.to_string()),
+    });
+    let privileges = privileges();
+    let mode = btf.as_ref().ok().and_then(ProbeMode::detect);
+    if try_load && privileges.ok && mode.is_some() {
+        items.push(privileges);
+        items.push(match Probes::attach() {
+            Ok(_) => item(
+                "load and attach",
+                true,
+                true,
+                "all probes loaded and attached, then detached",
+            ),
+            Err(e) => item("load and attach", false, true, e.to_string()),
+        });
+    } else {
+        items.push(privileges);
+    }
+    Check { items, mode }
+}
+
+fn kernel_release() -> Item {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|e| format!("unknown ({e})"));
+    item("kernel", true, false, release)
+}
+
+fn preemption() -> Item {
+    let rt = std::fs::read_to_string("/sys/kernel/realtime").is_ok_and(|v| v.trim() == "1");
+    item(
+        "preemption",
+        !rt,
+        false,
+        if rt {
+            "PREEMPT_RT: tracepoint programs may be preempted, and capmon's per-CPU syscall state \
+             can then (rarely) mix two tasks' syscalls"
+        } else {
+            "not PREEMPT_RT: the probes run with preemption disabled"
+        },
+    )
+}
+
+/// The BTF tracepoints capmon hooks: `cap_capable` (optional: kprobes stand in) and the
+/// syscall tracepoints (required).
+fn tracepoints(btf: Option<&Btf>) -> Vec<Item> {
+    let has = |name: &str| btf.is_some_and(|b| has_tracepoint(b, name));
+    let cap_tp = has("cap_capable");
+    let mut items = vec![item(
         "tracepoint cap_capable",
         cap_tp,
         false,
@@ -118,15 +173,14 @@ pub fn run(try_load: bool) -> Check {
         } else {
             "absent (added in Linux 6.14)"
         },
-    ));
-    for hook in ["sys_enter", "sys_exit"] {
-        let ok = has_hook(hook);
+    )];
+    for (name, hook) in [
+        ("tracepoint sys_enter", "sys_enter"),
+        ("tracepoint sys_exit", "sys_exit"),
+    ] {
+        let ok = has(hook);
         items.push(item(
-            if hook == "sys_enter" {
-                "tracepoint sys_enter"
-            } else {
-                "tracepoint sys_exit"
-            },
+            name,
             ok,
             true,
             if ok {
@@ -136,8 +190,12 @@ pub fn run(try_load: bool) -> Check {
             },
         ));
     }
-    let kprobes = crate::probes::kprobes_available();
-    items.push(item(
+    items
+}
+
+fn kprobes() -> Item {
+    let kprobes = kprobes_available();
+    item(
         "kprobes",
         kprobes,
         false,
@@ -146,14 +204,13 @@ pub fn run(try_load: bool) -> Check {
         } else {
             "not available (CONFIG_KPROBES unset); only needed without the cap_capable tracepoint"
         },
-    ));
-    items.push(match cgroup::find_cgroup2_mount() {
-        Ok(p) => item("cgroup2 mount", true, true, p.display().to_string()),
-        Err(e) => item("cgroup2 mount", false, true, e.to_string()),
-    });
+    )
+}
+
+fn privileges() -> Item {
     let root = nix::unistd::geteuid().is_root();
-    let missing = crate::probes::missing_caps();
-    items.push(if missing.is_empty() {
+    let missing = missing_caps();
+    if missing.is_empty() {
         item(
             "privileges",
             true,
@@ -170,22 +227,5 @@ pub fn run(try_load: bool) -> Check {
             true,
             format!("missing {}: run as root", missing.join(", ")),
         )
-    });
-    let mode = btf
-        .as_ref()
-        .ok()
-        .and_then(crate::probes::ProbeMode::detect)
-        .map(|m| m.describe());
-    if try_load && missing.is_empty() && mode.is_some() {
-        items.push(match Probes::attach() {
-            Ok(_) => item(
-                "load and attach",
-                true,
-                true,
-                "all probes loaded and attached, then detached",
-            ),
-            Err(e) => item("load and attach", false, true, e.to_string()),
-        });
     }
-    Check { items, mode }
 }

@@ -1,0 +1,122 @@
+//! The command line's definitions (clap): global flags and one variant per subcommand.
+
+use std::path::PathBuf;
+
+use capmon_core::recommend::Format;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "capmon",
+    version,
+    about = "Runtime capability and syscall monitor for Linux containers"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CAPMON_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// The node daemon: watch every container, keep what they do in a store, serve the HTTP
+    /// API and /metrics (default 127.0.0.1:9477), until SIGTERM or SIGINT (SIGHUP reloads
+    /// the config file).
+    ///
+    /// Settings: defaults, then the TOML file (--config, or /etc/capmon/capmon.toml when it
+    /// exists), then environment variables, then flags. Keys of the file: listen, state_dir,
+    /// poll_interval_ms, batch_interval_ms, retention_hours, queue_capacity, docker_socket,
+    /// log_format, log_level.
+    Run {
+        /// TOML config file.
+        #[arg(long, env = "CAPMON_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: capmon_core::config::Overrides,
+    },
+    /// Containers the daemon knows (a table), or one of them (by id, short id or name).
+    Report {
+        /// Address of the daemon's API.
+        #[arg(long, env = "CAPMON_ADDR", default_value = "127.0.0.1:9477")]
+        addr: String,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+        /// A container: full id, short id or name.
+        container: Option<String>,
+    },
+    /// A container's least-privilege recommendation, from the daemon.
+    Profile {
+        /// Address of the daemon's API.
+        #[arg(long, env = "CAPMON_ADDR", default_value = "127.0.0.1:9477")]
+        addr: String,
+        /// docker, compose, kubernetes, apparmor, seccomp, oci or spo.
+        #[arg(long, value_parser = parse_format)]
+        format: Format,
+        /// A container: full id, short id or name.
+        container: String,
+    },
+    /// What this kernel supports and which probe mode will be used; exit 0 only when capmon can run.
+    Check,
+    /// Run one command in a fresh cgroup with the probes attached and report what it used.
+    ///
+    /// The report goes to stderr (text) or stdout (--json, one line, after the command's own
+    /// output). capmon exits with the command's exit code; 127 when it cannot be started.
+    Record {
+        /// Print the report as one JSON object on stdout.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+        /// Print the least-privilege recommendation in this format on stdout (the text report
+        /// still goes to stderr): docker, compose, kubernetes, apparmor, seccomp, oci, spo.
+        #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+        format: Option<Format>,
+        /// Name used in the recommendation (compose service, file and resource names);
+        /// default: the program's file name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Also write report.json and the recommendation in every format into this
+        /// directory (seccomp.json, oci-seccomp.json, seccompprofile.yaml, compose.yaml,
+        /// kubernetes-securitycontext.yaml, apparmor-capabilities.txt, docker-run-flags.txt).
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Replay a recorded workload against a seccomp profile: which of its syscalls the
+    /// profile would deny ("dry run before you enforce").
+    ///
+    /// Exit code 0 when the profile allows everything recorded, 3 when it would deny some, 1
+    /// on bad input.
+    Replay {
+        /// A Docker-format seccomp profile, or `docker-default` for Docker's default.
+        #[arg(long, value_name = "FILE")]
+        profile: String,
+        /// Evaluate the profile's capability conditions for these capabilities
+        /// (comma-separated, e.g. CAP_CHOWN,CAP_NET_RAW); default: those the workload held.
+        #[arg(long, value_delimiter = ',', value_name = "CAPS")]
+        caps: Option<Vec<String>>,
+        /// The architecture the recorded syscall names belong to (x86_64 or aarch64);
+        /// default: this machine's.
+        #[arg(long)]
+        arch: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// A report.json written by `capmon record --output-dir`.
+        report: PathBuf,
+    },
+}
+
+pub fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+        .map_err(|e: capmon_core::recommend::RecommendError| e.to_string())
+}

@@ -1,0 +1,45 @@
+//! `capmon record -- CMD`: records the command, prints the report (text on stderr, or JSON on
+//! stdout) and, with `--format`, the recommendation on stdout; exits with the command's code.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use capmon_core::{
+    recommend::{Advice, Format},
+    report,
+};
+
+use super::{Failure, Outcome, runtime};
+use crate::record::{self, RecordOptions};
+
+/// Records `command` and reports.
+pub fn main(
+    json: bool,
+    format: Option<Format>,
+    name: Option<String>,
+    output_dir: Option<PathBuf>,
+    command: Vec<String>,
+) -> Outcome {
+    let rt = runtime()?;
+    let name = name.unwrap_or_else(|| record::command_name(&command));
+    let opts = RecordOptions {
+        command,
+        output_dir,
+        name,
+    };
+    let out = rt
+        .block_on(record::record(&opts))
+        .map_err(|e| Failure::with_code(e.exit_code(), e))?;
+    let r = &out.report;
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+    } else {
+        eprint!("{}", report::render_text(r, &opts.name));
+        if let Some(dir) = &opts.output_dir {
+            eprintln!("\nwrote into {}: {}", dir.display(), out.written.join(", "));
+        }
+    }
+    if let Some(format) = format {
+        print!("{}", Advice::of(&opts.name, r).render(format)?);
+    }
+    Ok(ExitCode::from(u8::try_from(r.exit_code).unwrap_or(1)))
+}

@@ -1,0 +1,316 @@
+//! Loading and attaching capmon's eBPF programs: the object built by `build.rs`, the
+//! read-only globals userspace fills in before the verifier runs (syscall numbers, BTF field
+//! offsets), the programs of the probe mode this kernel supports ([`super::probe_table`]),
+//! and the privileges all this needs. [`Probes`] owns the loaded object; its maps are read in
+//! [`super::maps`].
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, KProbe},
+};
+use capmon_core::names::Arch;
+use monitor_common::CpuState;
+
+use super::{
+    offsets::{KernelOffsets, setid_syscalls, syscall_nr_offset},
+    probe_table::{Hook, ProbeMode},
+};
+
+/// The eBPF object built by `build.rs` from `monitor-ebpf`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+enum Link {
+    Tp(aya::programs::tp_btf::BtfTracePointLinkId),
+    Kprobe(aya::programs::kprobe::KProbeLinkId),
+}
+
+/// The capabilities capmon needs (found with capmon itself, see the README): `CAP_BPF` to
+/// create maps and load programs, `CAP_PERFMON` for tracing programs and kernel stacks,
+/// `CAP_SYSLOG` to read kernel symbol addresses from /proc/kallsyms (`kptr_restrict`).
+pub const REQUIRED_CAPS: [caps::Capability; 3] = [
+    caps::Capability::CAP_BPF,
+    caps::Capability::CAP_PERFMON,
+    caps::Capability::CAP_SYSLOG,
+];
+
+/// The required capabilities missing from this process's effective set.
+pub fn missing_caps() -> Vec<String> {
+    REQUIRED_CAPS
+        .iter()
+        .filter(|c| !caps::has_cap(None, caps::CapSet::Effective, **c).unwrap_or(false))
+        .map(|c| c.to_string())
+        .collect()
+}
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The kernel exposes no BTF.
+    #[error(
+        "cannot read kernel BTF from /sys/kernel/btf/vmlinux ({0}); capmon needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
+    Btf(#[source] aya::BtfError),
+    /// The object could not be loaded (usually: not root).
+    #[error(
+        "cannot load the eBPF object: {0} (capmon needs root with CAP_BPF, CAP_PERFMON and CAP_SYSLOG)"
+    )]
+    Load(#[source] aya::EbpfError),
+    /// A program is missing from the object (a build problem).
+    #[error("the eBPF object has no program `{0}`")]
+    MissingProgram(&'static str),
+    /// Neither the cap_capable tracepoint nor kprobes are available.
+    #[error(
+        "this kernel has neither the capability:cap_capable tracepoint (Linux >= 6.14) nor kprobes (CONFIG_KPROBES): capability checks cannot be observed"
+    )]
+    NoMode,
+    /// A program failed to load or attach.
+    #[error("cannot load or attach {program} to {hook}: {source}")]
+    Attach {
+        /// Program name.
+        program: &'static str,
+        /// Kernel hook.
+        hook: Hook,
+        /// Why.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A map is missing or has the wrong type (a build problem).
+    #[error("eBPF map {0}: {1}")]
+    Map(&'static str, #[source] aya::maps::MapError),
+}
+
+/// The kernel charges BPF memory to the memory cgroup (5.11+); raising `RLIMIT_MEMLOCK` is
+/// only needed on older kernels and may be refused: not fatal.
+fn raise_memlock() {
+    let unlimited = nix::sys::resource::RLIM_INFINITY;
+    if let Err(e) = nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_MEMLOCK,
+        unlimited,
+        unlimited,
+    ) {
+        tracing::debug!("cannot raise RLIMIT_MEMLOCK: {e}");
+    }
+}
+
+/// The loaded programs and their maps. One owner; dropping it detaches everything.
+pub struct Probes {
+    ebpf: Ebpf,
+    mode: ProbeMode,
+    links: Vec<(&'static str, Hook, Link)>,
+}
+
+/// The error for a map the object lacks (a build problem).
+fn missing_map(name: &'static str) -> ProbeError {
+    ProbeError::Map(name, aya::maps::MapError::InvalidName { name: name.into() })
+}
+
+impl Probes {
+    /// Loads the object and every program of the mode this kernel supports.
+    pub fn load() -> Result<Self, ProbeError> {
+        let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
+        let mode = ProbeMode::detect(&btf).ok_or(ProbeError::NoMode)?;
+        Self::load_mode(mode)
+    }
+
+    /// Number of attached programs.
+    pub fn attached(&self) -> usize {
+        self.links.len()
+    }
+
+    /// The probe mode.
+    pub fn mode(&self) -> ProbeMode {
+        self.mode
+    }
+
+    /// Loads the object and the programs of `mode` (the verifier runs here) without attaching.
+    pub fn load_mode(mode: ProbeMode) -> Result<Self, ProbeError> {
+        raise_memlock();
+        let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
+        let globals = Self::globals();
+        let mut loader = EbpfLoader::new();
+        // TASKS is a task-storage map, which aya creates but has no userspace wrapper for; only
+        // the kernel side uses it.
+        loader.btf(Some(&btf)).allow_unsupported_maps();
+        for (name, value) in &globals {
+            loader.override_global(name, value, true);
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).map_err(ProbeError::Load)?;
+        for probe in mode.programs() {
+            let (program, hook) = (probe.program, probe.hook);
+            let err = |source| ProbeError::Attach {
+                program,
+                hook,
+                source,
+            };
+            let prog = ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::MissingProgram(program))?;
+            match hook {
+                Hook::TpBtf(name) => {
+                    let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
+                    prog.load(name, &btf).map_err(err)?;
+                }
+                Hook::Kprobe(_) | Hook::Kretprobe(_) => {
+                    let prog: &mut KProbe = prog.try_into().map_err(err)?;
+                    prog.load().map_err(err)?;
+                }
+            }
+        }
+        let mut probes = Self {
+            ebpf,
+            mode,
+            links: Vec::new(),
+        };
+        probes.mark_running_cgroups();
+        Ok(probes)
+    }
+
+    /// The read-only globals the programs read, as (name, value), for this kernel: syscall
+    /// numbers and the BTF offsets of the fields the programs read.
+    fn globals() -> [(&'static str, u64); 12] {
+        let arch = Arch::host();
+        let fields = KernelOffsets::from_kernel();
+        let (setid_base, setid_mask) = setid_syscalls(arch);
+        [
+            ("SYSCALL_NR_OFFSET", syscall_nr_offset(arch)),
+            (
+                "EXECVE_NR",
+                u64::from(arch.syscall_number("execve").unwrap_or(59)),
+            ),
+            (
+                "EXECVEAT_NR",
+                u64::from(arch.syscall_number("execveat").unwrap_or(322)),
+            ),
+            ("REAL_CRED_OFFSET", fields.real_cred),
+            ("SECCOMP_MODE_OFFSET", fields.seccomp_mode),
+            ("CRED_IDS_OFFSET", fields.cred_ids),
+            ("TASK_CGROUPS_OFFSET", fields.cgroup_chain[0]),
+            ("CSS_SET_DFL_CGRP_OFFSET", fields.cgroup_chain[1]),
+            ("CGROUP_KN_OFFSET", fields.cgroup_chain[2]),
+            ("KERNFS_NODE_ID_OFFSET", fields.cgroup_chain[3]),
+            ("SETID_BASE", setid_base),
+            ("SETID_MASK", setid_mask),
+        ]
+    }
+
+    /// Cgroups that already exist are past their runtime setup: their first execve happened
+    /// before the probes were attached, so the kernel side cannot see it.
+    fn mark_running_cgroups(&mut self) {
+        match crate::containers::cgroup::find_cgroup2_mount() {
+            Ok(mount) => {
+                if let Err(e) =
+                    self.mark_exec_seen(crate::containers::cgroup::all_cgroup_ids(&mount))
+                {
+                    tracing::warn!("cannot mark the running cgroups: {e}");
+                }
+            }
+            Err(e) => tracing::warn!(
+                "{e}; checks in cgroups that already run may be classed as runtime setup"
+            ),
+        }
+    }
+
+    /// Loads and attaches every program; fails on the first that cannot attach.
+    pub fn attach() -> Result<Self, ProbeError> {
+        let mut probes = Self::load()?;
+        probes.attach_all()?;
+        Ok(probes)
+    }
+
+    /// Attaches every loaded program that is not attached.
+    pub fn attach_all(&mut self) -> Result<(), ProbeError> {
+        if self.links.is_empty() {
+            // Nothing runs: the per-CPU syscall slots may still name the tasks that owned them
+            // when the programs were detached, which would be taken for the running ones.
+            let mut slots: PerCpuArray<_, CpuState> = self.map_mut("CPU_STATE")?;
+            let cpus = slots
+                .get(&0, 0)
+                .map_err(|e| ProbeError::Map("CPU_STATE", e))?
+                .len();
+            let zeroed = aya::maps::PerCpuValues::try_from(vec![CpuState::default(); cpus])
+                .map_err(|e| ProbeError::Map("CPU_STATE", aya::maps::MapError::from(e)))?;
+            slots
+                .set(0, zeroed, 0)
+                .map_err(|e| ProbeError::Map("CPU_STATE", e))?;
+        }
+        for probe in self.mode.programs() {
+            let (program, hook) = (probe.program, probe.hook);
+            if self.links.iter().any(|(p, _, _)| *p == program) {
+                continue;
+            }
+            let err = |source| ProbeError::Attach {
+                program,
+                hook,
+                source,
+            };
+            let prog = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::MissingProgram(program))?;
+            let link = match hook {
+                Hook::TpBtf(_) => {
+                    let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
+                    Link::Tp(prog.attach().map_err(err)?)
+                }
+                Hook::Kprobe(function) | Hook::Kretprobe(function) => {
+                    let prog: &mut KProbe = prog.try_into().map_err(err)?;
+                    Link::Kprobe(prog.attach(function, 0).map_err(err)?)
+                }
+            };
+            self.links.push((program, hook, link));
+        }
+        Ok(())
+    }
+
+    /// Detaches every program (they stay loaded, maps keep their contents).
+    pub fn detach_all(&mut self) -> Result<(), ProbeError> {
+        for (program, hook, link) in self.links.drain(..).rev() {
+            let err = |source| ProbeError::Attach {
+                program,
+                hook,
+                source,
+            };
+            let prog = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::MissingProgram(program))?;
+            match link {
+                Link::Tp(link) => {
+                    let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
+                    prog.detach(link).map_err(err)?;
+                }
+                Link::Kprobe(link) => {
+                    let prog: &mut KProbe = prog.try_into().map_err(err)?;
+                    prog.detach(link).map_err(err)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the ring buffer of first sightings (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| missing_map("EVENTS"))?;
+        RingBuf::try_from(map).map_err(|e| ProbeError::Map("EVENTS", e))
+    }
+
+    pub(super) fn map<'a, M>(&'a self, name: &'static str) -> Result<M, ProbeError>
+    where
+        M: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map(name).ok_or_else(|| missing_map(name))?;
+        M::try_from(map).map_err(|e| ProbeError::Map(name, e))
+    }
+
+    pub(super) fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, ProbeError>
+    where
+        M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map_mut(name).ok_or_else(|| missing_map(name))?;
+        M::try_from(map).map_err(|e| ProbeError::Map(name, e))
+    }
+}

@@ -1,0 +1,244 @@
+//! Reading what the kernel side recorded: capability-check counts (the per-CPU hash plus the
+//! per-CPU cache in front of it), seccomp denials, syscall bitmaps, loss counters, stacks and
+//! map fill levels; and forgetting cgroups that are gone so the maps do not fill up.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aya::maps::{HashMap as AyaHashMap, PerCpuArray, PerCpuHashMap};
+use monitor_common::{CapCacheEntry, CapKey, DenyKey, SyscallBitmap, counter};
+
+use super::loader::{ProbeError, Probes};
+
+/// A cgroup's syscall numbers: (the workload's, the runtime's under the filter).
+pub type SyscallSets = (Vec<u32>, Vec<u32>);
+
+/// Sums a per-CPU value.
+fn sum(values: &aya::maps::PerCpuValues<u64>) -> u64 {
+    values.iter().copied().fold(0u64, u64::wrapping_add)
+}
+
+impl Probes {
+    /// Capability check counts of the cgroups `keep` selects: `CAP_CHECKS` summed over CPUs,
+    /// plus what the per-CPU `CAP_CACHE` holds that was not flushed into it yet (one pass over
+    /// each map).
+    pub fn cap_checks(&self, keep: impl Fn(u64) -> bool) -> Result<Vec<(CapKey, u64)>, ProbeError> {
+        let mut counts = self.per_cpu_counts::<CapKey>("CAP_CHECKS", |k| keep(k.cgroup_id))?;
+        let cache: PerCpuArray<_, CapCacheEntry> = self.map("CAP_CACHE")?;
+        for slot in 0..monitor_common::CAP_CACHE_SLOTS {
+            let entries = cache
+                .get(&slot, 0)
+                .map_err(|e| ProbeError::Map("CAP_CACHE", e))?;
+            for e in entries
+                .iter()
+                .filter(|e| e.delta > 0 && keep(e.key.cgroup_id))
+            {
+                *counts.entry(e.key).or_default() += e.delta;
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    /// Seccomp denials of the cgroups `keep` selects, summed over CPUs.
+    pub fn denials(&self, keep: impl Fn(u64) -> bool) -> Result<Vec<(DenyKey, u64)>, ProbeError> {
+        Ok(self
+            .per_cpu_counts::<DenyKey>("DENIALS", |k| keep(k.cgroup_id))?
+            .into_iter()
+            .collect())
+    }
+
+    /// Syscall sets of the cgroups `keep` selects: cgroup id -> (workload's syscalls, the
+    /// runtime's syscalls under the filter).
+    pub fn syscalls(
+        &self,
+        keep: impl Fn(u64) -> bool,
+    ) -> Result<BTreeMap<u64, SyscallSets>, ProbeError> {
+        let map: AyaHashMap<_, u64, SyscallBitmap> = self.map("SYSCALLS")?;
+        let mut out: BTreeMap<u64, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
+        for item in map.iter() {
+            let (key, bitmap) = item.map_err(|e| ProbeError::Map("SYSCALLS", e))?;
+            let runtime = key & monitor_common::RUNTIME_SYSCALLS_KEY_BIT != 0;
+            let id = key & !monitor_common::RUNTIME_SYSCALLS_KEY_BIT;
+            if !keep(id) {
+                continue;
+            }
+            let entry = out.entry(id).or_default();
+            let set = if runtime { &mut entry.1 } else { &mut entry.0 };
+            set.extend(bitmap.iter());
+        }
+        Ok(out)
+    }
+
+    /// Fill levels of the hash maps: (map, entries, capacity).
+    pub fn map_fill(&self) -> Result<Vec<(&'static str, u64, u64)>, ProbeError> {
+        use aya::maps::IterableMap as _;
+        let capacity = |name: &'static str, data: &aya::maps::MapData| {
+            data.info()
+                .map(|i| u64::from(i.max_entries()))
+                .map_err(|e| ProbeError::Map(name, e))
+        };
+        let mut out = Vec::new();
+        let m: PerCpuHashMap<_, CapKey, u64> = self.map("CAP_CHECKS")?;
+        out.push((
+            "CAP_CHECKS",
+            m.keys().count() as u64,
+            capacity("CAP_CHECKS", m.map())?,
+        ));
+        let m: PerCpuHashMap<_, DenyKey, u64> = self.map("DENIALS")?;
+        out.push((
+            "DENIALS",
+            m.keys().count() as u64,
+            capacity("DENIALS", m.map())?,
+        ));
+        let m: AyaHashMap<_, u64, SyscallBitmap> = self.map("SYSCALLS")?;
+        out.push((
+            "SYSCALLS",
+            m.keys().count() as u64,
+            capacity("SYSCALLS", m.map())?,
+        ));
+        let m: AyaHashMap<_, u64, [u64; monitor_common::STACK_DEPTH]> = self.map("STACKS")?;
+        out.push((
+            "STACKS",
+            m.keys().count() as u64,
+            capacity("STACKS", m.map())?,
+        ));
+        let m: AyaHashMap<_, u64, u8> = self.map("EXEC_SEEN")?;
+        out.push((
+            "EXEC_SEEN",
+            m.keys().count() as u64,
+            capacity("EXEC_SEEN", m.map())?,
+        ));
+        Ok(out)
+    }
+
+    /// Removes what the kernel side holds for cgroups that are gone (their counts were
+    /// read and kept in userspace): keeps the maps from filling up under container churn.
+    pub fn forget_cgroups(&mut self, gone: &BTreeSet<u64>) -> Result<(), ProbeError> {
+        self.drop_counts(gone)?;
+        let mut seen: AyaHashMap<_, u64, u8> = self.map_mut("EXEC_SEEN")?;
+        for id in gone {
+            let _ = seen.remove(id);
+        }
+        Ok(())
+    }
+
+    /// Drops the counts and syscall sets of cgroups (that capmon does not report on), keeping
+    /// their exec state: bounds the maps under the host's own activity.
+    pub fn drop_counts(&mut self, gone: &BTreeSet<u64>) -> Result<(), ProbeError> {
+        if gone.is_empty() {
+            return Ok(());
+        }
+        // The per-CPU cache first: an evicted slot would bring the count back.
+        let mut cache: PerCpuArray<_, CapCacheEntry> = self.map_mut("CAP_CACHE")?;
+        for slot in 0..monitor_common::CAP_CACHE_SLOTS {
+            let Ok(values) = cache.get(&slot, 0) else {
+                continue;
+            };
+            if values.iter().any(|e| gone.contains(&e.key.cgroup_id)) {
+                let cleared: Vec<CapCacheEntry> = values
+                    .iter()
+                    .map(|e| {
+                        if gone.contains(&e.key.cgroup_id) {
+                            CapCacheEntry::default()
+                        } else {
+                            *e
+                        }
+                    })
+                    .collect();
+                if let Ok(v) = aya::maps::PerCpuValues::try_from(cleared) {
+                    let _ = cache.set(slot, v, 0);
+                }
+            }
+        }
+        let mut cap: PerCpuHashMap<_, CapKey, u64> = self.map_mut("CAP_CHECKS")?;
+        let keys: Vec<CapKey> = cap
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| gone.contains(&k.cgroup_id))
+            .collect();
+        for k in keys {
+            let _ = cap.remove(&k);
+        }
+        let mut den: PerCpuHashMap<_, DenyKey, u64> = self.map_mut("DENIALS")?;
+        let keys: Vec<DenyKey> = den
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| gone.contains(&k.cgroup_id))
+            .collect();
+        for k in keys {
+            let _ = den.remove(&k);
+        }
+        let mut sys: AyaHashMap<_, u64, SyscallBitmap> = self.map_mut("SYSCALLS")?;
+        for id in gone {
+            let _ = sys.remove(id);
+            let _ = sys.remove(&(id | monitor_common::RUNTIME_SYSCALLS_KEY_BIT));
+        }
+        Ok(())
+    }
+
+    /// The entries of a per-CPU counting hash that `keep` selects, summed over CPUs.
+    fn per_cpu_counts<K: aya::Pod + Ord>(
+        &self,
+        name: &'static str,
+        keep: impl Fn(&K) -> bool,
+    ) -> Result<BTreeMap<K, u64>, ProbeError> {
+        let map: PerCpuHashMap<_, K, u64> = self.map(name)?;
+        let mut counts = BTreeMap::new();
+        for item in map.iter() {
+            let (key, values) = item.map_err(|e| ProbeError::Map(name, e))?;
+            if keep(&key) {
+                *counts.entry(key).or_default() += sum(&values);
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Marks cgroups as past their runtime setup (cgroups that were running before the probes
+    /// were attached, whose first `execve` was never seen).
+    pub fn mark_exec_seen(
+        &mut self,
+        cgroup_ids: impl IntoIterator<Item = u64>,
+    ) -> Result<(), ProbeError> {
+        let mut map: AyaHashMap<_, u64, u8> = self.map_mut("EXEC_SEEN")?;
+        for id in cgroup_ids {
+            map.insert(id, 1, 0)
+                .map_err(|e| ProbeError::Map("EXEC_SEEN", e))?;
+        }
+        Ok(())
+    }
+
+    /// Kernel instruction pointers of a stack, innermost first.
+    pub fn stack(&self, stack: u64) -> Vec<u64> {
+        if stack == monitor_common::NO_STACK {
+            return Vec::new();
+        }
+        let Ok(map) = self.map::<AyaHashMap<_, u64, [u64; monitor_common::STACK_DEPTH]>>("STACKS")
+        else {
+            return Vec::new();
+        };
+        map.get(&stack, 0)
+            .map(|frames| frames.iter().copied().take_while(|ip| *ip != 0).collect())
+            .unwrap_or_default()
+    }
+
+    /// The loss counters, by name.
+    pub fn counters(&self) -> Result<BTreeMap<&'static str, u64>, ProbeError> {
+        let map: PerCpuArray<_, u64> = self.map("COUNTERS")?;
+        let mut out = BTreeMap::new();
+        for (name, index) in [
+            ("ringbuf_full", counter::RINGBUF_FULL),
+            ("cap_map_full", counter::CAP_MAP_FULL),
+            ("syscall_map_full", counter::SYSCALL_MAP_FULL),
+            ("denial_map_full", counter::DENIAL_MAP_FULL),
+            ("stack_failed", counter::STACK_FAILED),
+            ("pending_overflow", counter::PENDING_OVERFLOW),
+            ("task_storage_failed", counter::TASK_STORAGE_FAILED),
+            ("kretprobe_unmatched", counter::KRETPROBE_UNMATCHED),
+        ] {
+            let values = map
+                .get(&index, 0)
+                .map_err(|e| ProbeError::Map("COUNTERS", e))?;
+            out.insert(name, sum(&values));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,23 @@
+//! The kernel side, seen from userspace: the probe table, loading and attaching the eBPF
+//! programs with this kernel's offsets, reading their maps and ring buffer, naming kernel
+//! addresses, and the kernel reader that puts it all behind one owner.
+//!
+//! | module | what it owns |
+//! | --- | --- |
+//! | [`probe_table`] | every program: hook, minimum kernel, fallback, optional; the probe modes |
+//! | [`btf`] | field offsets from the kernel's BTF |
+//! | [`offsets`] | what the programs are told before they are verified |
+//! | [`loader`] | [`loader::Probes`]: load, attach, detach; capmon's privileges |
+//! | [`maps`] | reading and trimming the maps |
+//! | [`events`] | decoding ring-buffer records |
+//! | [`kallsyms`] | kernel addresses to function names |
+//! | [`reader`] | [`reader::KernelReader`]: probes + ring buffer + symbols, by cgroup |
+
+pub mod btf;
+pub mod events;
+pub mod kallsyms;
+pub mod loader;
+pub mod maps;
+pub mod offsets;
+pub mod probe_table;
+pub mod reader;

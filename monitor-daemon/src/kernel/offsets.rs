@@ -1,0 +1,136 @@
+//! What the eBPF side is told about this kernel before it is verified: where the syscall
+//! number sits in `struct pt_regs`, the `set*id` syscall numbers, and the offsets of the
+//! kernel struct fields it reads (found in the running kernel's BTF by [`super::btf`]).
+
+use capmon_core::names::Arch;
+
+/// The `set*id` syscalls as (lowest number, bit mask relative to it).
+pub fn setid_syscalls(arch: Arch) -> (u64, u64) {
+    let numbers: Vec<u64> = [
+        "setuid",
+        "setgid",
+        "setreuid",
+        "setregid",
+        "setresuid",
+        "setresgid",
+        "setfsuid",
+        "setfsgid",
+    ]
+    .iter()
+    .filter_map(|n| arch.syscall_number(n))
+    .map(u64::from)
+    .collect();
+    let base = numbers.iter().copied().min().unwrap_or(0);
+    let mask = numbers
+        .iter()
+        .filter(|n| **n - base < 64)
+        .fold(0u64, |m, n| m | 1 << (n - base));
+    (base, mask)
+}
+
+/// Kernel struct fields the eBPF side reads, found in the running kernel's BTF.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `task_struct.real_cred` (0: unknown, borrowed credentials go undetected).
+    pub real_cred: u64,
+    /// `task_struct.seccomp.mode` (0: unknown, exits without enter are not filtered by mode).
+    pub seccomp_mode: u64,
+    /// `cred.uid`, the first of eight contiguous ids ending with `cred.fsgid` (0: unknown or
+    /// not laid out so; granted set*id checks then stay `used`).
+    pub cred_ids: u64,
+    /// `task_struct.cgroups`, `css_set.dfl_cgrp`, `cgroup.kn`, `kernfs_node.id`: the chain to
+    /// a task's cgroup v2 id (all 0 when one is unknown: the kernel side then calls
+    /// `bpf_get_current_cgroup_id`, which costs more).
+    pub cgroup_chain: [u64; 4],
+}
+
+impl KernelOffsets {
+    /// Reads them from `/sys/kernel/btf/vmlinux`; what cannot be found is 0, with a warning.
+    pub fn from_kernel() -> Self {
+        let btf = match super::btf::Btf::from_sys_fs() {
+            Ok(Ok(btf)) => btf,
+            Ok(Err(e)) => {
+                tracing::warn!("cannot parse kernel BTF for field offsets: {e}");
+                return Self::default();
+            }
+            Err(e) => {
+                tracing::warn!("cannot read kernel BTF for field offsets: {e}");
+                return Self::default();
+            }
+        };
+        let get = |path: &str| {
+            btf.offset_of(path).unwrap_or_else(|e| {
+                tracing::warn!("{e}; the classification that needs it is off");
+                0
+            })
+        };
+        let uid = get("cred.uid");
+        let fsgid = get("cred.fsgid");
+        Self {
+            real_cred: get("task_struct.real_cred"),
+            seccomp_mode: get("task_struct.seccomp.mode"),
+            cgroup_chain: {
+                let chain = [
+                    "task_struct.cgroups",
+                    "css_set.dfl_cgrp",
+                    "cgroup.kn",
+                    "kernfs_node.id",
+                ]
+                .map(|p| btf.offset_of(p).ok());
+                match chain {
+                    [Some(a), Some(b), Some(c), Some(d)] => [a, b, c, d],
+                    _ => {
+                        tracing::debug!("cgroup id chain not found in BTF; using the helper");
+                        [0; 4]
+                    }
+                }
+            },
+            cred_ids: if uid != 0 && fsgid == uid + 28 {
+                uid
+            } else {
+                tracing::warn!(
+                    "struct cred ids are not laid out as expected; set*id checks are not refined"
+                );
+                0
+            },
+        }
+    }
+}
+
+/// Offset of the syscall number in `struct pt_regs`: `orig_ax` on x86_64 (15 * 8), `syscallno`
+/// on aarch64 (after `regs[31]`, `sp`, `pc`, `pstate`, `orig_x0`).
+pub const fn syscall_nr_offset(arch: Arch) -> u64 {
+    match arch {
+        Arch::X86_64 => 120,
+        Arch::Aarch64 => 280,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setid_syscalls_per_architecture() {
+        // x86_64: setuid 105, setgid 106, setreuid 113, setregid 114, setresuid 117,
+        // setresgid 119, setfsuid 122, setfsgid 123.
+        let (base, mask) = setid_syscalls(Arch::X86_64);
+        assert_eq!(base, 105);
+        let numbers: Vec<u64> = (0..64)
+            .filter(|b| mask & (1 << b) != 0)
+            .map(|b| base + b)
+            .collect();
+        assert_eq!(numbers, vec![105, 106, 113, 114, 117, 119, 122, 123]);
+        // aarch64: setregid 143, setgid 144, setreuid 145, setuid 146, setresuid 147,
+        // setresgid 149, setfsuid 151, setfsgid 152.
+        let (base, mask) = setid_syscalls(Arch::Aarch64);
+        assert_eq!(base, 143);
+        assert_eq!(mask.count_ones(), 8);
+    }
+
+    #[test]
+    fn pt_regs_offsets() {
+        assert_eq!(syscall_nr_offset(Arch::X86_64), 15 * 8);
+        assert_eq!(syscall_nr_offset(Arch::Aarch64), 34 * 8 + 8);
+    }
+}

@@ -1,0 +1,220 @@
+//! The probe table: every eBPF program capmon attaches, its hook, the kernels it needs, what
+//! stands in for it where it cannot attach, and whether capmon runs without it. [`PROBES`]
+//! drives attaching ([`super::loader`]), `capmon check`, and the README's table (a unit test
+//! keeps the README equal to [`markdown`]).
+
+use aya::Btf;
+use aya_obj::btf::BtfKind;
+
+/// How a program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// `tp_btf/<name>`.
+    TpBtf(&'static str),
+    /// kprobe on a kernel function.
+    Kprobe(&'static str),
+    /// kretprobe on a kernel function.
+    Kretprobe(&'static str),
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hook::TpBtf(n) => write!(f, "tp_btf/{n}"),
+            Hook::Kprobe(n) => write!(f, "kprobe/{n}"),
+            Hook::Kretprobe(n) => write!(f, "kretprobe/{n}"),
+        }
+    }
+}
+
+/// How capability checks are observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeMode {
+    /// The `capability:cap_capable` BTF tracepoint (Linux >= 6.14).
+    Tracepoint,
+    /// kprobe + kretprobe on `cap_capable` (older kernels with CONFIG_KPROBES; the options
+    /// argument tells no-audit checks apart directly).
+    Kprobe,
+}
+
+/// Both modes.
+const BOTH: &[ProbeMode] = &[ProbeMode::Tracepoint, ProbeMode::Kprobe];
+
+/// One program of the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// The program's name in the eBPF object.
+    pub program: &'static str,
+    /// Where it attaches.
+    pub hook: Hook,
+    /// The oldest kernel it works on, and why.
+    pub min_kernel: &'static str,
+    /// What stands in for it where it cannot attach.
+    pub fallback: &'static str,
+    /// Whether capmon runs without it.
+    pub optional: &'static str,
+    /// The probe modes that attach it.
+    pub modes: &'static [ProbeMode],
+}
+
+/// Every program, in attach order: the scheduler and cgroup hooks before the syscall hooks
+/// (the per-CPU syscall slot relies on `sched_switch` seeing every switch while they run), the
+/// capability hook last.
+pub const PROBES: &[Probe] = &[
+    Probe {
+        program: "sched_switch",
+        hook: Hook::TpBtf("sched_switch"),
+        min_kernel: "5.11",
+        fallback: "none",
+        optional: "no",
+        modes: BOTH,
+    },
+    Probe {
+        program: "cgroup_attach_task",
+        hook: Hook::TpBtf("cgroup_attach_task"),
+        min_kernel: "5.5",
+        fallback: "none",
+        optional: "no",
+        modes: BOTH,
+    },
+    Probe {
+        program: "sched_process_exec",
+        hook: Hook::TpBtf("sched_process_exec"),
+        min_kernel: "5.5",
+        fallback: "none",
+        optional: "no",
+        modes: BOTH,
+    },
+    Probe {
+        program: "sys_enter",
+        hook: Hook::TpBtf("sys_enter"),
+        min_kernel: "5.11 (task storage)",
+        fallback: "none",
+        optional: "no",
+        modes: BOTH,
+    },
+    Probe {
+        program: "sys_exit",
+        hook: Hook::TpBtf("sys_exit"),
+        min_kernel: "5.11",
+        fallback: "none",
+        optional: "no",
+        modes: BOTH,
+    },
+    Probe {
+        program: "cap_capable",
+        hook: Hook::TpBtf("cap_capable"),
+        min_kernel: "6.14 (the tracepoint)",
+        fallback: "`cap_capable_entry` + `cap_capable_return`",
+        optional: "no",
+        modes: &[ProbeMode::Tracepoint],
+    },
+    Probe {
+        program: "cap_capable_entry",
+        hook: Hook::Kprobe("cap_capable"),
+        min_kernel: "5.11 with `CONFIG_KPROBES`",
+        fallback: "none",
+        optional: "used only without the tracepoint",
+        modes: &[ProbeMode::Kprobe],
+    },
+    Probe {
+        program: "cap_capable_return",
+        hook: Hook::Kretprobe("cap_capable"),
+        min_kernel: "5.11 with `CONFIG_KPROBES`",
+        fallback: "none",
+        optional: "used only without the tracepoint",
+        modes: &[ProbeMode::Kprobe],
+    },
+];
+
+/// Whether the kernel can attach kprobes (CONFIG_KPROBES with kprobe events).
+pub fn kprobes_available() -> bool {
+    std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists()
+}
+
+/// Whether the kernel's BTF has the BTF tracepoint `name`.
+pub fn has_tracepoint(btf: &Btf, name: &str) -> bool {
+    btf.id_by_type_name_kind(&format!("btf_trace_{name}"), BtfKind::Typedef)
+        .is_ok()
+}
+
+impl ProbeMode {
+    /// The mode this kernel supports, preferring the tracepoint; `None` when neither works.
+    pub fn detect(btf: &Btf) -> Option<Self> {
+        if has_tracepoint(btf, "cap_capable") {
+            Some(ProbeMode::Tracepoint)
+        } else if kprobes_available() {
+            Some(ProbeMode::Kprobe)
+        } else {
+            None
+        }
+    }
+
+    /// The programs of this mode, in attach order.
+    pub fn programs(self) -> impl Iterator<Item = &'static Probe> {
+        PROBES.iter().filter(move |p| p.modes.contains(&self))
+    }
+
+    /// `tp_btf` or `kprobe` (a metric label).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeMode::Tracepoint => "tp_btf",
+            ProbeMode::Kprobe => "kprobe",
+        }
+    }
+
+    /// A one-line description for `capmon check`: the mode and its hooks.
+    pub fn describe(self) -> String {
+        let hooks: Vec<String> = self.programs().map(|p| p.hook.to_string()).collect();
+        format!("{} ({})", self.name(), hooks.join(", "))
+    }
+}
+
+/// The table as Markdown, as the README shows it.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "| probe | hook | minimum kernel | fallback | optional |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for p in PROBES {
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} | {} |\n",
+            p.program, p.hook, p.min_kernel, p.fallback, p.optional
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_mode_attaches_the_syscall_hooks_and_one_capability_hook() {
+        let names = |m: ProbeMode| m.programs().map(|p| p.program).collect::<Vec<_>>();
+        assert_eq!(
+            names(ProbeMode::Tracepoint),
+            [
+                "sched_switch",
+                "cgroup_attach_task",
+                "sched_process_exec",
+                "sys_enter",
+                "sys_exit",
+                "cap_capable"
+            ]
+        );
+        assert_eq!(
+            names(ProbeMode::Kprobe)[5..],
+            ["cap_capable_entry", "cap_capable_return"]
+        );
+    }
+
+    #[test]
+    fn the_readme_shows_the_table() {
+        let readme = include_str!("../../../README.md");
+        assert!(
+            readme.contains(&markdown()),
+            "README.md's probe table differs from kernel::probe_table::markdown():\n{}",
+            markdown()
+        );
+    }
+}

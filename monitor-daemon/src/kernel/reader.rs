@@ -1,0 +1,238 @@
+//! The kernel reader: the loaded probes, their ring buffer of first sightings and a kernel
+//! symbolizer, behind one owner. It observes any cgroup by id: the daemon's probe thread reads
+//! every cgroup with it, `capmon record` its own cgroup, tests the cgroups a container runtime
+//! creates.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::Path,
+    sync::Arc,
+};
+
+use aya::maps::{MapData, RingBuf};
+use capmon_core::report::Observed;
+use monitor_common::{CapEvent, CapKey, DenyEvent, DenyKey};
+
+use super::{
+    events::{Event, decode},
+    kallsyms::Symbolizer,
+    loader::{ProbeError, Probes, missing_caps},
+};
+
+/// Why the kernel reader cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// Not root.
+    #[error(
+        "capmon must run as root: it loads eBPF programs, which needs CAP_BPF, CAP_PERFMON and \
+         CAP_SYSLOG (run it with sudo)"
+    )]
+    NotRoot,
+    /// Root, but without capabilities capmon needs.
+    #[error(
+        "capmon runs as root but lacks {0}: it needs CAP_BPF (maps and programs), CAP_PERFMON \
+         (tracing programs, kernel stacks) and CAP_SYSLOG (kernel symbol addresses)"
+    )]
+    MissingCaps(String),
+    /// No kernel BTF.
+    #[error(
+        "this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): capmon needs a kernel \
+         built with CONFIG_DEBUG_INFO_BTF=y; `capmon check` tells more"
+    )]
+    NoBtf,
+    /// Kernel symbols cannot be read.
+    #[error("cannot read /proc/kallsyms to name kernel call sites: {0}")]
+    Kallsyms(#[source] std::io::Error),
+    /// Probe trouble.
+    #[error(transparent)]
+    Probes(#[from] ProbeError),
+}
+
+/// What the probes need before anything is loaded: root, capmon's capabilities and kernel BTF.
+pub fn preflight() -> Result<(), KernelError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(KernelError::NotRoot);
+    }
+    let missing = missing_caps();
+    if !missing.is_empty() {
+        return Err(KernelError::MissingCaps(missing.join(", ")));
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(KernelError::NoBtf);
+    }
+    Ok(())
+}
+
+/// The probes, their ring buffer and a kernel symbolizer: observes any cgroup by id.
+pub struct KernelReader {
+    probes: Probes,
+    ring: RingBuf<MapData>,
+    symbolizer: Symbolizer,
+    cap_events: HashMap<CapKey, CapEvent>,
+    deny_events: HashMap<DenyKey, DenyEvent>,
+    undecodable: u64,
+    drained: (u64, u64),
+    frames: HashMap<u64, Arc<Vec<String>>>,
+}
+
+impl KernelReader {
+    /// Checks the preconditions, loads and attaches the probes.
+    pub fn start() -> Result<Self, KernelError> {
+        preflight()?;
+        let symbolizer = Symbolizer::from_kallsyms().map_err(KernelError::Kallsyms)?;
+        let mut probes = Probes::attach()?;
+        let ring = probes.take_events()?;
+        Ok(Self {
+            probes,
+            ring,
+            symbolizer,
+            cap_events: HashMap::new(),
+            deny_events: HashMap::new(),
+            undecodable: 0,
+            drained: (0, 0),
+            frames: HashMap::new(),
+        })
+    }
+
+    /// The ring buffer's fd, to wait for readability.
+    pub fn events_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd as _;
+        self.ring.as_raw_fd()
+    }
+
+    /// Takes every record waiting in the ring buffer.
+    pub fn drain(&mut self) {
+        while let Some(item) = self.ring.next() {
+            match decode(&item) {
+                Ok(Event::Cap(e)) => {
+                    self.drained.0 += 1;
+                    self.cap_events.entry(e.key).or_insert(e);
+                }
+                Ok(Event::Deny(e)) => {
+                    self.drained.1 += 1;
+                    self.deny_events.entry(e.key).or_insert(e);
+                }
+                Err(err) => {
+                    tracing::debug!("undecodable ring-buffer record: {err}");
+                    self.undecodable += 1;
+                }
+            }
+        }
+    }
+
+    /// Ring-buffer records taken so far: (capability-check first sightings, denials).
+    pub fn drained(&self) -> (u64, u64) {
+        self.drained
+    }
+
+    /// The probes.
+    pub fn probes(&self) -> &Probes {
+        &self.probes
+    }
+
+    /// Everything recorded so far, for every cgroup with activity (one pass over each map).
+    pub fn observe_all(&mut self) -> Result<BTreeMap<u64, Observed>, KernelError> {
+        self.collect(|_| true)
+    }
+
+    /// Everything recorded for one cgroup so far.
+    pub fn observe(&mut self, cgroup_id: u64) -> Result<Observed, KernelError> {
+        let mut one = self.collect(|id| id == cgroup_id)?;
+        match one.remove(&cgroup_id) {
+            Some(o) => Ok(o),
+            None => Ok(Observed {
+                counters: self.probes.counters()?,
+                undecodable: self.undecodable,
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// What the maps and the ring buffer hold for the cgroups `keep` selects, by cgroup.
+    fn collect(
+        &mut self,
+        keep: impl Fn(u64) -> bool + Copy,
+    ) -> Result<BTreeMap<u64, Observed>, KernelError> {
+        self.drain();
+        let counters = self.probes.counters()?;
+        let mut all: BTreeMap<u64, Observed> = BTreeMap::new();
+        for (key, count) in self.probes.cap_checks(keep)? {
+            all.entry(key.cgroup_id)
+                .or_default()
+                .cap_checks
+                .push((key, count));
+        }
+        for (key, count) in self.probes.denials(keep)? {
+            all.entry(key.cgroup_id)
+                .or_default()
+                .denials
+                .push((key, count));
+        }
+        for (id, (used, runtime)) in self.probes.syscalls(keep)? {
+            let o = all.entry(id).or_default();
+            o.syscalls = used;
+            o.runtime_syscalls = runtime;
+        }
+        for (k, v) in &self.cap_events {
+            if let Some(o) = all.get_mut(&k.cgroup_id) {
+                o.cap_events.insert(*k, *v);
+            }
+        }
+        for (k, v) in &self.deny_events {
+            if let Some(o) = all.get_mut(&k.cgroup_id) {
+                o.deny_events.insert(*k, *v);
+            }
+        }
+        for o in all.values_mut() {
+            o.counters = counters.clone();
+            o.undecodable = self.undecodable;
+            for (key, _) in &o.cap_checks {
+                if let std::collections::hash_map::Entry::Vacant(e) = o.stacks.entry(key.stack) {
+                    e.insert(self.frames(key.stack));
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// The symbolized frames of a stack (a stack hash always names the same frames, so each
+    /// is symbolized once).
+    fn frames(&mut self, stack: u64) -> Arc<Vec<String>> {
+        if let Some(f) = self.frames.get(&stack) {
+            return f.clone();
+        }
+        let f = Arc::new(
+            self.probes
+                .stack(stack)
+                .into_iter()
+                .map(|ip| self.symbolizer.symbol(ip))
+                .collect::<Vec<String>>(),
+        );
+        if self.frames.len() > 50_000 {
+            self.frames.clear();
+        }
+        if !f.is_empty() {
+            self.frames.insert(stack, f.clone());
+        }
+        f
+    }
+
+    /// Drops what is kept for cgroups that are gone, in the kernel and here.
+    pub fn forget(&mut self, gone: &BTreeSet<u64>) -> Result<(), KernelError> {
+        self.probes.forget_cgroups(gone)?;
+        self.drop_events(gone);
+        Ok(())
+    }
+
+    fn drop_events(&mut self, ids: &BTreeSet<u64>) {
+        self.cap_events.retain(|k, _| !ids.contains(&k.cgroup_id));
+        self.deny_events.retain(|k, _| !ids.contains(&k.cgroup_id));
+    }
+
+    /// Drops the counts of cgroups nobody reports on (see [`Probes::drop_counts`]).
+    pub fn trim(&mut self, ids: &BTreeSet<u64>) -> Result<(), KernelError> {
+        self.probes.drop_counts(ids)?;
+        self.drop_events(ids);
+        Ok(())
+    }
+}
