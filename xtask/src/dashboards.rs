@@ -212,11 +212,18 @@ fn non_empty_str<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 fn lint(file: &str, d: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let mut problem = |msg: String| problems.push(format!("dashboards/{file}: {msg}"));
-
     if !d.is_object() {
         problem("not a JSON object".into());
         return problems;
     }
+    lint_header(d, &mut problem);
+    let defined = lint_variables(d, &mut problem);
+    lint_panels(d, &defined, &mut problem);
+    problems
+}
+
+/// `uid` and `title`.
+fn lint_header(d: &Value, problem: &mut impl FnMut(String)) {
     match non_empty_str(d, "uid") {
         None => problem("`uid` is missing or empty".into()),
         Some(uid) if uid.len() > 40 => problem(format!("`uid` {uid:?} is over 40 characters")),
@@ -225,17 +232,16 @@ fn lint(file: &str, d: &Value) -> Vec<String> {
     if non_empty_str(d, "title").is_none() {
         problem("`title` is missing or empty".into());
     }
+}
 
-    // Template variables.
+/// Template variables: a `datasource` variable, and query variables on it. Returns the names
+/// defined.
+fn lint_variables<'a>(d: &'a Value, problem: &mut impl FnMut(String)) -> BTreeSet<&'a str> {
     let variables: Vec<&Value> = d
         .pointer("/templating/list")
         .and_then(Value::as_array)
         .map(|l| l.iter().collect())
         .unwrap_or_default();
-    let defined: BTreeSet<&str> = variables
-        .iter()
-        .filter_map(|v| v.get("name").and_then(Value::as_str))
-        .collect();
     let ds_var = variables
         .iter()
         .find(|v| v.get("name").and_then(Value::as_str) == Some("datasource"));
@@ -251,15 +257,17 @@ fn lint(file: &str, d: &Value) -> Vec<String> {
     for v in &variables {
         let name = v.get("name").and_then(Value::as_str).unwrap_or("?");
         if v.get("type").and_then(Value::as_str) == Some("query") {
-            check_datasource(
-                v.get("datasource"),
-                &format!("variable `{name}`"),
-                &mut problem,
-            );
+            check_datasource(v.get("datasource"), &format!("variable `{name}`"), problem);
         }
     }
+    variables
+        .iter()
+        .filter_map(|v| v.get("name").and_then(Value::as_str))
+        .collect()
+}
 
-    // Panels.
+/// Panels: unique ids, titles, data sources, and their targets.
+fn lint_panels(d: &Value, defined: &BTreeSet<&str>, problem: &mut impl FnMut(String)) {
     let mut ids: HashMap<i64, String> = HashMap::new();
     for (index, panel) in all_panels(d).into_iter().enumerate() {
         let title = panel.get("title").and_then(Value::as_str).unwrap_or("");
@@ -278,45 +286,55 @@ fn lint(file: &str, d: &Value) -> Vec<String> {
         if title.trim().is_empty() {
             problem(format!("{what} has no title"));
         }
-        check_datasource(panel.get("datasource"), &what, &mut problem);
+        check_datasource(panel.get("datasource"), &what, problem);
         if panel.get("targets").is_some_and(|t| !t.is_array()) {
             problem(format!("{what}: `targets` is not an array"));
         }
-        let mut ref_ids = BTreeSet::new();
-        for (i, target) in targets(panel).iter().enumerate() {
-            let ref_id = target.get("refId").and_then(Value::as_str).unwrap_or("");
-            let twhat = format!("{what} target #{i} (refId {ref_id:?})");
-            if ref_id.is_empty() || !ref_ids.insert(ref_id) {
+        lint_targets(panel, &what, defined, problem);
+    }
+}
+
+/// A panel's targets: unique `refId`s, data sources, expressions that only use the variables
+/// the end-to-end test substitutes.
+fn lint_targets(
+    panel: &Value,
+    what: &str,
+    defined: &BTreeSet<&str>,
+    problem: &mut impl FnMut(String),
+) {
+    let mut ref_ids = BTreeSet::new();
+    for (i, target) in targets(panel).iter().enumerate() {
+        let ref_id = target.get("refId").and_then(Value::as_str).unwrap_or("");
+        let twhat = format!("{what} target #{i} (refId {ref_id:?})");
+        if ref_id.is_empty() || !ref_ids.insert(ref_id) {
+            problem(format!(
+                "{twhat}: `refId` missing or not unique in the panel"
+            ));
+        }
+        check_datasource(target.get("datasource"), &twhat, problem);
+        let Some(expr) = non_empty_str(target, "expr") else {
+            problem(format!("{twhat}: `expr` is missing or empty"));
+            continue;
+        };
+        for var in referenced_variables(expr) {
+            if !QUERY_VARIABLES.contains(&var.as_str()) {
                 problem(format!(
-                    "{twhat}: `refId` missing or not unique in the panel"
+                    "{twhat}: expression uses `${var}`; only {} may appear (the end-to-end \
+                     test substitutes just those, and Prometheus knows no Grafana macros)",
+                    QUERY_VARIABLES
+                        .iter()
+                        .map(|v| format!("`${v}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
-            }
-            check_datasource(target.get("datasource"), &twhat, &mut problem);
-            let Some(expr) = non_empty_str(target, "expr") else {
-                problem(format!("{twhat}: `expr` is missing or empty"));
-                continue;
-            };
-            for var in referenced_variables(expr) {
-                if !QUERY_VARIABLES.contains(&var.as_str()) {
-                    problem(format!(
-                        "{twhat}: expression uses `${var}`; only {} may appear (the end-to-end \
-                         test substitutes just those, and Prometheus knows no Grafana macros)",
-                        QUERY_VARIABLES
-                            .iter()
-                            .map(|v| format!("`${v}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                } else if !defined.contains(var.as_str()) {
-                    problem(format!(
-                        "{twhat}: expression uses `${var}` but the dashboard defines no such \
-                         template variable"
-                    ));
-                }
+            } else if !defined.contains(var.as_str()) {
+                problem(format!(
+                    "{twhat}: expression uses `${var}` but the dashboard defines no such \
+                     template variable"
+                ));
             }
         }
     }
-    problems
 }
 
 /// A panel, target or variable data source must be absent (inherits) or the `${datasource}`
@@ -520,39 +538,14 @@ fn typecheck_in(dir: &Path, dashboards: &[Loaded]) -> Result<(), String> {
     if out.status.success() {
         return Ok(());
     }
-    // Point tsc's messages at the JSON files: `capmon-fleet.ts(12,7)` -> `dashboards/...json:12:7`.
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     let mut failing = BTreeSet::new();
     for d in dashboards {
-        let from = format!("{}.ts(", stem(&d.file));
-        if text.contains(&from) {
+        let (mapped, failed) = point_at_json(&text, d);
+        if failed {
             failing.insert(d.file.as_str());
         }
-        let mut mapped = String::with_capacity(text.len());
-        let mut rest = text.as_str();
-        while let Some(at) = rest.find(&from) {
-            mapped.push_str(&rest[..at]);
-            let after = &rest[at + from.len()..];
-            match after.find(')') {
-                Some(close)
-                    if after[..close]
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || b == b',') =>
-                {
-                    let (line, col) = after[..close]
-                        .split_once(',')
-                        .unwrap_or((&after[..close], ""));
-                    mapped.push_str(&format!("dashboards/{}:{line}:{col}", d.file));
-                    rest = &after[close + 1..];
-                }
-                _ => {
-                    mapped.push_str(&from);
-                    rest = after;
-                }
-            }
-        }
-        mapped.push_str(rest);
         text = mapped;
     }
     let names = if failing.is_empty() {
@@ -566,6 +559,37 @@ fn typecheck_in(dir: &Path, dashboards: &[Loaded]) -> Result<(), String> {
         out.status,
         text.trim_end()
     ))
+}
+
+/// Points tsc's messages about `d` at its JSON file: `capmon-fleet.ts(12,7)` ->
+/// `dashboards/capmon-fleet.json:12:7`. Also says whether tsc named it at all.
+fn point_at_json(text: &str, d: &Loaded) -> (String, bool) {
+    let from = format!("{}.ts(", stem(&d.file));
+    let mut mapped = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&from) {
+        mapped.push_str(&rest[..at]);
+        let after = &rest[at + from.len()..];
+        match after.find(')') {
+            Some(close)
+                if after[..close]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b',') =>
+            {
+                let (line, col) = after[..close]
+                    .split_once(',')
+                    .unwrap_or((&after[..close], ""));
+                mapped.push_str(&format!("dashboards/{}:{line}:{col}", d.file));
+                rest = &after[close + 1..];
+            }
+            _ => {
+                mapped.push_str(&from);
+                rest = after;
+            }
+        }
+    }
+    mapped.push_str(rest);
+    (mapped, text.contains(&from))
 }
 
 #[cfg(test)]
