@@ -160,9 +160,128 @@ fn container_leaf(component: &str) -> Option<(Runtime, Role, &str)> {
         .find_map(|(p, s, rt, role)| id_between(component, p, s).map(|id| (*rt, *role, id)))
 }
 
+/// What a walk down a cgroup path has found so far.
+#[derive(Default)]
+struct Walk {
+    /// The innermost container: (component index, runtime, role, id).
+    found: Option<(usize, Runtime, Role, String)>,
+    in_kubepods: bool,
+    pod: Option<String>,
+    qos: Option<QosClass>,
+    pod_level_at: Option<usize>,
+}
+
+impl Walk {
+    /// Takes component `i` of `components`. The innermost container wins (Docker-in-Docker,
+    /// kind and minikube nodes are containers themselves); Kubernetes context is what sits
+    /// above it.
+    fn step(&mut self, i: usize, components: &[&str]) {
+        let c = components[i];
+        let base = c.strip_suffix(".slice").unwrap_or(c);
+        if base.split('-').any(|t| t == "kubepods") {
+            self.kubepods_level(i, c);
+            return;
+        }
+        if self.in_kubepods && self.pod_or_qos_level(i, c) {
+            return;
+        }
+        if let Some((rt, role, cid)) = container_leaf(c) {
+            self.found = Some((i, rt, role, cid.to_ascii_lowercase()));
+        } else if is_hex_id(c) {
+            let parent = if i > 0 { components[i - 1] } else { "" };
+            let rt = if self.in_kubepods && self.pod.is_some() {
+                Runtime::Cri
+            } else if parent == "docker" {
+                Runtime::Docker
+            } else {
+                Runtime::Unknown
+            };
+            self.found = Some((i, rt, Role::Container, c.to_ascii_lowercase()));
+        }
+        // Anything else is structure (slices) or a sub-cgroup inside a container (podman's
+        // `container`): the container found so far stands until a deeper one replaces it.
+        if self.found.as_ref().is_some_and(|f| f.0 == i) && i + 1 < components.len() {
+            // A container further down (nested runtime) resets the Kubernetes context unless
+            // it re-appears below.
+            self.in_kubepods = false;
+        }
+    }
+
+    /// A `kubepods` component (`kubepods`, `kubepods-burstable.slice`,
+    /// `kubepods-besteffort-pod<uid>.slice`, ...).
+    fn kubepods_level(&mut self, i: usize, c: &str) {
+        if !self.in_kubepods {
+            // A new (possibly nested) Kubernetes node: reset what an outer one said.
+            self.in_kubepods = true;
+            self.pod = None;
+            self.qos = None;
+        }
+        if let Some(q) = qos_of(c) {
+            self.qos = Some(q);
+        }
+        if let Some(uid) = pod_uid(c) {
+            self.pod = Some(uid);
+            self.pod_level_at = Some(i);
+        }
+    }
+
+    /// Inside kubepods (cgroupfs driver): `burstable`, `besteffort`, `pod<uid>`. Whether `c`
+    /// was one.
+    fn pod_or_qos_level(&mut self, i: usize, c: &str) -> bool {
+        if let Some(q) = qos_of(c).filter(|_| matches!(c, "burstable" | "besteffort")) {
+            self.qos = Some(q);
+            return true;
+        }
+        if let Some(uid) = pod_uid(c) {
+            self.pod = Some(uid);
+            self.pod_level_at = Some(i);
+            return true;
+        }
+        false
+    }
+
+    /// The identity once every component was taken.
+    fn finish(self, mut id: Identity, components: &[&str]) -> Identity {
+        // Kubernetes context only applies if it sits above the container found.
+        if let Some((at, rt, role, cid)) = self.found {
+            id.runtime = rt;
+            id.role = role;
+            id.short_id = Some(cid.chars().take(12).collect());
+            id.container_id = Some(cid);
+            if self.pod_level_at.is_some_and(|p| p < at) {
+                id.pod_uid = self.pod;
+                id.qos = Some(self.qos.unwrap_or(QosClass::Guaranteed));
+            }
+            return id;
+        }
+        if let Some(uid) = self.pod {
+            id.runtime = Runtime::Cri;
+            id.role = Role::Pod;
+            id.pod_uid = Some(uid);
+            id.qos = Some(self.qos.unwrap_or(QosClass::Guaranteed));
+            return id;
+        }
+        if let Some(unit) = components
+            .iter()
+            .rev()
+            .find(|c| c.ends_with(".service") || c.ends_with(".scope"))
+        {
+            id.runtime = Runtime::Systemd;
+            id.unit = Some((*unit).to_owned());
+            return id;
+        }
+        id.runtime = if self.in_kubepods {
+            Runtime::Cri
+        } else {
+            Runtime::Unknown
+        };
+        id
+    }
+}
+
 /// The identity of the cgroup at `path` (relative to the cgroup2 mount, starting with `/`).
 pub fn identify(path: &str) -> Identity {
-    let mut id = Identity {
+    let id = Identity {
         runtime: Runtime::Host,
         role: Role::Other,
         container_id: None,
@@ -181,97 +300,11 @@ pub fn identify(path: &str) -> Identity {
     if components.is_empty() || components == ["init.scope"] {
         return id;
     }
-    // The innermost container wins (Docker-in-Docker, kind and minikube nodes are containers
-    // themselves); Kubernetes context is what sits above it.
-    let mut found: Option<(usize, Runtime, Role, String)> = None;
-    let mut in_kubepods = false;
-    let mut pod: Option<String> = None;
-    let mut qos: Option<QosClass> = None;
-    let mut pod_level_at: Option<usize> = None;
-    for (i, c) in components.iter().enumerate() {
-        let base = c.strip_suffix(".slice").unwrap_or(c);
-        if base.split('-').any(|t| t == "kubepods") {
-            if !in_kubepods {
-                // A new (possibly nested) Kubernetes node: reset what an outer one said.
-                in_kubepods = true;
-                pod = None;
-                qos = None;
-            }
-            if let Some(q) = qos_of(c) {
-                qos = Some(q);
-            }
-            if let Some(uid) = pod_uid(c) {
-                pod = Some(uid);
-                pod_level_at = Some(i);
-            }
-            continue;
-        }
-        if in_kubepods {
-            if let Some(q) = qos_of(c).filter(|_| matches!(*c, "burstable" | "besteffort")) {
-                qos = Some(q);
-                continue;
-            }
-            if let Some(uid) = pod_uid(c) {
-                pod = Some(uid);
-                pod_level_at = Some(i);
-                continue;
-            }
-        }
-        if let Some((rt, role, cid)) = container_leaf(c) {
-            found = Some((i, rt, role, cid.to_ascii_lowercase()));
-        } else if is_hex_id(c) {
-            let parent = if i > 0 { components[i - 1] } else { "" };
-            let rt = if in_kubepods && pod.is_some() {
-                Runtime::Cri
-            } else if parent == "docker" {
-                Runtime::Docker
-            } else {
-                Runtime::Unknown
-            };
-            found = Some((i, rt, Role::Container, c.to_ascii_lowercase()));
-        }
-        // Anything else is structure (slices) or a sub-cgroup inside a container (podman's
-        // `container`): the container found so far stands until a deeper one replaces it.
-        if found.as_ref().is_some_and(|f| f.0 == i) && i + 1 < components.len() {
-            // A container further down (nested runtime) resets the Kubernetes context unless it
-            // re-appears below.
-            in_kubepods = false;
-        }
+    let mut walk = Walk::default();
+    for i in 0..components.len() {
+        walk.step(i, &components);
     }
-    // Kubernetes context only applies if it sits above the container we found.
-    if let Some((at, rt, role, cid)) = found {
-        id.runtime = rt;
-        id.role = role;
-        id.short_id = Some(cid.chars().take(12).collect());
-        id.container_id = Some(cid);
-        if pod_level_at.is_some_and(|p| p < at) {
-            id.pod_uid = pod;
-            id.qos = Some(qos.unwrap_or(QosClass::Guaranteed));
-        }
-        return id;
-    }
-    if let Some(uid) = pod {
-        id.runtime = Runtime::Cri;
-        id.role = Role::Pod;
-        id.pod_uid = Some(uid);
-        id.qos = Some(qos.unwrap_or(QosClass::Guaranteed));
-        return id;
-    }
-    if let Some(unit) = components
-        .iter()
-        .rev()
-        .find(|c| c.ends_with(".service") || c.ends_with(".scope"))
-    {
-        id.runtime = Runtime::Systemd;
-        id.unit = Some((*unit).to_owned());
-        return id;
-    }
-    id.runtime = if in_kubepods {
-        Runtime::Cri
-    } else {
-        Runtime::Unknown
-    };
-    id
+    walk.finish(id, &components)
 }
 
 #[cfg(test)]
