@@ -3,10 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use capmon::{check, record};
-use capmon_core::{
-    recommend::{Advice, Format},
-    replay, report,
-};
+use capmon_core::{recommend::Format, replay, report};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -314,7 +311,7 @@ fn main() -> ExitCode {
                         }
                     }
                     if let Some(format) = format {
-                        match Advice::of(&name, r).render(format) {
+                        match r.advice(&name).render(format) {
                             Ok(text) => print!("{text}"),
                             Err(e) => {
                                 eprintln!("capmon: error: {e}");

@@ -17,7 +17,7 @@ use tokio::{
 };
 
 use capmon_core::{
-    recommend::{Advice, Format},
+    recommend::Format,
     report::{self, Observed, RecordReport},
 };
 
@@ -154,7 +154,7 @@ pub fn write_outputs(
         serde_json::to_string_pretty(report).unwrap_or_default() + "\n",
     )?;
     let mut written = vec!["report.json"];
-    let advice = Advice::of(name, report);
+    let advice = report.advice(name);
     for format in Format::ALL {
         match advice.render(format) {
             Ok(text) => {
