@@ -25,7 +25,7 @@ use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncode
 use serde::Deserialize;
 use serde_json::json;
 
-use capmon_core::recommend::{Advice, Format};
+use capmon_core::recommend::Format;
 
 use crate::daemon::{FindError, STAGES, Shared};
 
@@ -147,7 +147,7 @@ fn render(s: &Shared, id: &str, format: Option<String>) -> Response {
     let report = c.report();
     let name = c.display_name().to_owned();
     drop(m);
-    match Advice::of(&name, &report).render(format) {
+    match report.advice(&name).render(format) {
         Ok(text) => {
             let ctype = match format {
                 Format::Seccomp | Format::Oci => "application/json",

@@ -326,7 +326,7 @@ fn recommendations_work_when_applied_and_nothing_in_them_is_superfluous() {
         );
 
         // 2. capmon's recommendation applied.
-        let advice = Advice::of(w.name, &before.report);
+        let advice = before.report.advice(w.name);
         let oci = advice.oci().expect("a generated profile");
         assert_apparmor_parses(w.name, &advice.render(Format::Apparmor).expect("apparmor"));
         let docker_flags = advice.render(Format::Docker).expect("docker flags");

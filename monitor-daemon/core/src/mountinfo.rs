@@ -4,19 +4,16 @@
 
 use std::path::PathBuf;
 
-/// Undoes the octal escapes (`\040` for a space) that mountinfo uses in paths.
+/// Undoes the octal escapes (`\040` for a space) that mountinfo uses in paths. A backslash
+/// that does not start an escape of one byte (`\000` to `\377`) stays as it is.
 fn unescape_mountinfo(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
+            && let Some(v) = octal_byte(&bytes[i + 1..])
         {
-            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(v);
             i += 4;
         } else {
@@ -25,6 +22,16 @@ fn unescape_mountinfo(field: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The byte written as the three octal digits `digits` starts with, if they are that.
+fn octal_byte(digits: &[u8]) -> Option<u8> {
+    let value = digits.get(..3)?.iter().try_fold(0u32, |v, d| {
+        (b'0'..=b'7')
+            .contains(d)
+            .then(|| v * 8 + u32::from(d - b'0'))
+    })?;
+    u8::try_from(value).ok()
 }
 
 /// The mount point of the cgroup2 file system in a mountinfo text: the first `cgroup2` mount
@@ -115,6 +122,16 @@ mod tests {
         assert_eq!(
             parse_cgroup2_mount(text),
             Some(PathBuf::from("/mnt/cg two"))
+        );
+    }
+
+    #[test]
+    fn escapes_beyond_a_byte_stay_as_they_are() {
+        // Found by fuzzing: `\777` overflowed the byte it was decoded into.
+        let text = "40 26 0:30 / /mnt/a\\777b\\101\\12 rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            parse_cgroup2_mount(text),
+            Some(PathBuf::from("/mnt/a\\777bA\\12"))
         );
     }
 }

@@ -1,5 +1,6 @@
 //! `capmon replay`: a recorded workload's syscalls against any seccomp profile, "dry run
-//! before you enforce".
+//! before you enforce". [`run`] reads the files and the running kernel; [`History::parse`] and
+//! [`replay`] are pure.
 
 use std::{fs, io, path::PathBuf};
 
@@ -60,19 +61,64 @@ pub enum ReplayError {
     UnknownCapability(String),
 }
 
-/// The part of a `report.json` a replay needs.
-#[derive(Debug, Deserialize)]
-struct History {
-    syscalls: HistorySyscalls,
+/// The part of a `report.json` a replay needs: the recorded syscall names and the
+/// capabilities the workload held.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct History {
+    /// The recorded syscalls.
+    pub syscalls: HistorySyscalls,
+    /// Capabilities the workload held (`CAP_*`).
     #[serde(default)]
-    granted: Vec<String>,
+    pub granted: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct HistorySyscalls {
-    used: Vec<String>,
+/// `syscalls` of a `report.json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct HistorySyscalls {
+    /// Syscalls the workload made.
+    pub used: Vec<String>,
+    /// Syscalls the runtime made under the filter before the workload's exec.
     #[serde(default)]
-    runtime: Vec<String>,
+    pub runtime: Vec<String>,
+}
+
+/// A recorded syscall name that is not in the architecture's table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownName {
+    /// JSON path of the name (`syscalls.used[3]`).
+    pub field: String,
+    /// The name.
+    pub name: String,
+}
+
+impl History {
+    /// Reads the part of a `report.json` text a replay needs.
+    pub fn parse(text: &str) -> Result<History, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// Every recorded syscall name (used, then the runtime's), sorted and without
+    /// duplicates; the first one `arch`'s table does not know is an error.
+    pub fn syscall_names(&self, arch: Arch) -> Result<Vec<String>, UnknownName> {
+        let mut names: Vec<String> = Vec::new();
+        for (field, list) in [
+            ("syscalls.used", &self.syscalls.used),
+            ("syscalls.runtime", &self.syscalls.runtime),
+        ] {
+            for (i, name) in list.iter().enumerate() {
+                if arch.syscall_number(name).is_none() {
+                    return Err(UnknownName {
+                        field: format!("{field}[{i}]"),
+                        name: name.clone(),
+                    });
+                }
+                names.push(name.clone());
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
 }
 
 /// The outcome of a replay.
@@ -97,7 +143,8 @@ fn read(path: &str) -> Result<String, ReplayError> {
     })
 }
 
-/// Loads the profile (a file, or `docker-default`) and the report, and replays.
+/// Loads the profile (a file, or `docker-default`) and the report, and replays them for `arch`
+/// (default: this machine's) and the running kernel.
 pub fn run(
     profile: &str,
     caps: Option<Vec<String>>,
@@ -117,48 +164,57 @@ pub fn run(
         })?
     };
     let text = read(&report.to_string_lossy())?;
-    let history: History = serde_json::from_str(&text).map_err(|source| ReplayError::Report {
+    let history = History::parse(&text).map_err(|source| ReplayError::Report {
         path: report.to_owned(),
         source,
     })?;
-    let mut names: Vec<String> = Vec::new();
-    for (field, list) in [
-        ("syscalls.used", &history.syscalls.used),
-        ("syscalls.runtime", &history.syscalls.runtime),
-    ] {
-        for (i, name) in list.iter().enumerate() {
-            if arch.syscall_number(name).is_none() {
-                return Err(ReplayError::UnknownSyscall {
-                    path: report.to_owned(),
-                    field: format!("{field}[{i}]"),
-                    name: name.clone(),
-                    arch: arch.as_str(),
-                });
-            }
-            names.push(name.clone());
-        }
-    }
-    names.sort();
-    names.dedup();
-    let caps = caps.unwrap_or(history.granted);
+    let names = history
+        .syscall_names(arch)
+        .map_err(|UnknownName { field, name }| ReplayError::UnknownSyscall {
+            path: report.to_owned(),
+            field,
+            name,
+            arch: arch.as_str(),
+        })?;
+    let caps = canonical_caps(&caps.unwrap_or(history.granted))?;
+    let kernel = KernelVersion::running().unwrap_or(KernelVersion(0, 0));
+    Ok(replay(profile, &p, caps, arch, kernel, &names))
+}
+
+/// Capability names as capmon spells them (`sys_admin` -> `CAP_SYS_ADMIN`); empty ones are
+/// skipped, an unknown one is an error.
+pub fn canonical_caps(caps: &[String]) -> Result<Vec<String>, ReplayError> {
     let mut canonical = Vec::with_capacity(caps.len());
     for cap in caps.iter().filter(|c| !c.is_empty()) {
         let nr =
             capability_number(cap).ok_or_else(|| ReplayError::UnknownCapability(cap.clone()))?;
         canonical.push(crate::names::capability_name(nr));
     }
+    Ok(canonical)
+}
+
+/// Replays syscall `names` against `profile` (called `profile_name`) for a container holding
+/// `caps` on `arch` and `kernel`.
+pub fn replay(
+    profile_name: &str,
+    profile: &Profile,
+    caps: Vec<String>,
+    arch: Arch,
+    kernel: KernelVersion,
+    names: &[String],
+) -> ReplayResult {
     let target = Target {
         arch,
-        caps: canonical.iter().cloned().collect(),
-        kernel: KernelVersion::running().unwrap_or(KernelVersion(0, 0)),
+        caps: caps.iter().cloned().collect(),
+        kernel,
     };
-    Ok(ReplayResult {
-        profile: profile.to_owned(),
-        caps: canonical,
+    ReplayResult {
+        profile: profile_name.to_owned(),
+        caps,
         arch: arch.as_str(),
         syscalls: names.len(),
-        replay: Replay::run(&p, &target, &names),
-    })
+        replay: Replay::run(profile, &target, names),
+    }
 }
 
 /// The result as text.
@@ -306,5 +362,51 @@ mod tests {
             err.to_string().contains("not a capmon report.json"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_pure_part_takes_the_kernel_from_the_caller() {
+        let history = History::parse(
+            r#"{"syscalls": {"used": ["ptrace", "read", "read"], "runtime": ["read"]}, "granted": ["CAP_SYS_PTRACE"]}"#,
+        )
+        .expect("parse");
+        let names = history.syscall_names(Arch::X86_64).expect("names");
+        assert_eq!(names, vec!["ptrace", "read"]);
+        let caps = canonical_caps(&history.granted).expect("caps");
+        let docker = Profile::docker_default();
+        // Docker's default allows ptrace from kernel 4.8 on (or with CAP_SYS_PTRACE).
+        let r = replay(
+            "d",
+            &docker,
+            Vec::new(),
+            Arch::X86_64,
+            KernelVersion(4, 4),
+            &names,
+        );
+        assert_eq!(r.replay.would_deny.len(), 1, "{:?}", r.replay);
+        let r = replay(
+            "d",
+            &docker,
+            Vec::new(),
+            Arch::X86_64,
+            KernelVersion(4, 8),
+            &names,
+        );
+        assert!(r.replay.would_deny.is_empty(), "{:?}", r.replay);
+        let r = replay(
+            "d",
+            &docker,
+            caps,
+            Arch::X86_64,
+            KernelVersion(4, 4),
+            &names,
+        );
+        assert!(r.replay.would_deny.is_empty(), "{:?}", r.replay);
+        assert_eq!(r.caps, vec!["CAP_SYS_PTRACE"]);
+        let unknown = History::parse(r#"{"syscalls": {"used": [], "runtime": ["open"]}}"#)
+            .expect("parse")
+            .syscall_names(Arch::Aarch64)
+            .expect_err("no open on aarch64");
+        assert_eq!(unknown.field, "syscalls.runtime[0]");
     }
 }

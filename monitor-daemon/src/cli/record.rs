@@ -3,10 +3,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use capmon_core::{
-    recommend::{Advice, Format},
-    report,
-};
+use capmon_core::{recommend::Format, report};
 
 use super::{Failure, Outcome, runtime};
 use crate::record::{self, RecordOptions};
@@ -39,7 +36,7 @@ pub fn main(
         }
     }
     if let Some(format) = format {
-        print!("{}", Advice::of(&opts.name, r).render(format)?);
+        print!("{}", r.advice(&opts.name).render(format)?);
     }
     Ok(ExitCode::from(u8::try_from(r.exit_code).unwrap_or(1)))
 }

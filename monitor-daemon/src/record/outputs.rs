@@ -3,10 +3,7 @@
 
 use std::{fs, path::Path};
 
-use capmon_core::{
-    recommend::{Advice, Format},
-    report::RecordReport,
-};
+use capmon_core::{recommend::Format, report::RecordReport};
 
 use super::RecordError;
 
@@ -40,7 +37,7 @@ pub fn write_outputs(
         serde_json::to_string_pretty(report).unwrap_or_default() + "\n",
     )?;
     let mut written = vec!["report.json"];
-    let advice = Advice::of(name, report);
+    let advice = report.advice(name);
     for format in Format::ALL {
         match advice.render(format) {
             Ok(text) => {

@@ -1,0 +1,12 @@
+//! Fuzzes the reader of a Docker-compatible API's container inspect answer: any bytes give
+//! names or an error, never a panic; a name never keeps Docker's leading `/`.
+#![no_main]
+
+use capmon_core::runtime_api::parse_inspect;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(names) = parse_inspect(data) {
+        assert!(!names.name.starts_with('/'), "{names:?}");
+    }
+});
