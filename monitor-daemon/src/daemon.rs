@@ -419,7 +419,7 @@ impl ContainerState {
 fn posture_findings(p: capmon_core::posture::Posture) -> Vec<(String, String)> {
     p.findings
         .into_iter()
-        .map(|f| (f.check.to_owned(), f.detail))
+        .map(|f| (f.check.as_str().to_owned(), f.detail))
         .collect()
 }
 
