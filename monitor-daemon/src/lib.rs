@@ -5,7 +5,6 @@
 //! classification, the seccomp model, recommendations, reports) lives in `capmon_core`, which
 //! tests anywhere.
 
-pub mod api;
 pub mod btf;
 pub mod check;
 pub mod cli;
@@ -13,4 +12,3 @@ pub mod containers;
 pub mod daemon;
 pub mod probes;
 pub mod record;
-pub mod store;
