@@ -5,10 +5,8 @@
 //! classification, the seccomp model, recommendations, reports) lives in `capmon_core`, which
 //! tests anywhere.
 
-pub mod api;
 pub mod cli;
 pub mod containers;
 pub mod daemon;
 pub mod kernel;
 pub mod record;
-pub mod store;

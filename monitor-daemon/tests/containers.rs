@@ -333,7 +333,7 @@ fn posture_flags_privileged_and_accepts_a_confined_container() {
     let p = capmon::containers::posture::read_pid(pid, host)
         .expect("read")
         .expect("alive");
-    let checks: Vec<&str> = p.findings.iter().map(|f| f.check).collect();
+    let checks: Vec<&str> = p.findings.iter().map(|f| f.check.as_str()).collect();
     assert!(checks.contains(&"privileged"), "{checks:?}");
     assert!(checks.contains(&"cap_sys_admin"), "{checks:?}");
     assert!(checks.contains(&"no_new_privileges_off"), "{checks:?}");
@@ -360,7 +360,7 @@ fn posture_flags_privileged_and_accepts_a_confined_container() {
     assert_eq!(p.effective, vec!["CAP_CHOWN"]);
     assert_eq!(p.seccomp, capmon_core::posture::SeccompMode::Filter);
     assert!(p.no_new_privs);
-    let checks: Vec<&str> = p.findings.iter().map(|f| f.check).collect();
+    let checks: Vec<&str> = p.findings.iter().map(|f| f.check.as_str()).collect();
     for flagged in [
         "privileged",
         "cap_sys_admin",

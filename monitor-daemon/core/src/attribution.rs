@@ -44,6 +44,23 @@ impl Runtime {
             Runtime::Host => "host",
         }
     }
+
+    /// Every runtime.
+    pub const ALL: [Runtime; 8] = [
+        Runtime::Docker,
+        Runtime::Containerd,
+        Runtime::CriO,
+        Runtime::Podman,
+        Runtime::Cri,
+        Runtime::Unknown,
+        Runtime::Systemd,
+        Runtime::Host,
+    ];
+
+    /// The runtime named `s` (as [`Runtime::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Self> {
+        Runtime::ALL.into_iter().find(|r| r.as_str() == s)
+    }
 }
 
 /// Kubernetes QoS class, from the `kubepods` level above the pod.
@@ -56,6 +73,29 @@ pub enum QosClass {
     Burstable,
     /// Under `besteffort`.
     BestEffort,
+}
+
+impl QosClass {
+    /// Every class.
+    pub const ALL: [QosClass; 3] = [
+        QosClass::Guaranteed,
+        QosClass::Burstable,
+        QosClass::BestEffort,
+    ];
+
+    /// Lower-case name, as in JSON and Kubernetes' cgroup paths.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            QosClass::Guaranteed => "guaranteed",
+            QosClass::Burstable => "burstable",
+            QosClass::BestEffort => "besteffort",
+        }
+    }
+
+    /// The class named `s` (as [`QosClass::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Self> {
+        QosClass::ALL.into_iter().find(|q| q.as_str() == s)
+    }
 }
 
 /// What runs in the cgroup.
@@ -714,5 +754,23 @@ mod tests {
         // Upper-case hex is normalised.
         let upper = format!("/docker/{}", A.to_uppercase());
         assert_eq!(identify(&upper).container_id.as_deref(), Some(A));
+    }
+
+    #[test]
+    fn names_match_json_and_read_back() {
+        for r in Runtime::ALL {
+            let json = serde_json::to_value(r).expect("json");
+            assert_eq!(json, r.as_str(), "{r:?}");
+            assert_eq!(Runtime::parse(r.as_str()), Some(r));
+        }
+        for q in QosClass::ALL {
+            let json = serde_json::to_value(q).expect("json");
+            assert_eq!(json, q.as_str(), "{q:?}");
+            // What the daemon stored before `as_str` existed.
+            assert_eq!(format!("{q:?}").to_lowercase(), q.as_str());
+            assert_eq!(QosClass::parse(q.as_str()), Some(q));
+        }
+        assert_eq!(Runtime::parse("Docker"), None);
+        assert_eq!(QosClass::parse("best-effort"), None);
     }
 }

@@ -5,7 +5,7 @@
 //! `no-new-privileges`. Reading the files is the daemon's job (`containers::posture`).
 
 use procfs_core::FromRead as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::names::capability_name;
 
@@ -21,7 +21,7 @@ pub struct StatusError {
 }
 
 /// `Seccomp:` of `/proc/<pid>/status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SeccompMode {
     /// 0: no filter.
@@ -34,18 +34,61 @@ pub enum SeccompMode {
     Unknown,
 }
 
-/// One failed checklist item.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Finding {
+/// A checklist item (Docker's security guidance), named in JSON and metric labels as
+/// [`Check::as_str`] writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// Holds every capability of the host's bounding set.
+    Privileged,
+    /// `CAP_SYS_ADMIN` granted.
+    CapSysAdmin,
+    /// No seccomp filter.
+    SeccompDisabled,
+    /// No LSM confinement.
+    LsmUnconfined,
+    /// Effective uid 0.
+    RunsAsRoot,
+    /// `no_new_privs` not set.
+    NoNewPrivilegesOff,
+}
+
+impl Check {
+    /// Every item, in the order the checklist reports them.
+    pub const ALL: [Check; 6] = [
+        Check::Privileged,
+        Check::CapSysAdmin,
+        Check::SeccompDisabled,
+        Check::LsmUnconfined,
+        Check::RunsAsRoot,
+        Check::NoNewPrivilegesOff,
+    ];
+
     /// Stable name: `privileged`, `cap_sys_admin`, `seccomp_disabled`, `lsm_unconfined`,
     /// `runs_as_root`, `no_new_privileges_off`.
-    pub check: &'static str,
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Check::Privileged => "privileged",
+            Check::CapSysAdmin => "cap_sys_admin",
+            Check::SeccompDisabled => "seccomp_disabled",
+            Check::LsmUnconfined => "lsm_unconfined",
+            Check::RunsAsRoot => "runs_as_root",
+            Check::NoNewPrivilegesOff => "no_new_privileges_off",
+        }
+    }
+}
+
+/// One failed checklist item.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Which item.
+    pub check: Check,
     /// What was seen.
     pub detail: String,
 }
 
 /// Granted capabilities and confinement of a process.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Posture {
     /// The process read.
     pub pid: i32,
@@ -113,25 +156,25 @@ pub fn from_status(
     let mut findings = Vec::new();
     if host_bounding != 0 && bounding & host_bounding == host_bounding {
         findings.push(Finding {
-            check: "privileged",
+            check: Check::Privileged,
             detail: "holds every capability of the host's bounding set".into(),
         });
     }
     if (s.capeff | bounding) & sys_admin != 0 {
         findings.push(Finding {
-            check: "cap_sys_admin",
+            check: Check::CapSysAdmin,
             detail: "CAP_SYS_ADMIN is granted (nearly root)".into(),
         });
     }
     if seccomp == SeccompMode::Disabled {
         findings.push(Finding {
-            check: "seccomp_disabled",
+            check: Check::SeccompDisabled,
             detail: "no seccomp filter".into(),
         });
     }
     if lsm_unconfined(label.as_deref()) {
         findings.push(Finding {
-            check: "lsm_unconfined",
+            check: Check::LsmUnconfined,
             detail: label
                 .clone()
                 .map(|l| format!("LSM label {l}"))
@@ -140,13 +183,13 @@ pub fn from_status(
     }
     if s.euid == 0 {
         findings.push(Finding {
-            check: "runs_as_root",
+            check: Check::RunsAsRoot,
             detail: "effective uid 0".into(),
         });
     }
     if !no_new_privs {
         findings.push(Finding {
-            check: "no_new_privileges_off",
+            check: Check::NoNewPrivilegesOff,
             detail: "no_new_privs is not set".into(),
         });
     }
@@ -191,7 +234,7 @@ mod tests {
     }
 
     fn checks(p: &Posture) -> Vec<&'static str> {
-        p.findings.iter().map(|f| f.check).collect()
+        p.findings.iter().map(|f| f.check.as_str()).collect()
     }
 
     #[test]
@@ -289,5 +332,22 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         assert!(from_status(3, "not a status file", None, HOST_BND).is_err());
         assert!(from_status(3, "", None, HOST_BND).is_err());
+    }
+
+    #[test]
+    fn check_names_are_their_json_and_a_posture_reads_back() {
+        for c in Check::ALL {
+            assert_eq!(serde_json::to_value(c).expect("json"), c.as_str());
+        }
+        let p = from_status(1, HOST_ROOT, None, HOST_BND).expect("parse");
+        let text = serde_json::to_string(&p).expect("json");
+        assert!(
+            text.contains(r#"{"check":"privileged","detail":"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""seccomp":"disabled""#), "{text}");
+        let back: Posture = serde_json::from_str(&text).expect("read back");
+        assert_eq!(back, p);
+        assert!(serde_json::from_str::<Check>(r#""no_such_check""#).is_err());
     }
 }

@@ -1,0 +1,244 @@
+//! The HTTP API (JSON) and `/metrics`: routes and handlers that read the model. The JSON
+//! shapes (names of runtimes, QoS classes, posture checks) are made here.
+//!
+//! | path | answer |
+//! | --- | --- |
+//! | `GET /healthz` | `{"status":"ok", ...}` |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /v1/containers` | every container's summary |
+//! | `GET /v1/containers/{id}` | one container (full id, short id or name): report, analysis, posture |
+//! | `GET /v1/containers/{id}/seccomp` | its generated Docker-format profile |
+//! | `GET /v1/containers/{id}/recommendation?format=...` | its recommendation in one format |
+//!
+//! Errors are JSON `{"error": "..."}` with 404 (unknown container or path), 400 (bad format),
+//! 409 (no profile can be written for it).
+
+use std::sync::{Arc, atomic::Ordering};
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use capmon_core::{classify::CapClass, recommend::Format, report::Denial};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{
+    container::ContainerState,
+    metrics,
+    model::{FindError, Shared},
+};
+
+/// The API's routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(scrape))
+        .route("/v1/containers", get(list))
+        .route("/v1/containers/{id}", get(one))
+        .route("/v1/containers/{id}/seccomp", get(seccomp))
+        .route("/v1/containers/{id}/recommendation", get(recommendation))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path".into()) })
+        .with_state(shared)
+}
+
+/// A container in API listings.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// Full id.
+    pub id: String,
+    /// Short id.
+    pub short_id: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Image.
+    pub image: Option<String>,
+    /// Runtime.
+    pub runtime: &'static str,
+    /// Kubernetes namespace.
+    pub namespace: Option<String>,
+    /// Kubernetes pod.
+    pub pod: Option<String>,
+    /// Running or exited.
+    pub running: bool,
+    /// First seen (Unix seconds).
+    pub first_seen: i64,
+    /// Last activity.
+    pub last_seen: i64,
+    /// Exit time.
+    pub exited_at: Option<i64>,
+    /// Granted capabilities.
+    pub granted: Vec<String>,
+    /// Used.
+    pub used: Vec<String>,
+    /// Denied.
+    pub denied: Vec<String>,
+    /// Granted and unused.
+    pub unused: Vec<String>,
+    /// Distinct syscalls.
+    pub syscalls_used: usize,
+    /// Seccomp denials (syscall, errno, count).
+    pub syscalls_denied: Vec<Denial>,
+    /// Failed checklist items.
+    pub posture: Vec<&'static str>,
+}
+
+impl Summary {
+    /// The listing entry of a container.
+    pub fn of(c: &ContainerState) -> Summary {
+        let info = &c.info;
+        Summary {
+            id: info.id.clone(),
+            short_id: info.short_id.clone(),
+            name: info.name.clone(),
+            image: info.image.clone(),
+            runtime: info.runtime.as_str(),
+            namespace: info.namespace.clone(),
+            pod: info.pod.clone(),
+            running: c.running(),
+            first_seen: info.first_seen,
+            last_seen: info.last_seen,
+            exited_at: info.exited_at,
+            granted: info.granted.clone(),
+            used: c.names_in_class(CapClass::Used),
+            denied: c.names_in_class(CapClass::Denied),
+            unused: c.unused(),
+            syscalls_used: c.syscalls.len(),
+            syscalls_denied: c.denied(),
+            posture: info.findings().iter().map(|f| f.check.as_str()).collect(),
+        }
+    }
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn not_found(e: FindError) -> Response {
+    let status = match e {
+        FindError::NotFound(_) => StatusCode::NOT_FOUND,
+        FindError::Ambiguous(..) => StatusCode::BAD_REQUEST,
+    };
+    error(status, e.to_string())
+}
+
+/// The answer when the model's lock is poisoned.
+fn poisoned() -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "model lock poisoned".into(),
+    )
+}
+
+async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+    let (running, exited) = s.model.lock().map(|m| m.counts()).unwrap_or_default();
+    Json(json!({
+        "status": "ok",
+        "probe_mode": s.health.mode,
+        "probes_attached": s.health.attached.load(Ordering::Relaxed),
+        "containers": {"running": running, "exited": exited},
+        "store": s.db_path.display().to_string(),
+    }))
+    .into_response()
+}
+
+async fn list(State(s): State<Arc<Shared>>) -> Response {
+    let Ok(m) = s.model.lock() else {
+        return poisoned();
+    };
+    let all: Vec<Summary> = m.containers.values().map(Summary::of).collect();
+    Json(json!({ "containers": all })).into_response()
+}
+
+async fn one(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let Ok(m) = s.model.lock() else {
+        return poisoned();
+    };
+    let c = match m.find(&id) {
+        Ok(c) => c,
+        Err(e) => return not_found(e),
+    };
+    let report = c.report();
+    Json(json!({
+        "container": Summary::of(c),
+        "cgroup_path": c.info.cgroup_path,
+        "pod_uid": c.info.pod_uid,
+        "qos": c.info.qos.map(|q| q.as_str()),
+        "complete": c.info.complete,
+        "posture": c.info.posture,
+        "capabilities": report.capabilities,
+        "syscalls": report.syscalls,
+        "analysis": report.analysis,
+        "docker_default": report.docker_default,
+        "seccomp_profile_error": report.seccomp_profile_error,
+    }))
+    .into_response()
+}
+
+async fn seccomp(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    render(&s, &id, Some(Format::Seccomp.name().to_owned()))
+}
+
+#[derive(Deserialize)]
+struct FormatQuery {
+    format: Option<String>,
+}
+
+async fn recommendation(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(q): Query<FormatQuery>,
+) -> Response {
+    render(&s, &id, q.format)
+}
+
+fn render(s: &Shared, id: &str, format: Option<String>) -> Response {
+    let Some(format) = format else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("missing ?format=: use one of {}", Format::NAMES.join(", ")),
+        );
+    };
+    let format: Format = match format.parse() {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("{e}")),
+    };
+    let Ok(m) = s.model.lock() else {
+        return poisoned();
+    };
+    let c = match m.find(id) {
+        Ok(c) => c,
+        Err(e) => return not_found(e),
+    };
+    let report = c.report();
+    let name = c.info.display_name().to_owned();
+    drop(m);
+    match report.advice(&name).render(format) {
+        Ok(text) => {
+            let ctype = match format {
+                Format::Seccomp | Format::Oci => "application/json",
+                Format::Compose | Format::Kubernetes | Format::Spo => "application/yaml",
+                Format::Docker | Format::Apparmor => "text/plain; charset=utf-8",
+            };
+            ([(header::CONTENT_TYPE, ctype)], text).into_response()
+        }
+        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+async fn scrape(State(s): State<Arc<Shared>>) -> Response {
+    match metrics::render(&s) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

@@ -1,0 +1,761 @@
+//! One container as the daemon keeps it: its identity and state ([`Container`]), its capability
+//! check sites and seccomp denials under typed keys, what changed since the last write, and the
+//! report built from all that. Capabilities, classes, outcomes, runtimes, QoS classes and
+//! postures are types here; their names and JSON belong to the store and the API.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use capmon_core::{
+    attribution::{QosClass, Runtime},
+    classify::CapClass,
+    names::{capability_name, capability_number},
+    posture::{Finding, Posture},
+    report::{self, BuildContext, CapCheck, Capabilities, Denial, RecordReport, Syscalls},
+    runtime_api::ContainerNames,
+};
+
+/// A capability by number (`CAP_CHOWN` is 0), named only at the edges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Capability(pub u32);
+
+impl Capability {
+    /// `CAP_CHOWN`, or `CAP_<n>` for a number newer than the name table.
+    pub fn name(self) -> String {
+        capability_name(self.0)
+    }
+
+    /// The capability [`Capability::name`] names `name` (exactly that spelling).
+    pub fn from_name(name: &str) -> Option<Self> {
+        let rest = name.strip_prefix("CAP_")?;
+        let number = capability_number(name).or_else(|| {
+            rest.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| rest.parse().ok())?
+        })?;
+        let cap = Capability(number);
+        (cap.name() == name).then_some(cap)
+    }
+}
+
+/// Whether the kernel granted a capability check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CheckResult {
+    /// The task held the capability.
+    Granted,
+    /// It did not.
+    Refused,
+}
+
+impl CheckResult {
+    /// `granted` or `refused`, as reports and the store write it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CheckResult::Granted => "granted",
+            CheckResult::Refused => "refused",
+        }
+    }
+
+    /// The result [`CheckResult::as_str`] names `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [CheckResult::Granted, CheckResult::Refused]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// What tells one capability check site of a container from another.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckKey {
+    /// The capability checked.
+    pub capability: Capability,
+    /// Its class.
+    pub class: CapClass,
+    /// Granted or refused.
+    pub result: CheckResult,
+    /// Kernel call site, when known.
+    pub site: Option<String>,
+    /// Syscall the first check happened in, when known.
+    pub syscall: Option<String>,
+}
+
+/// One capability check site: how often, and the evidence of its first sighting.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Check {
+    /// Checks counted.
+    pub count: u64,
+    /// Why it has its class.
+    pub reason: String,
+    /// First process.
+    pub comm: String,
+    /// First thread id.
+    pub pid: u32,
+    /// Kernel frames.
+    pub stack: Vec<String>,
+}
+
+/// What tells one kind of seccomp denial of a container from another.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DenialKey {
+    /// Syscall name, as in the kernel's table.
+    pub syscall: String,
+    /// `EPERM`.
+    pub errno: String,
+}
+
+/// One kind of seccomp denial: how often, and its first process.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DenialCount {
+    /// Syscall number.
+    pub number: u32,
+    /// Denials counted.
+    pub count: u64,
+    /// First process.
+    pub comm: String,
+}
+
+/// A container's identity and state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Container {
+    /// Full container id.
+    pub id: String,
+    /// 12-character id.
+    pub short_id: String,
+    /// Who created it.
+    pub runtime: Runtime,
+    /// Name, when an API told it.
+    pub name: Option<String>,
+    /// Image.
+    pub image: Option<String>,
+    /// Kubernetes namespace.
+    pub namespace: Option<String>,
+    /// Kubernetes pod.
+    pub pod: Option<String>,
+    /// Kubernetes container name.
+    pub k8s_container: Option<String>,
+    /// Kubernetes pod UID.
+    pub pod_uid: Option<String>,
+    /// Kubernetes QoS class.
+    pub qos: Option<QosClass>,
+    /// cgroup path.
+    pub cgroup_path: String,
+    /// cgroup id (inode number).
+    pub cgroup_id: u64,
+    /// First seen (Unix seconds).
+    pub first_seen: i64,
+    /// Last activity (Unix seconds).
+    pub last_seen: i64,
+    /// When it exited (Unix seconds).
+    pub exited_at: Option<i64>,
+    /// Whether capmon saw it start (its syscall history is complete).
+    pub complete: bool,
+    /// Capabilities granted (bounding set of its process), as `CAP_*` names.
+    pub granted: Vec<String>,
+    /// Its process' posture, once read.
+    pub posture: Option<Posture>,
+    /// Effective uid of its process.
+    pub uid: Option<u32>,
+}
+
+/// What changed since the last batch for the store.
+#[derive(Clone, Debug, Default)]
+struct Dirty {
+    /// The whole row.
+    row: bool,
+    /// Only `last_seen`.
+    touched: bool,
+    checks: BTreeSet<CheckKey>,
+    /// (name, made by the runtime).
+    new_syscalls: Vec<(String, bool)>,
+    denials: BTreeSet<DenialKey>,
+}
+
+/// A container with everything observed of it.
+#[derive(Clone, Debug)]
+pub struct ContainerState {
+    /// Identity and state.
+    pub info: Container,
+    /// Check sites.
+    pub checks: BTreeMap<CheckKey, Check>,
+    /// Counts stored by earlier runs, added to this run's kernel counts.
+    check_base: BTreeMap<CheckKey, u64>,
+    /// The workload's syscalls.
+    pub syscalls: BTreeSet<String>,
+    /// The runtime's syscalls under the filter.
+    pub runtime_syscalls: BTreeSet<String>,
+    /// Seccomp denials.
+    pub denials: BTreeMap<DenialKey, DenialCount>,
+    denial_base: BTreeMap<DenialKey, u64>,
+    dirty: Dirty,
+    /// The kernel side was told to forget it (exited and flushed).
+    pub(super) forgotten: bool,
+}
+
+/// A container as the store holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// Identity and state.
+    pub container: Container,
+    /// Check sites.
+    pub checks: Vec<(CheckKey, Check)>,
+    /// Syscalls of the workload.
+    pub syscalls: Vec<String>,
+    /// Syscalls of the runtime under the filter.
+    pub runtime_syscalls: Vec<String>,
+    /// Denials.
+    pub denials: Vec<(DenialKey, DenialCount)>,
+}
+
+/// Changes to write to the store in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// Containers to insert or update.
+    pub containers: Vec<Container>,
+    /// Containers whose `last_seen` moved: (id, last_seen).
+    pub touches: Vec<(String, i64)>,
+    /// Check sites to insert or update, by container id.
+    pub checks: Vec<(String, CheckKey, Check)>,
+    /// Syscalls to insert: (container id, name, made by the runtime).
+    pub syscalls: Vec<(String, String, bool)>,
+    /// Denials to insert or update, by container id.
+    pub denials: Vec<(String, DenialKey, DenialCount)>,
+    /// Containers to delete (pruned after retention).
+    pub deletes: Vec<String>,
+}
+
+impl Batch {
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty()
+            && self.touches.is_empty()
+            && self.checks.is_empty()
+            && self.syscalls.is_empty()
+            && self.denials.is_empty()
+            && self.deletes.is_empty()
+    }
+
+    /// Adds the changes of a later batch (written after this one's).
+    pub fn extend(&mut self, later: Batch) {
+        self.containers.extend(later.containers);
+        self.touches.extend(later.touches);
+        self.checks.extend(later.checks);
+        self.syscalls.extend(later.syscalls);
+        self.denials.extend(later.denials);
+        self.deletes.extend(later.deletes);
+    }
+}
+
+impl Container {
+    /// Takes the posture read from its process: granted set, uid and checklist.
+    pub fn set_posture(&mut self, p: Posture) {
+        self.granted = p.bounding.clone();
+        self.uid = Some(p.uid);
+        self.posture = Some(p);
+    }
+
+    /// Failed checklist items of its posture.
+    pub fn findings(&self) -> &[Finding] {
+        self.posture.as_ref().map_or(&[], |p| &p.findings)
+    }
+
+    /// Name, or short id when there is none.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.short_id)
+    }
+}
+
+impl ContainerState {
+    /// A container found in this run, to be written.
+    pub fn found(info: Container) -> Self {
+        let mut c = ContainerState::new(info);
+        c.dirty.row = true;
+        c
+    }
+
+    fn new(info: Container) -> Self {
+        ContainerState {
+            info,
+            checks: BTreeMap::new(),
+            check_base: BTreeMap::new(),
+            syscalls: BTreeSet::new(),
+            runtime_syscalls: BTreeSet::new(),
+            denials: BTreeMap::new(),
+            denial_base: BTreeMap::new(),
+            dirty: Dirty::default(),
+            forgotten: false,
+        }
+    }
+
+    /// A container loaded from the store: its counts are the base this run's add to.
+    pub fn from_stored(s: Stored) -> Self {
+        let mut c = ContainerState::new(s.container);
+        c.syscalls = s.syscalls.into_iter().collect();
+        c.runtime_syscalls = s.runtime_syscalls.into_iter().collect();
+        c.forgotten = true;
+        for (key, check) in s.checks {
+            c.check_base.insert(key.clone(), check.count);
+            c.checks.insert(key, check);
+        }
+        for (key, d) in s.denials {
+            c.denial_base.insert(key.clone(), d.count);
+            c.denials.insert(key, d);
+        }
+        c
+    }
+
+    /// Marks the identity and state as changed (written whole at the next batch).
+    pub fn mark_changed(&mut self) {
+        self.dirty.row = true;
+    }
+
+    /// Takes the names a container API told.
+    pub fn set_names(&mut self, n: ContainerNames) {
+        self.info.name = Some(n.name);
+        self.info.image = Some(n.image);
+        self.info.namespace = n.pod_namespace;
+        self.info.pod = n.pod_name;
+        self.info.k8s_container = n.k8s_container;
+        self.mark_changed();
+    }
+
+    /// Folds a kernel snapshot (cumulative since this daemon started) into the state; `now`
+    /// becomes `last_seen` when anything changed.
+    pub fn absorb(&mut self, caps: Capabilities, syscalls: Syscalls, now: i64) {
+        self.absorb_checks(caps.checks);
+        for name in syscalls.used {
+            if self.syscalls.insert(name.clone()) {
+                self.dirty.new_syscalls.push((name, false));
+            }
+        }
+        for name in syscalls.runtime {
+            if self.runtime_syscalls.insert(name.clone()) {
+                self.dirty.new_syscalls.push((name, true));
+            }
+        }
+        self.absorb_denials(syscalls.denied);
+        let d = &self.dirty;
+        if !d.checks.is_empty() || !d.new_syscalls.is_empty() || !d.denials.is_empty() {
+            // Activity only moves last_seen: a small update, not the whole row.
+            self.info.last_seen = now;
+            self.dirty.touched = true;
+        }
+    }
+
+    fn absorb_checks(&mut self, checks: Vec<CapCheck>) {
+        let mut counts: BTreeMap<CheckKey, Check> = BTreeMap::new();
+        for c in checks {
+            let Some(capability) = Capability::from_name(&c.capability) else {
+                tracing::warn!(capability = %c.capability, "check of an unknown capability");
+                continue;
+            };
+            let key = CheckKey {
+                capability,
+                class: c.class,
+                result: if c.result == CheckResult::Granted.as_str() {
+                    CheckResult::Granted
+                } else {
+                    CheckResult::Refused
+                },
+                site: c.site,
+                syscall: c.syscall,
+            };
+            let check = counts.entry(key).or_insert_with(|| Check {
+                count: 0,
+                reason: c.reason,
+                comm: c.comm,
+                pid: c.pid,
+                stack: c.stack,
+            });
+            check.count += c.count;
+        }
+        for (key, mut check) in counts {
+            check.count += self.check_base.get(&key).copied().unwrap_or(0);
+            match self.checks.get_mut(&key) {
+                Some(old) if old.count == check.count => {}
+                Some(old) => {
+                    old.count = check.count;
+                    old.reason = check.reason;
+                    self.dirty.checks.insert(key);
+                }
+                None => {
+                    self.checks.insert(key.clone(), check);
+                    self.dirty.checks.insert(key);
+                }
+            }
+        }
+    }
+
+    fn absorb_denials(&mut self, denied: Vec<Denial>) {
+        for d in denied {
+            let key = DenialKey {
+                syscall: d.name,
+                errno: d.errno,
+            };
+            let count = d.count + self.denial_base.get(&key).copied().unwrap_or(0);
+            match self.denials.get_mut(&key) {
+                Some(old) if old.count == count => {}
+                Some(old) => {
+                    old.count = count;
+                    self.dirty.denials.insert(key);
+                }
+                None => {
+                    let denial = DenialCount {
+                        number: d.number,
+                        count,
+                        comm: d.comm.unwrap_or_default(),
+                    };
+                    self.denials.insert(key.clone(), denial);
+                    self.dirty.denials.insert(key);
+                }
+            }
+        }
+    }
+
+    /// The capabilities with check sites of `class`, by capability number.
+    pub fn in_class(&self, class: CapClass) -> Vec<Capability> {
+        let set: BTreeSet<Capability> = self
+            .checks
+            .keys()
+            .filter(|k| k.class == class)
+            .map(|k| k.capability)
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// Names of the capabilities with check sites of `class`, by capability number.
+    pub fn names_in_class(&self, class: CapClass) -> Vec<String> {
+        self.in_class(class)
+            .into_iter()
+            .map(Capability::name)
+            .collect()
+    }
+
+    /// Granted and never used (the analysis' `unused`, without building a report).
+    pub fn unused(&self) -> Vec<String> {
+        let used = self.names_in_class(CapClass::Used);
+        self.info
+            .granted
+            .iter()
+            .filter(|g| !used.contains(g))
+            .cloned()
+            .collect()
+    }
+
+    /// Its seccomp denials, as reports list them.
+    pub fn denied(&self) -> Vec<Denial> {
+        self.denials
+            .iter()
+            .map(|(k, d)| Denial {
+                name: k.syscall.clone(),
+                number: d.number,
+                errno: k.errno.clone(),
+                count: d.count,
+                comm: Some(d.comm.clone()),
+            })
+            .collect()
+    }
+
+    /// Whether the container runs.
+    pub fn running(&self) -> bool {
+        self.info.exited_at.is_none()
+    }
+
+    /// Its check sites as reports list them: by capability name, then class, result, site
+    /// and syscall names (the order the API has always listed them in).
+    fn cap_checks(&self) -> Vec<CapCheck> {
+        let mut checks: Vec<CapCheck> = self
+            .checks
+            .iter()
+            .map(|(k, c)| CapCheck {
+                capability: k.capability.name(),
+                class: k.class,
+                reason: c.reason.clone(),
+                result: k.result.as_str(),
+                count: c.count,
+                noaudit_caller: None,
+                comm: c.comm.clone(),
+                pid: c.pid,
+                syscall: k.syscall.clone(),
+                site: k.site.clone(),
+                stack: c.stack.clone(),
+            })
+            .collect();
+        fn order(c: &CapCheck) -> (&str, &str, &str, &str, &str) {
+            let site = c.site.as_deref().unwrap_or_default();
+            let syscall = c.syscall.as_deref().unwrap_or_default();
+            (&c.capability, c.class.as_str(), c.result, site, syscall)
+        }
+        checks.sort_by(|a, b| order(a).cmp(&order(b)));
+        checks
+    }
+
+    /// The container's report, from what is kept (the same analysis `capmon record` makes).
+    pub fn report(&self) -> RecordReport {
+        let caps = Capabilities {
+            used: self.names_in_class(CapClass::Used),
+            denied: self.names_in_class(CapClass::Denied),
+            probe: self.names_in_class(CapClass::Probe),
+            ignored: self.names_in_class(CapClass::Ignored),
+            checks: self.cap_checks(),
+        };
+        let syscalls = Syscalls {
+            used: self.syscalls.iter().cloned().collect(),
+            runtime: self.runtime_syscalls.iter().cloned().collect(),
+            denied: self.denied(),
+        };
+        let mut ctx = BuildContext::new(self.info.granted.clone());
+        ctx.findings = self
+            .info
+            .findings()
+            .iter()
+            .map(|f| (f.check.as_str().to_owned(), f.detail.clone()))
+            .collect();
+        ctx.uid = self.info.uid;
+        ctx.complete = self.info.complete;
+        let command = vec![self.info.display_name().to_owned()];
+        report::assemble(&ctx, command, 0, None, caps, syscalls, BTreeMap::new())
+    }
+
+    /// Moves what changed into `batch`.
+    pub(super) fn take_batch(&mut self, batch: &mut Batch) {
+        let id = self.info.id.clone();
+        let dirty = std::mem::take(&mut self.dirty);
+        if dirty.row {
+            batch.containers.push(self.info.clone());
+        } else if dirty.touched {
+            batch.touches.push((id.clone(), self.info.last_seen));
+        }
+        for key in dirty.checks {
+            if let Some(c) = self.checks.get(&key) {
+                batch.checks.push((id.clone(), key, c.clone()));
+            }
+        }
+        for (name, runtime) in dirty.new_syscalls {
+            batch.syscalls.push((id.clone(), name, runtime));
+        }
+        for key in dirty.denials {
+            if let Some(d) = self.denials.get(&key) {
+                batch.denials.push((id.clone(), key, d.clone()));
+            }
+        }
+    }
+
+    /// Something is still to be written.
+    pub fn is_dirty(&self) -> bool {
+        let d = &self.dirty;
+        d.row
+            || d.touched
+            || !d.checks.is_empty()
+            || !d.new_syscalls.is_empty()
+            || !d.denials.is_empty()
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// A running Docker container found at `t`, with Docker's default capabilities granted.
+    pub(crate) fn container(id: &str, t: i64) -> Container {
+        Container {
+            id: id.into(),
+            short_id: id.chars().take(12).collect(),
+            runtime: Runtime::Docker,
+            name: None,
+            image: None,
+            namespace: None,
+            pod: None,
+            k8s_container: None,
+            pod_uid: None,
+            qos: None,
+            cgroup_path: format!("/docker/{id}"),
+            cgroup_id: 42,
+            first_seen: t,
+            last_seen: t,
+            exited_at: None,
+            complete: true,
+            granted: vec!["CAP_CHOWN".into(), "CAP_NET_RAW".into()],
+            posture: None,
+            uid: Some(0),
+        }
+    }
+
+    pub(crate) fn cap_check(cap: &str, class: CapClass, site: &str, count: u64) -> CapCheck {
+        CapCheck {
+            capability: cap.into(),
+            class,
+            reason: "granted".into(),
+            result: if class == CapClass::Used {
+                "granted"
+            } else {
+                "refused"
+            },
+            count,
+            noaudit_caller: None,
+            comm: "chown".into(),
+            pid: 7,
+            syscall: Some("fchownat".into()),
+            site: Some(site.into()),
+            stack: vec![site.into()],
+        }
+    }
+
+    /// A snapshot's facts: chown used at two sites, a probe, a syscall and a denial.
+    pub(crate) fn facts(n: u64) -> (Capabilities, Syscalls) {
+        let caps = Capabilities {
+            checks: vec![
+                cap_check("CAP_CHOWN", CapClass::Used, "chown_ok", 2 * n),
+                cap_check("CAP_CHOWN", CapClass::Used, "chown_ok", n),
+                cap_check("CAP_SYS_ADMIN", CapClass::Probe, "__mmap_region", n),
+            ],
+            ..Default::default()
+        };
+        let syscalls = Syscalls {
+            used: vec!["fchownat".into(), "read".into()],
+            runtime: vec!["capset".into()],
+            denied: vec![Denial {
+                name: "chmod".into(),
+                number: 90,
+                errno: "EPERM".into(),
+                count: n,
+                comm: Some("chmod".into()),
+            }],
+        };
+        (caps, syscalls)
+    }
+
+    fn chown_key() -> CheckKey {
+        CheckKey {
+            capability: Capability(0),
+            class: CapClass::Used,
+            result: CheckResult::Granted,
+            site: Some("chown_ok".into()),
+            syscall: Some("fchownat".into()),
+        }
+    }
+
+    #[test]
+    fn capability_names_read_back() {
+        for n in 0..70 {
+            let cap = Capability(n);
+            assert_eq!(Capability::from_name(&cap.name()), Some(cap), "{n}");
+        }
+        assert_eq!(Capability::from_name("CAP_CHOWN"), Some(Capability(0)));
+        for bad in ["chown", "CAP_chown", "CAP_", "CAP_+5", "CAP_05", "CAP_NOPE"] {
+            assert_eq!(Capability::from_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_order_by_capability_number_then_class_result_site_syscall() {
+        let a = chown_key();
+        let later_cap = CheckKey {
+            capability: Capability(21),
+            ..a.clone()
+        };
+        let later_class = CheckKey {
+            class: CapClass::Denied,
+            ..a.clone()
+        };
+        let refused = CheckKey {
+            result: CheckResult::Refused,
+            ..a.clone()
+        };
+        let no_site = CheckKey {
+            site: None,
+            ..a.clone()
+        };
+        assert!(a < later_cap && a < later_class && a < refused);
+        assert!(no_site < a, "unknown sites first");
+        assert!(later_class < later_cap, "capability first");
+        // CAP_NET_RAW (13) before CAP_SYS_ADMIN (21), though its name sorts after.
+        let net_raw = CheckKey {
+            capability: Capability(13),
+            ..a.clone()
+        };
+        assert!(net_raw < later_cap);
+    }
+
+    #[test]
+    fn absorbing_the_same_snapshot_twice_does_not_double_counts() {
+        let mut c = ContainerState::found(container("abc", 100));
+        let (caps, syscalls) = facts(1);
+        c.absorb(caps.clone(), syscalls.clone(), 200);
+        assert_eq!(
+            c.checks[&chown_key()].count,
+            3,
+            "two entries of one site add up"
+        );
+        assert_eq!(c.info.last_seen, 200);
+        let mut batch = Batch::default();
+        c.take_batch(&mut batch);
+        assert_eq!(batch.containers.len(), 1);
+        assert_eq!(batch.checks.len(), 2);
+        assert_eq!(batch.syscalls.len(), 3);
+        assert_eq!(batch.denials.len(), 1);
+        assert!(!c.is_dirty());
+        // The kernel's counts are cumulative: the same snapshot again changes nothing.
+        c.absorb(caps, syscalls, 300);
+        assert_eq!(c.checks[&chown_key()].count, 3);
+        assert_eq!(c.info.last_seen, 200);
+        assert!(!c.is_dirty());
+        // More checks: the count moves, and only last_seen of the row is written.
+        let (caps, syscalls) = facts(2);
+        c.absorb(caps, syscalls, 400);
+        assert_eq!(c.checks[&chown_key()].count, 6);
+        let mut batch = Batch::default();
+        c.take_batch(&mut batch);
+        assert!(batch.containers.is_empty());
+        assert_eq!(batch.touches, vec![("abc".to_owned(), 400)]);
+        assert_eq!(batch.checks.len(), 2);
+        assert!(batch.syscalls.is_empty());
+        assert_eq!(batch.denials[0].2.count, 2);
+    }
+
+    #[test]
+    fn counts_of_an_earlier_run_are_the_base_of_this_one() {
+        let mut first = ContainerState::found(container("abc", 100));
+        let (caps, syscalls) = facts(1);
+        first.absorb(caps.clone(), syscalls.clone(), 200);
+        let stored = Stored {
+            container: first.info.clone(),
+            checks: first.checks.clone().into_iter().collect(),
+            syscalls: first.syscalls.iter().cloned().collect(),
+            runtime_syscalls: first.runtime_syscalls.iter().cloned().collect(),
+            denials: first.denials.clone().into_iter().collect(),
+        };
+        let mut again = ContainerState::from_stored(stored);
+        assert!(!again.is_dirty());
+        // This run's kernel counts start from zero: 3 + 3.
+        again.absorb(caps, syscalls, 300);
+        assert_eq!(again.checks[&chown_key()].count, 6);
+        let key = DenialKey {
+            syscall: "chmod".into(),
+            errno: "EPERM".into(),
+        };
+        assert_eq!(again.denials[&key].count, 2);
+    }
+
+    #[test]
+    fn classes_unused_and_report() {
+        let mut c = ContainerState::found(container("abc", 100));
+        let (caps, syscalls) = facts(1);
+        c.absorb(caps, syscalls, 200);
+        assert_eq!(c.names_in_class(CapClass::Used), vec!["CAP_CHOWN"]);
+        assert_eq!(c.names_in_class(CapClass::Probe), vec!["CAP_SYS_ADMIN"]);
+        assert_eq!(c.unused(), vec!["CAP_NET_RAW"]);
+        let r = c.report();
+        assert_eq!(r.command, vec!["abc"]);
+        assert_eq!(r.capabilities.used, vec!["CAP_CHOWN"]);
+        let checks: Vec<(&str, &str, u64)> = r
+            .capabilities
+            .checks
+            .iter()
+            .map(|c| (c.capability.as_str(), c.result, c.count))
+            .collect();
+        assert_eq!(
+            checks,
+            vec![("CAP_CHOWN", "granted", 3), ("CAP_SYS_ADMIN", "refused", 1)]
+        );
+        assert_eq!(r.syscalls.denied[0].name, "chmod");
+    }
+}

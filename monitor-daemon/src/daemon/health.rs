@@ -1,0 +1,157 @@
+//! The daemon's own health, as the probe thread, the worker and the store thread last saw it:
+//! probes attached, kernel losses, work dropped between stages, map fill, store writes. Read
+//! by `/healthz` and `/metrics`; the one list of pipeline stages and of kernel loss reasons.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+/// A pipeline stage that can drop work (label `stage` of `capmon_pipeline_dropped_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Snapshots dropped at the model's full queue (superseded by the next one).
+    ProbeToModel,
+    /// cgroups whose records were dropped because no scan found their path before they were
+    /// gone (containers that lived less than about a second).
+    Unattributed,
+}
+
+impl Stage {
+    /// Every stage.
+    pub const ALL: [Stage; 2] = [Stage::ProbeToModel, Stage::Unattributed];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Stage::ProbeToModel => "probe_to_model",
+            Stage::Unattributed => "unattributed",
+        }
+    }
+}
+
+/// Ring-buffer records the reader could not decode (a loss reason of its own).
+pub const UNDECODABLE: &str = "undecodable";
+
+/// Kernel loss reasons, exported from the start (0 until something is lost): the kernel side's
+/// counters (`probes::Probes::counters` names them) and [`UNDECODABLE`].
+pub const LOSS_REASONS: [&str; 9] = [
+    "ringbuf_full",
+    "cap_map_full",
+    "syscall_map_full",
+    "denial_map_full",
+    "stack_failed",
+    "pending_overflow",
+    "task_storage_failed",
+    "kretprobe_unmatched",
+    UNDECODABLE,
+];
+
+/// Daemon health, shared with `/healthz` and `/metrics`.
+pub struct Health {
+    /// Probe mode name.
+    pub mode: &'static str,
+    /// Attached programs.
+    pub attached: AtomicU64,
+    /// Kernel loss counters by reason, as last read.
+    kernel_lost: Mutex<BTreeMap<String, u64>>,
+    /// Snapshots dropped at the model's queue.
+    pub dropped: AtomicU64,
+    /// cgroups dropped unattributed (see [`Stage::Unattributed`]).
+    pub unattributed: AtomicU64,
+    /// Map fill: (map, entries, capacity), as last read.
+    pub map_fill: Mutex<Vec<(&'static str, u64, u64)>>,
+    /// Capability-check first sightings taken from the ring buffer.
+    pub processed_checks: AtomicU64,
+    /// Seccomp-denial first sightings taken from the ring buffer.
+    pub processed_denials: AtomicU64,
+    /// Store write latency.
+    pub store_write: prometheus::Histogram,
+    /// Failed store writes (the batch is kept and retried).
+    pub store_errors: AtomicU64,
+}
+
+/// Name of the store-write histogram.
+pub const STORE_WRITE_HISTOGRAM: &str = "capmon_store_write_duration_seconds";
+
+impl Health {
+    /// Health of a daemon whose probes run in `mode` with `attached` programs.
+    pub fn new(mode: &'static str, attached: u64) -> Result<Health, prometheus::Error> {
+        let store_write = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                STORE_WRITE_HISTOGRAM,
+                "Time to write one batch to the store.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+        )?;
+        Ok(Health {
+            mode,
+            attached: AtomicU64::new(attached),
+            kernel_lost: Mutex::new(BTreeMap::new()),
+            dropped: AtomicU64::new(0),
+            unattributed: AtomicU64::new(0),
+            map_fill: Mutex::new(Vec::new()),
+            processed_checks: AtomicU64::new(0),
+            processed_denials: AtomicU64::new(0),
+            store_write,
+            store_errors: AtomicU64::new(0),
+        })
+    }
+
+    /// Work dropped at `stage`.
+    pub fn dropped_at(&self, stage: Stage) -> u64 {
+        match stage {
+            Stage::ProbeToModel => self.dropped.load(Ordering::Relaxed),
+            Stage::Unattributed => self.unattributed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes the kernel side's loss counters and the reader's undecodable records.
+    pub fn set_kernel_lost(&self, counters: &BTreeMap<&'static str, u64>, undecodable: u64) {
+        let mut lost: BTreeMap<String, u64> = counters
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
+        lost.insert(UNDECODABLE.into(), undecodable);
+        if let Ok(mut l) = self.kernel_lost.lock() {
+            *l = lost;
+        }
+    }
+
+    /// What was lost for each of [`LOSS_REASONS`], as last read.
+    pub fn kernel_lost(&self) -> [(&'static str, u64); LOSS_REASONS.len()] {
+        let lost = self
+            .kernel_lost
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        LOSS_REASONS.map(|reason| (reason, lost.get(reason).copied().unwrap_or(0)))
+    }
+
+    /// Map fill as last read.
+    pub fn map_fill(&self) -> Vec<(&'static str, u64, u64)> {
+        self.map_fill.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_loss_reason_is_reported_and_unknown_ones_are_not() {
+        let h = Health::new("tp_btf", 6).expect("health");
+        assert!(h.kernel_lost().iter().all(|(_, n)| *n == 0));
+        let counters = BTreeMap::from([("ringbuf_full", 3), ("not_a_reason", 9)]);
+        h.set_kernel_lost(&counters, 2);
+        let lost = h.kernel_lost();
+        assert_eq!(lost[0], ("ringbuf_full", 3));
+        assert_eq!(lost[8], ("undecodable", 2));
+        assert_eq!(lost.iter().map(|(_, n)| n).sum::<u64>(), 5);
+    }
+}

@@ -1,0 +1,403 @@
+//! `/metrics`: the Prometheus exposition, built from the model and the daemon's health on
+//! each scrape (series of pruned containers are gone with them). Two groups of metric
+//! families: per-container series ([`ContainerFamilies`]) and the daemon's own health
+//! ([`DaemonFamilies`]).
+
+use std::sync::atomic::Ordering;
+
+use capmon_core::posture::Check;
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder, core::Collector,
+};
+
+use super::{
+    container::ContainerState,
+    health::{Health, Stage},
+    model::Shared,
+};
+
+/// Identity label names of per-container metrics.
+const ID_LABELS: [&str; 5] = ["container_id", "name", "runtime", "namespace", "pod"];
+
+/// The identity labels followed by `more`.
+fn with<'a>(id: &[&'a str; 5], more: &[&'a str]) -> Vec<&'a str> {
+    let mut v = id.to_vec();
+    v.extend_from_slice(more);
+    v
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    IntCounterVec::new(Opts::new(name, help), labels)
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+    IntGaugeVec::new(Opts::new(name, help), labels)
+}
+
+fn register(reg: &Registry, families: Vec<Box<dyn Collector>>) -> prometheus::Result<()> {
+    families.into_iter().try_for_each(|c| reg.register(c))
+}
+
+/// Per-container series.
+struct ContainerFamilies {
+    checks: IntCounterVec,
+    unused: IntGaugeVec,
+    granted: IntGaugeVec,
+    denied: IntCounterVec,
+    observed: IntGaugeVec,
+    posture: IntGaugeVec,
+    running: IntGaugeVec,
+}
+
+impl ContainerFamilies {
+    fn new() -> prometheus::Result<Self> {
+        Ok(ContainerFamilies {
+            checks: counter(
+                "capmon_capability_checks_total",
+                "Capability checks by capability and class (used, denied, probe, ignored).",
+                &with(&ID_LABELS, &["capability", "class"]),
+            )?,
+            unused: gauge(
+                "capmon_capability_unused",
+                "1 for each capability the container was granted and never used.",
+                &with(&ID_LABELS, &["capability"]),
+            )?,
+            granted: gauge(
+                "capmon_capabilities_granted",
+                "Number of capabilities granted (bounding set).",
+                &ID_LABELS,
+            )?,
+            denied: counter(
+                "capmon_syscalls_denied_total",
+                "Syscalls refused by seccomp, by syscall and errno.",
+                &with(&ID_LABELS, &["syscall", "errno"]),
+            )?,
+            observed: gauge(
+                "capmon_syscalls_observed",
+                "Distinct syscalls the container made.",
+                &ID_LABELS,
+            )?,
+            posture: gauge(
+                "capmon_container_posture",
+                "1 when the Docker-checklist item fails for the container, 0 when it passes.",
+                &with(&ID_LABELS, &["check"]),
+            )?,
+            running: gauge(
+                "capmon_container_running",
+                "1 while the container runs, 0 once it exited (until retention).",
+                &ID_LABELS,
+            )?,
+        })
+    }
+
+    fn register(&self, reg: &Registry) -> prometheus::Result<()> {
+        register(
+            reg,
+            vec![
+                Box::new(self.checks.clone()),
+                Box::new(self.unused.clone()),
+                Box::new(self.granted.clone()),
+                Box::new(self.denied.clone()),
+                Box::new(self.observed.clone()),
+                Box::new(self.posture.clone()),
+                Box::new(self.running.clone()),
+            ],
+        )
+    }
+
+    /// The series of one container.
+    fn add(&self, c: &ContainerState) {
+        let info = &c.info;
+        let id = [
+            info.short_id.as_str(),
+            info.name.as_deref().unwrap_or_default(),
+            info.runtime.as_str(),
+            info.namespace.as_deref().unwrap_or_default(),
+            info.pod.as_deref().unwrap_or_default(),
+        ];
+        for (key, check) in &c.checks {
+            let cap = key.capability.name();
+            self.checks
+                .with_label_values(&with(&id, &[&cap, key.class.as_str()]))
+                .inc_by(check.count);
+        }
+        for cap in &c.unused() {
+            self.unused.with_label_values(&with(&id, &[cap])).set(1);
+        }
+        let granted = info.granted.len() as i64;
+        self.granted.with_label_values(&id).set(granted);
+        for (key, d) in &c.denials {
+            self.denied
+                .with_label_values(&with(&id, &[&key.syscall, &key.errno]))
+                .inc_by(d.count);
+        }
+        let observed = c.syscalls.len() as i64;
+        self.observed.with_label_values(&id).set(observed);
+        for check in Check::ALL {
+            let fails = info.findings().iter().any(|f| f.check == check);
+            self.posture
+                .with_label_values(&with(&id, &[check.as_str()]))
+                .set(i64::from(fails));
+        }
+        let running = i64::from(c.running());
+        self.running.with_label_values(&id).set(running);
+    }
+}
+
+/// The daemon's own series.
+struct DaemonFamilies {
+    build: IntGaugeVec,
+    attached: IntGaugeVec,
+    lost: IntCounterVec,
+    dropped: IntCounterVec,
+    entries: IntGaugeVec,
+    capacity: IntGaugeVec,
+    tracked: IntGaugeVec,
+    processed: IntCounterVec,
+    store_errors: IntCounter,
+}
+
+impl DaemonFamilies {
+    fn new() -> prometheus::Result<Self> {
+        Ok(DaemonFamilies {
+            build: gauge("capmon_build_info", "capmon's version.", &["version"])?,
+            attached: gauge(
+                "capmon_probes_attached",
+                "eBPF programs attached, by probe mode.",
+                &["mode"],
+            )?,
+            lost: counter(
+                "capmon_kernel_events_lost_total",
+                "What the kernel side could not record, by reason.",
+                &["reason"],
+            )?,
+            dropped: counter(
+                "capmon_pipeline_dropped_total",
+                "Work dropped between daemon stages (a dropped snapshot is superseded by the next).",
+                &["stage"],
+            )?,
+            entries: gauge("capmon_map_entries", "Entries in an eBPF map.", &["map"])?,
+            capacity: gauge("capmon_map_capacity", "Capacity of an eBPF map.", &["map"])?,
+            tracked: gauge(
+                "capmon_containers_tracked",
+                "Containers known, by state.",
+                &["state"],
+            )?,
+            processed: counter(
+                "capmon_events_processed_total",
+                "First sightings processed, by kind.",
+                &["kind"],
+            )?,
+            store_errors: IntCounter::with_opts(Opts::new(
+                "capmon_store_write_errors_total",
+                "Failed store writes (batches are kept and retried).",
+            ))?,
+        })
+    }
+
+    fn register(&self, reg: &Registry) -> prometheus::Result<()> {
+        register(
+            reg,
+            vec![
+                Box::new(self.build.clone()),
+                Box::new(self.attached.clone()),
+                Box::new(self.lost.clone()),
+                Box::new(self.dropped.clone()),
+                Box::new(self.entries.clone()),
+                Box::new(self.capacity.clone()),
+                Box::new(self.tracked.clone()),
+                Box::new(self.processed.clone()),
+                Box::new(self.store_errors.clone()),
+            ],
+        )
+    }
+
+    /// The daemon's series: `containers` (running, exited) from the model, the rest from its
+    /// health.
+    fn add(&self, h: &Health, (running, exited): (usize, usize)) {
+        self.build
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let attached = h.attached.load(Ordering::Relaxed) as i64;
+        self.attached.with_label_values(&[h.mode]).set(attached);
+        for (reason, n) in h.kernel_lost() {
+            self.lost.with_label_values(&[reason]).inc_by(n);
+        }
+        for stage in Stage::ALL {
+            let n = h.dropped_at(stage);
+            self.dropped.with_label_values(&[stage.as_str()]).inc_by(n);
+        }
+        for (map, n, cap) in h.map_fill() {
+            self.entries.with_label_values(&[map]).set(n as i64);
+            self.capacity.with_label_values(&[map]).set(cap as i64);
+        }
+        self.tracked
+            .with_label_values(&["running"])
+            .set(running as i64);
+        self.tracked
+            .with_label_values(&["exited"])
+            .set(exited as i64);
+        let checks = h.processed_checks.load(Ordering::Relaxed);
+        self.processed
+            .with_label_values(&["cap_check"])
+            .inc_by(checks);
+        let denials = h.processed_denials.load(Ordering::Relaxed);
+        self.processed
+            .with_label_values(&["syscall_denied"])
+            .inc_by(denials);
+        self.store_errors
+            .inc_by(h.store_errors.load(Ordering::Relaxed));
+    }
+}
+
+/// The exposition in Prometheus' text format.
+pub fn render(s: &Shared) -> prometheus::Result<String> {
+    let reg = Registry::new();
+    let containers = ContainerFamilies::new()?;
+    containers.register(&reg)?;
+    let daemon = DaemonFamilies::new()?;
+    daemon.register(&reg)?;
+    reg.register(Box::new(s.health.store_write.clone()))?;
+    let counts = {
+        let m = s
+            .model
+            .lock()
+            .map_err(|_| prometheus::Error::Msg("model lock poisoned".into()))?;
+        for c in m.containers.values() {
+            containers.add(c);
+        }
+        m.counts()
+    };
+    daemon.add(&s.health, counts);
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&reg.gather(), &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::PathBuf, sync::Mutex, sync::RwLock};
+
+    use capmon_core::{config::Config, posture};
+
+    use super::*;
+    use crate::daemon::{
+        container::tests::{container, facts},
+        model::Model,
+    };
+
+    /// A daemon with one container: chown used, a probe, a chmod denial; privileged.
+    fn shared() -> Shared {
+        let mut m = Model::default();
+        let mut c = container("0123456789abcdef", 100);
+        c.name = Some("web".into());
+        let status = include_str!("../../core/tests/fixtures/status-host-root.txt");
+        c.set_posture(posture::from_status(1, status, None, 0x1ff_feff_ffff).expect("posture"));
+        c.granted = vec!["CAP_CHOWN".into(), "CAP_NET_RAW".into()];
+        m.adopt(c.cgroup_id, ContainerState::found(c));
+        let (caps, syscalls) = facts(1);
+        m.absorb("0123456789abcdef", caps, syscalls, 200);
+        let health = Health::new("tp_btf", 6).expect("health");
+        health.dropped.store(2, Ordering::Relaxed);
+        Shared {
+            model: Mutex::new(m),
+            health,
+            config: RwLock::new(Config::default()),
+            db_path: PathBuf::from("/nonexistent/capmon.db"),
+        }
+    }
+
+    fn value(text: &str, series: &str) -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+            .to_owned()
+    }
+
+    #[test]
+    fn one_container_labels_and_values() {
+        let text = render(&shared()).expect("render");
+        let id = r#"container_id="0123456789ab",name="web",namespace="",pod="",runtime="docker""#;
+        let checks = format!(
+            r#"capmon_capability_checks_total{{capability="CAP_CHOWN",class="used",{id}}}"#
+        );
+        assert_eq!(value(&text, &checks), "3", "two entries of one site add up");
+        let probe = format!(
+            r#"capmon_capability_checks_total{{capability="CAP_SYS_ADMIN",class="probe",{id}}}"#
+        );
+        assert_eq!(value(&text, &probe), "1");
+        let unused = format!(r#"capmon_capability_unused{{capability="CAP_NET_RAW",{id}}}"#);
+        assert_eq!(value(&text, &unused), "1");
+        assert!(!text.contains(r#"capmon_capability_unused{capability="CAP_CHOWN""#));
+        assert_eq!(
+            value(&text, &format!("capmon_capabilities_granted{{{id}}}")),
+            "2"
+        );
+        let denied = r#"capmon_syscalls_denied_total{container_id="0123456789ab",errno="EPERM",name="web",namespace="",pod="",runtime="docker",syscall="chmod"}"#;
+        assert_eq!(value(&text, denied), "1");
+        assert_eq!(
+            value(&text, &format!("capmon_syscalls_observed{{{id}}}")),
+            "2"
+        );
+        assert_eq!(
+            value(&text, &format!("capmon_container_running{{{id}}}")),
+            "1"
+        );
+        for check in Check::ALL {
+            let series = format!(
+                r#"capmon_container_posture{{check="{}",{id}}}"#,
+                check.as_str()
+            );
+            assert_eq!(
+                value(&text, &series),
+                "1",
+                "a host root shell fails {check:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn daemon_health_series() {
+        let text = render(&shared()).expect("render");
+        assert_eq!(
+            value(&text, r#"capmon_probes_attached{mode="tp_btf"}"#),
+            "6"
+        );
+        assert_eq!(
+            value(&text, r#"capmon_containers_tracked{state="running"}"#),
+            "1"
+        );
+        assert_eq!(
+            value(&text, r#"capmon_containers_tracked{state="exited"}"#),
+            "0"
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"capmon_pipeline_dropped_total{stage="probe_to_model"}"#
+            ),
+            "2"
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"capmon_pipeline_dropped_total{stage="unattributed"}"#
+            ),
+            "0"
+        );
+        for reason in crate::daemon::health::LOSS_REASONS {
+            let series = format!(r#"capmon_kernel_events_lost_total{{reason="{reason}"}}"#);
+            assert_eq!(value(&text, &series), "0");
+        }
+        assert_eq!(value(&text, "capmon_store_write_errors_total"), "0");
+        assert_eq!(
+            value(&text, "capmon_store_write_duration_seconds_count"),
+            "0"
+        );
+        let version = format!(
+            r#"capmon_build_info{{version="{}"}}"#,
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(value(&text, &version), "1");
+    }
+}

@@ -1,0 +1,298 @@
+//! `capmon run`: the node daemon, and the wiring of its parts.
+//!
+//! ```text
+//! probe thread (owns the probes)  --bounded queue-->  model worker  --> model <-- HTTP API, /metrics
+//!   reads every map each poll,       (drops counted)    attribution,     |        (api, metrics)
+//!   forgets cgroups that are gone                       posture, names    |
+//!   (probe_thread)                                      (worker)          |
+//!                                      store thread <-- batch every interval
+//!                                      (store_thread, store: SQLite, one transaction per batch)
+//! ```
+//!
+//! The kernel's counts are cumulative, so a snapshot dropped from the full queue loses
+//! nothing: the next one carries the same counts and more.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`container`] | one container: typed identity, check sites, denials, its report |
+//! | [`model`] | all containers, by id and cgroup; the state shared with the API |
+//! | [`health`] | the daemon's own health (stages, kernel losses, store writes) |
+//! | [`probe_thread`] | the kernel reader |
+//! | [`worker`] | snapshots -> containers; housekeeping |
+//! | [`store`], [`store_thread`] | SQLite, and the thread that writes it |
+//! | [`api`], [`metrics`] | HTTP JSON and the Prometheus exposition, reading the model |
+
+pub mod api;
+pub mod container;
+pub mod health;
+pub mod metrics;
+pub mod model;
+pub mod probe_thread;
+pub mod store;
+pub mod store_thread;
+pub mod worker;
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use capmon_core::config::{Config, Overrides};
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    sync::{mpsc, oneshot},
+};
+
+use self::{
+    health::Health,
+    model::{Model, Shared},
+    probe_thread::{ProbeRequest, Snapshot},
+    store::{Store, StoreError},
+    store_thread::StoreThread,
+    worker::ModelWorker,
+};
+use crate::{
+    containers::cgroup::{self, CgroupError, CgroupIndex},
+    kernel::reader::{KernelError, KernelReader},
+};
+
+/// Errors that stop the daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The probes.
+    #[error(transparent)]
+    Probes(#[from] KernelError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The API address.
+    #[error(
+        "cannot listen on {addr}: {source} (another process uses it? choose one with --listen)"
+    )]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// cgroup2.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    /// The handlers of SIGTERM, SIGINT and SIGHUP.
+    #[error("cannot install the handler of {signal}: {source}")]
+    Signal {
+        /// The signal.
+        signal: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread of the daemon.
+    #[error("cannot start the {thread} thread: {source}")]
+    Thread {
+        /// Which.
+        thread: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon's own metrics.
+    #[error("cannot create the daemon's health metrics: {0}")]
+    HealthMetrics(#[source] prometheus::Error),
+}
+
+/// The signals the daemon answers.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, DaemonError> {
+        let sig = |kind, name| {
+            signal(kind).map_err(|source| DaemonError::Signal {
+                signal: name,
+                source,
+            })
+        };
+        Ok(Signals {
+            term: sig(SignalKind::terminate(), "SIGTERM")?,
+            int: sig(SignalKind::interrupt(), "SIGINT")?,
+            hup: sig(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+}
+
+/// Opens the store, loads it, starts the probes and the API; runs until SIGTERM/SIGINT.
+pub async fn run(
+    config: Config,
+    config_file: Option<PathBuf>,
+    overrides: Overrides,
+) -> Result<(), DaemonError> {
+    // Signals first: once the API answers, a SIGHUP or SIGTERM must find its handler (their
+    // default action would end the process without a flush).
+    let mut signals = Signals::install()?;
+    let store = Store::open(&config.state_dir)?;
+    let stored = store.load()?;
+    tracing::info!(path = %store.path().display(), containers = stored.len(), "store opened");
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let mount = cgroup::find_cgroup2_mount()?;
+    let startup_cgroups: HashSet<u64> = cgroup::all_cgroup_ids(&mount).into_iter().collect();
+    let recorder = KernelReader::start()?;
+    // Loading parsed the kernel's BTF and symbol table (tens of MB, now freed): give the
+    // memory back to the system rather than keep it in the allocator's free lists.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: plain glibc call without pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let mode = recorder.probes().mode().name();
+    let attached = recorder.probes().attached() as u64;
+    let shared = Arc::new(Shared {
+        model: Mutex::new(Model::from_store(stored)),
+        health: Health::new(mode, attached).map_err(DaemonError::HealthMetrics)?,
+        db_path: store.path().to_owned(),
+        config: RwLock::new(config.clone()),
+    });
+    tracing::info!(mode, listen = %config.listen, "capmon running");
+
+    let (snap_tx, snap_rx) = mpsc::channel::<Snapshot>(config.queue_capacity);
+    let (req_tx, req_rx) = std::sync::mpsc::channel();
+    let thread = |thread| move |source| DaemonError::Thread { thread, source };
+    let probe =
+        probe_thread::spawn(recorder, shared.clone(), snap_tx, req_rx).map_err(thread("probe"))?;
+    let names = worker::spawn_name_lookups(shared.clone());
+    let store = StoreThread::spawn(store, shared.clone()).map_err(thread("store"))?;
+    let api = serve(listener, shared.clone());
+    let index = CgroupIndex::new(mount);
+    let worker = ModelWorker::new(
+        shared.clone(),
+        index,
+        startup_cgroups,
+        req_tx.clone(),
+        names,
+    );
+    let mut daemon = Running {
+        shared,
+        worker,
+        snapshots: snap_rx,
+        store,
+        probe,
+        probe_requests: req_tx,
+        api,
+    };
+    daemon
+        .until_stopped(&mut signals, &config, config_file.as_deref(), &overrides)
+        .await;
+    daemon.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The API server, and how to stop it.
+struct Server {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Serves the API on `listener` until told to stop.
+fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> Server {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, api::router(shared))
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Server { stop, task }
+}
+
+/// The running daemon's parts.
+struct Running {
+    shared: Arc<Shared>,
+    worker: ModelWorker,
+    snapshots: mpsc::Receiver<Snapshot>,
+    store: StoreThread,
+    probe: std::thread::JoinHandle<()>,
+    probe_requests: std::sync::mpsc::Sender<ProbeRequest>,
+    api: Server,
+}
+
+impl Running {
+    /// Applies snapshots, writes batches, keeps house, reloads on SIGHUP; returns on SIGTERM
+    /// or SIGINT.
+    async fn until_stopped(
+        &mut self,
+        signals: &mut Signals,
+        config: &Config,
+        config_file: Option<&Path>,
+        overrides: &Overrides,
+    ) {
+        let mut batch_timer = tokio::time::interval(config.batch_interval());
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                Some(snap) = self.snapshots.recv() => self.worker.apply(snap),
+                _ = batch_timer.tick() => self.store.offer(&self.shared),
+                _ = housekeeping.tick() => self.worker.housekeeping(),
+                _ = signals.hup.recv() => reload(&self.shared, config_file, overrides),
+                _ = signals.term.recv() => {
+                    tracing::info!("SIGTERM: flushing and stopping");
+                    return;
+                }
+                _ = signals.int.recv() => {
+                    tracing::info!("SIGINT: flushing and stopping");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Detaches the probes, takes what they last saw, writes it, stops the API.
+    async fn stop(mut self) {
+        let (done_tx, done_rx) = oneshot::channel();
+        let _ = self.probe_requests.send(ProbeRequest::Stop(done_tx));
+        let _ = tokio::time::timeout(Duration::from_secs(1), done_rx).await;
+        while let Ok(snap) = self.snapshots.try_recv() {
+            self.worker.apply(snap);
+        }
+        self.store.flush_and_stop(&self.shared).await;
+        let _ = self.api.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.api.task).await;
+        let _ = self.probe.join();
+    }
+}
+
+/// SIGHUP: re-reads the config file (flags and environment still override it); settings that
+/// need a restart are reported.
+fn reload(shared: &Shared, file: Option<&Path>, overrides: &Overrides) {
+    match Config::load(file, overrides) {
+        Ok(new) => {
+            let Ok(mut cur) = shared.config.write() else {
+                return;
+            };
+            if new.listen != cur.listen || new.state_dir != cur.state_dir {
+                tracing::warn!("listen and state_dir changes take effect at the next start");
+            }
+            cur.poll_interval_ms = new.poll_interval_ms;
+            cur.retention_hours = new.retention_hours;
+            cur.docker_socket = new.docker_socket;
+            tracing::info!(
+                poll_interval_ms = cur.poll_interval_ms,
+                retention_hours = cur.retention_hours,
+                "SIGHUP: configuration reloaded"
+            );
+        }
+        Err(e) => tracing::error!("SIGHUP: {e}; keeping the current configuration"),
+    }
+}

@@ -1,0 +1,427 @@
+//! The daemon's model: every container it knows, by id and by cgroup; what it knows of cgroups
+//! that are not containers (yet); the changes to write; and [`Shared`], the state the API reads
+//! (model, health, configuration). It knows neither the API nor the worker that feeds it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    path::PathBuf,
+    sync::{Mutex, RwLock},
+};
+
+use capmon_core::{
+    config::Config,
+    posture::Posture,
+    report::{Capabilities, Syscalls},
+};
+
+use super::{
+    container::{Batch, ContainerState, Stored},
+    health::Health,
+};
+
+/// Everything the API reads.
+pub struct Shared {
+    /// Containers.
+    pub model: Mutex<Model>,
+    /// Health.
+    pub health: Health,
+    /// Current configuration.
+    pub config: RwLock<Config>,
+    /// The store's file.
+    pub db_path: PathBuf,
+}
+
+/// All containers.
+#[derive(Default)]
+pub struct Model {
+    /// By container id.
+    pub containers: BTreeMap<String, ContainerState>,
+    by_cgroup: HashMap<u64, String>,
+    /// cgroups seen that are not containers.
+    not_containers: HashSet<u64>,
+    /// cgroups of exited containers whose kernel entries were dropped, with the time: a
+    /// snapshot taken before that and read after must not bring them back.
+    gone: HashMap<u64, i64>,
+    /// cgroup ids in snapshots that no scan found yet, with when they were first seen.
+    unknown: HashMap<u64, i64>,
+    /// Ids deleted by retention, to delete from the store.
+    pruned: Vec<String>,
+}
+
+/// Why a container lookup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FindError {
+    /// No such container.
+    #[error("no container with id, short id or name {0:?}")]
+    NotFound(String),
+    /// Several match.
+    #[error("{0:?} matches {1} containers: use more of the id")]
+    Ambiguous(String, usize),
+}
+
+/// What the model knows of a cgroup id of a snapshot.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// A container's, by id.
+    Container(String),
+    /// Not a container, or gone: its records are ignored.
+    Ignored,
+    /// Nothing yet.
+    New,
+}
+
+/// What one housekeeping pass found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// cgroups whose kernel entries can go.
+    pub forget: BTreeSet<u64>,
+    /// cgroups no longer tracked (pruned containers, exited non-containers).
+    pub untracked: Vec<u64>,
+    /// cgroups dropped because no scan found their path (see `Stage::Unattributed`).
+    pub unattributed: u64,
+}
+
+/// How long exited containers are kept, and which cgroups are gone.
+pub struct SweepInput<'a> {
+    /// Now (Unix seconds).
+    pub now: i64,
+    /// Retention of exited containers (seconds).
+    pub retention: i64,
+    /// cgroups a full scan found gone.
+    pub exited: &'a HashSet<u64>,
+    /// Whether the cgroup at a path (as stored) still exists.
+    pub cgroup_exists: &'a dyn Fn(&str) -> bool,
+}
+
+impl Model {
+    /// Loads what the store holds.
+    pub fn from_store(stored: Vec<Stored>) -> Model {
+        let mut m = Model::default();
+        for s in stored {
+            let c = ContainerState::from_stored(s);
+            // Running containers of an earlier run keep their cgroup id; new snapshots for it
+            // continue their counts.
+            if c.running() {
+                m.by_cgroup.insert(c.info.cgroup_id, c.info.id.clone());
+            }
+            m.containers.insert(c.info.id.clone(), c);
+        }
+        m
+    }
+
+    /// Finds a container by full id, unique id prefix (the short id), or name.
+    pub fn find(&self, key: &str) -> Result<&ContainerState, FindError> {
+        if let Some(c) = self.containers.get(key) {
+            return Ok(c);
+        }
+        let by_name: Vec<&ContainerState> = self
+            .containers
+            .values()
+            .filter(|c| c.info.name.as_deref() == Some(key))
+            .collect();
+        let matches: Vec<&ContainerState> = if !by_name.is_empty() {
+            by_name
+        } else if key.len() >= 4 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            self.containers
+                .values()
+                .filter(|c| c.info.id.starts_with(key))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        match matches.as_slice() {
+            [one] => Ok(one),
+            [] => Err(FindError::NotFound(key.to_owned())),
+            many => {
+                // The running one wins over exited namesakes.
+                let running: Vec<&&ContainerState> = many.iter().filter(|c| c.running()).collect();
+                match running.as_slice() {
+                    [one] => Ok(one),
+                    _ => Err(FindError::Ambiguous(key.to_owned(), many.len())),
+                }
+            }
+        }
+    }
+
+    /// Containers (running, exited).
+    pub fn counts(&self) -> (usize, usize) {
+        let running = self.containers.values().filter(|c| c.running()).count();
+        (running, self.containers.len() - running)
+    }
+
+    /// Takes what changed since the last batch.
+    pub fn batch(&mut self) -> Batch {
+        let mut batch = Batch {
+            deletes: std::mem::take(&mut self.pruned),
+            ..Default::default()
+        };
+        for c in self.containers.values_mut().filter(|c| c.is_dirty()) {
+            c.take_batch(&mut batch);
+        }
+        batch
+    }
+
+    /// What is known of the cgroup `id`.
+    pub fn seen(&self, cgroup_id: u64) -> Seen {
+        if self.not_containers.contains(&cgroup_id) || self.gone.contains_key(&cgroup_id) {
+            return Seen::Ignored;
+        }
+        match self.by_cgroup.get(&cgroup_id) {
+            Some(id) => Seen::Container(id.clone()),
+            None => Seen::New,
+        }
+    }
+
+    /// The cgroup is not a container.
+    pub fn not_a_container(&mut self, cgroup_id: u64) {
+        self.unknown.remove(&cgroup_id);
+        self.not_containers.insert(cgroup_id);
+    }
+
+    /// No scan found the cgroup (yet): kept for a while, then dropped as unattributed.
+    pub fn not_found_yet(&mut self, cgroup_id: u64, now: i64) {
+        self.unknown.entry(cgroup_id).or_insert(now);
+    }
+
+    /// cgroups that are not containers (their counts are never reported).
+    pub fn not_containers(&self) -> BTreeSet<u64> {
+        self.not_containers.iter().copied().collect()
+    }
+
+    /// Whether the container `id` runs and its posture is still to be read (it was found while
+    /// only its runtime ran in its cgroup).
+    pub fn needs_posture(&self, id: &str) -> bool {
+        self.containers
+            .get(id)
+            .is_some_and(|c| c.info.posture.is_none() && c.running())
+    }
+
+    /// Takes the posture read once the container's own process ran.
+    pub fn set_posture(&mut self, id: &str, posture: Posture) {
+        if let Some(c) = self.containers.get_mut(id) {
+            c.info.set_posture(posture);
+            c.mark_changed();
+        }
+    }
+
+    /// A container found in `cgroup_id`: new, or seen in an earlier run (then it keeps its
+    /// history and counts; a new cgroup means a restart).
+    pub fn adopt(&mut self, cgroup_id: u64, found: ContainerState) {
+        let id = found.info.id.clone();
+        self.unknown.remove(&cgroup_id);
+        self.by_cgroup.insert(cgroup_id, id.clone());
+        match self.containers.get_mut(&id) {
+            Some(old) => {
+                let new = found.info;
+                old.info.cgroup_id = new.cgroup_id;
+                old.info.cgroup_path = new.cgroup_path;
+                old.info.exited_at = None;
+                old.info.granted = new.granted;
+                old.info.posture = new.posture;
+                old.mark_changed();
+            }
+            None => {
+                self.containers.insert(id, found);
+            }
+        }
+    }
+
+    /// Folds a snapshot's facts into the container `id` (active again: a container of an
+    /// earlier run that still runs continues its counts).
+    pub fn absorb(&mut self, id: &str, caps: Capabilities, syscalls: Syscalls, now: i64) {
+        if let Some(c) = self.containers.get_mut(id) {
+            c.forgotten = false;
+            c.absorb(caps, syscalls, now);
+        }
+    }
+
+    /// Marks containers whose cgroup is gone as exited; finds the cgroups the kernel side may
+    /// forget (exited containers already written, exited non-containers, cgroups no scan
+    /// found); prunes exited containers past retention.
+    pub fn sweep(&mut self, input: &SweepInput<'_>) -> Swept {
+        let t = input.now;
+        let mut swept = Swept::default();
+        let mut pruned = Vec::new();
+        for c in self.containers.values_mut() {
+            if c.running()
+                && (input.exited.contains(&c.info.cgroup_id)
+                    || !(input.cgroup_exists)(&c.info.cgroup_path))
+            {
+                c.info.exited_at = Some(t);
+                c.mark_changed();
+                tracing::info!(id = %c.info.short_id, "container exited");
+            } else if !c.running() && !c.forgotten && !c.is_dirty() {
+                // Exited and written: its counts are final here; the kernel may drop them.
+                c.forgotten = true;
+                swept.forget.insert(c.info.cgroup_id);
+            }
+            if c.info.exited_at.is_some_and(|e| t - e > input.retention) {
+                pruned.push(c.info.id.clone());
+            }
+        }
+        for id in &pruned {
+            if let Some(c) = self.containers.remove(id) {
+                self.by_cgroup.remove(&c.info.cgroup_id);
+                swept.untracked.push(c.info.cgroup_id);
+                tracing::info!(id = %c.info.short_id, "container pruned after retention");
+            }
+        }
+        self.pruned.extend(pruned);
+        let others = self.sweep_others(input);
+        swept.unattributed = others.unattributed;
+        swept.untracked.extend(others.untracked);
+        swept.forget.extend(others.forget);
+        for id in &swept.forget {
+            self.by_cgroup.remove(id);
+            self.not_containers.remove(id);
+            self.gone.insert(*id, t);
+        }
+        // Snapshots in flight are long consumed after a minute.
+        self.gone.retain(|_, when| t - *when < 60);
+        swept
+    }
+
+    /// Exited cgroups that are not containers, and cgroups unknown for two seconds (several
+    /// scans: the cgroup came and went between scans): their kernel entries go.
+    fn sweep_others(&mut self, input: &SweepInput<'_>) -> Swept {
+        let mut swept = Swept::default();
+        for id in input.exited {
+            if self.not_containers.remove(id) {
+                swept.forget.insert(*id);
+                swept.untracked.push(*id);
+            }
+        }
+        let stale: Vec<u64> = self
+            .unknown
+            .iter()
+            .filter(|(_, first)| input.now - **first >= 2)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.unknown.remove(&id);
+            swept.forget.insert(id);
+            swept.unattributed += 1;
+        }
+        swept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::container::tests::{container, facts};
+
+    const A: &str = "aaaa1111aaaa1111";
+    const A2: &str = "aaaa1111bbbb2222";
+    const B: &str = "bbbb3333cccc4444";
+
+    fn model() -> Model {
+        let mut m = Model::default();
+        for (n, id) in [A, A2, B].into_iter().enumerate() {
+            let mut c = container(id, 100);
+            c.cgroup_id = n as u64 + 1;
+            m.adopt(c.cgroup_id, ContainerState::found(c));
+        }
+        m
+    }
+
+    fn named(m: &mut Model, id: &str, name: &str) {
+        m.containers.get_mut(id).expect("container").info.name = Some(name.into());
+    }
+
+    #[test]
+    fn find_by_id_prefix_and_name() {
+        let mut m = model();
+        named(&mut m, B, "web");
+        assert_eq!(m.find(A).expect("full id").info.id, A);
+        assert_eq!(m.find("bbbb33").expect("prefix").info.id, B);
+        assert_eq!(m.find("web").expect("name").info.id, B);
+        assert!(matches!(
+            m.find("aaaa1111"),
+            Err(FindError::Ambiguous(_, 2))
+        ));
+        let err = m.find("aaaa1111").expect_err("ambiguous").to_string();
+        assert_eq!(err, "\"aaaa1111\" matches 2 containers: use more of the id");
+        // Too short to be a prefix, not hex, nobody's name.
+        assert!(matches!(m.find("aaa"), Err(FindError::NotFound(_))));
+        assert!(matches!(m.find("nosuch"), Err(FindError::NotFound(_))));
+    }
+
+    #[test]
+    fn the_running_namesake_wins() {
+        let mut m = model();
+        named(&mut m, A, "web");
+        named(&mut m, B, "web");
+        assert!(matches!(m.find("web"), Err(FindError::Ambiguous(_, 2))));
+        m.containers.get_mut(A).expect("A").info.exited_at = Some(150);
+        assert_eq!(m.find("web").expect("running one").info.id, B);
+    }
+
+    #[test]
+    fn snapshots_of_a_container_and_of_other_cgroups() {
+        let mut m = model();
+        assert_eq!(m.seen(1), Seen::Container(A.into()));
+        assert_eq!(m.seen(99), Seen::New);
+        m.not_a_container(99);
+        assert_eq!(m.seen(99), Seen::Ignored);
+        let (caps, syscalls) = facts(1);
+        m.absorb(A, caps, syscalls, 200);
+        let batch = m.batch();
+        assert_eq!(
+            batch.containers.len(),
+            3,
+            "found containers are written whole"
+        );
+        assert_eq!(batch.checks.len(), 2);
+        assert!(m.batch().is_empty());
+    }
+
+    #[test]
+    fn exited_containers_are_forgotten_once_written_then_pruned() {
+        let mut m = model();
+        let _ = m.batch();
+        let exists = |path: &str| !path.contains(A2);
+        let mut input = SweepInput {
+            now: 1000,
+            retention: 3600,
+            exited: &HashSet::from([3]),
+            cgroup_exists: &exists,
+        };
+        let swept = m.sweep(&input);
+        assert!(swept.forget.is_empty(), "not written yet");
+        assert_eq!(m.counts(), (1, 2));
+        assert_eq!(m.batch().containers.len(), 2);
+        let swept = m.sweep(&input);
+        assert_eq!(swept.forget, BTreeSet::from([2, 3]));
+        assert_eq!(
+            m.seen(2),
+            Seen::Ignored,
+            "a late snapshot does not bring it back"
+        );
+        input.now = 1000 + 3601;
+        let swept = m.sweep(&input);
+        assert_eq!(swept.untracked, vec![2, 3]);
+        assert_eq!(m.containers.len(), 1);
+        assert_eq!(m.batch().deletes, vec![A2.to_owned(), B.to_owned()]);
+    }
+
+    #[test]
+    fn cgroups_no_scan_finds_are_dropped_as_unattributed() {
+        let mut m = Model::default();
+        m.not_found_yet(7, 100);
+        m.not_found_yet(7, 101);
+        let exists = |_: &str| true;
+        let mut input = SweepInput {
+            now: 101,
+            retention: 3600,
+            exited: &HashSet::new(),
+            cgroup_exists: &exists,
+        };
+        assert_eq!(m.sweep(&input), Swept::default());
+        input.now = 102;
+        let swept = m.sweep(&input);
+        assert_eq!(swept.unattributed, 1);
+        assert_eq!(swept.forget, BTreeSet::from([7]));
+        assert_eq!(m.seen(7), Seen::Ignored);
+    }
+}

@@ -1,0 +1,143 @@
+//! The probe thread: the one owner of the kernel reader. It drains the ring buffer every
+//! 50 ms, reads every map each poll interval and sends the snapshot to the model's bounded
+//! queue (a snapshot dropped there is counted, and superseded by the next); between polls it
+//! forgets or trims cgroups when the worker asks. Every call into the kernel reader is here.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, atomic::Ordering, mpsc as std_mpsc},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use capmon_core::report::Observed;
+use tokio::sync::{mpsc, oneshot};
+
+use super::model::Shared;
+use crate::kernel::reader::KernelReader;
+
+/// What the kernel side counted, cumulative since the probes were attached, by cgroup id.
+pub struct Snapshot {
+    /// By cgroup id.
+    pub observed: BTreeMap<u64, Observed>,
+}
+
+/// What the probe thread is asked to do besides polling.
+pub enum ProbeRequest {
+    /// Forget these cgroups in the kernel maps.
+    Forget(BTreeSet<u64>),
+    /// Drop the counts of these live cgroups that are not containers.
+    Trim(BTreeSet<u64>),
+    /// Detach and stop.
+    Stop(oneshot::Sender<()>),
+}
+
+/// Starts the thread; it stops on [`ProbeRequest::Stop`] or when the requests' sender is gone.
+pub fn spawn(
+    recorder: KernelReader,
+    shared: Arc<Shared>,
+    snapshots: mpsc::Sender<Snapshot>,
+    requests: std_mpsc::Receiver<ProbeRequest>,
+) -> std::io::Result<JoinHandle<()>> {
+    let thread = ProbeThread {
+        recorder,
+        shared,
+        snapshots,
+        polls: 0,
+    };
+    std::thread::Builder::new()
+        .name("capmon-probes".into())
+        .spawn(move || thread.run(requests))
+}
+
+struct ProbeThread {
+    recorder: KernelReader,
+    shared: Arc<Shared>,
+    snapshots: mpsc::Sender<Snapshot>,
+    polls: u64,
+}
+
+impl ProbeThread {
+    fn run(mut self, requests: std_mpsc::Receiver<ProbeRequest>) {
+        let mut last_poll = Instant::now();
+        loop {
+            let interval = self
+                .shared
+                .config
+                .read()
+                .map(|c| c.poll_interval())
+                .unwrap_or(Duration::from_secs(1));
+            // The ring buffer is drained every 50 ms (so bursts of first sightings fit in it);
+            // the maps are read every poll interval.
+            let wait = interval
+                .saturating_sub(last_poll.elapsed())
+                .min(Duration::from_millis(50));
+            match requests.recv_timeout(wait) {
+                Ok(ProbeRequest::Forget(gone)) => {
+                    if let Err(e) = self.recorder.forget(&gone) {
+                        tracing::warn!("cannot clear exited cgroups from the kernel maps: {e}");
+                    }
+                    continue;
+                }
+                Ok(ProbeRequest::Trim(ids)) => {
+                    if let Err(e) = self.recorder.trim(&ids) {
+                        tracing::warn!("cannot trim the kernel maps: {e}");
+                    }
+                    continue;
+                }
+                Ok(ProbeRequest::Stop(done)) => {
+                    // Detaches the probes, then says so.
+                    drop(self);
+                    let _ = done.send(());
+                    return;
+                }
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            self.drain();
+            if last_poll.elapsed() < interval {
+                continue;
+            }
+            last_poll = Instant::now();
+            self.poll();
+        }
+    }
+
+    /// Takes the ring buffer's first sightings.
+    fn drain(&mut self) {
+        self.recorder.drain();
+        let (checks, denials) = self.recorder.drained();
+        let health = &self.shared.health;
+        health.processed_checks.store(checks, Ordering::Relaxed);
+        health.processed_denials.store(denials, Ordering::Relaxed);
+    }
+
+    /// Reads every map: the snapshot goes to the model, the loss counters and map fill to
+    /// the daemon's health.
+    fn poll(&mut self) {
+        let observed = match self.recorder.observe_all() {
+            Ok(observed) => observed,
+            Err(e) => {
+                tracing::warn!("reading the kernel maps failed: {e}");
+                return;
+            }
+        };
+        let health = &self.shared.health;
+        if let Some(o) = observed.values().next() {
+            health.set_kernel_lost(&o.counters, o.undecodable);
+        }
+        // Counting every map's keys costs a syscall per key: every tenth poll.
+        self.polls += 1;
+        if self.polls % 10 == 1
+            && let Ok(fill) = self.recorder.probes().map_fill()
+            && let Ok(mut f) = health.map_fill.lock()
+        {
+            *f = fill;
+        }
+        let attached = self.recorder.probes().attached() as u64;
+        health.attached.store(attached, Ordering::Relaxed);
+        if self.snapshots.try_send(Snapshot { observed }).is_err() {
+            health.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The model worker: turns the probe thread's snapshots into containers (attribution through
+//! the cgroup index, posture from their processes, names from the container API), and keeps
+//! house every second (exits, retention, what the kernel side may forget or trim).
+
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering, mpsc as std_mpsc},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use capmon_core::{
+    attribution::{Role, Runtime},
+    names::Arch,
+    posture::Posture,
+    report::{self, Observed},
+};
+use tokio::sync::mpsc;
+
+use super::{
+    container::{Container, ContainerState},
+    model::{Seen, Shared, SweepInput},
+    probe_thread::{ProbeRequest, Snapshot},
+};
+use crate::containers::cgroup::CgroupIndex;
+
+/// Now, in Unix seconds.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A container whose names to ask its runtime's API for, and the API's socket.
+pub type NameLookup = (String, PathBuf);
+
+/// Starts the task that looks container names up off the model's path.
+pub fn spawn_name_lookups(shared: Arc<Shared>) -> mpsc::Sender<NameLookup> {
+    let (tx, mut rx) = mpsc::channel::<NameLookup>(1024);
+    tokio::spawn(async move {
+        while let Some((id, socket)) = rx.recv().await {
+            let timeout = Duration::from_secs(2);
+            match crate::containers::names_api::lookup(&socket, &id, timeout).await {
+                Ok(Some(names)) => {
+                    if let Ok(mut m) = shared.model.lock()
+                        && let Some(c) = m.containers.get_mut(&id)
+                    {
+                        c.set_names(names);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!("container names: {e}"),
+            }
+        }
+    });
+    tx
+}
+
+/// What a cgroup id of a snapshot is.
+enum Found {
+    /// A container seen for the first time (in this run).
+    Container(Box<ContainerState>),
+    /// A cgroup that is not a container.
+    Other,
+    /// No scan has found it (yet).
+    Unknown,
+}
+
+/// The daemon's model side: turns snapshots into containers.
+pub struct ModelWorker {
+    shared: Arc<Shared>,
+    index: CgroupIndex,
+    host_bounding: u64,
+    /// cgroups that existed when the daemon started (their history is incomplete).
+    startup_cgroups: HashSet<u64>,
+    probe_requests: std_mpsc::Sender<ProbeRequest>,
+    names: mpsc::Sender<NameLookup>,
+    ticks: u64,
+    /// Fingerprint of each cgroup's last snapshot.
+    prints: HashMap<u64, u64>,
+}
+
+/// A cheap fingerprint of a cgroup's snapshot (counts, keys, syscalls, denials).
+fn fingerprint(o: &Observed) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |v: u64| h = (h ^ v).wrapping_mul(0x100_0000_01b3);
+    for (k, n) in &o.cap_checks {
+        mix(u64::from(k.cap) ^ (k.stack << 8) ^ u64::from(k.context) ^ (*n << 32));
+    }
+    for nr in o.syscalls.iter().chain(&o.runtime_syscalls) {
+        mix(u64::from(*nr));
+    }
+    for (k, n) in &o.denials {
+        mix(u64::from(k.syscall_nr) ^ (u64::from(k.errno) << 16) ^ (n << 32));
+    }
+    mix(o.cap_checks.len() as u64);
+    h
+}
+
+impl ModelWorker {
+    /// A worker over the cgroup tree indexed in `index`.
+    pub fn new(
+        shared: Arc<Shared>,
+        mut index: CgroupIndex,
+        startup_cgroups: HashSet<u64>,
+        probe_requests: std_mpsc::Sender<ProbeRequest>,
+        names: mpsc::Sender<NameLookup>,
+    ) -> Self {
+        index.scan();
+        ModelWorker {
+            shared,
+            index,
+            host_bounding: crate::containers::posture::host_bounding(),
+            startup_cgroups,
+            probe_requests,
+            names,
+            ticks: 0,
+            prints: HashMap::new(),
+        }
+    }
+
+    /// Folds a snapshot into the model.
+    pub fn apply(&mut self, snap: Snapshot) {
+        let arch = Arch::host();
+        for (cgroup_id, observed) in snap.observed {
+            let Some((id, fresh)) = self.resolve(cgroup_id) else {
+                continue;
+            };
+            // Unchanged since the last poll: nothing to do.
+            let print = fingerprint(&observed);
+            if fresh.is_none() && self.prints.get(&cgroup_id) == Some(&print) {
+                continue;
+            }
+            self.prints.insert(cgroup_id, print);
+            let (caps, syscalls, _) = report::facts(arch, &observed);
+            let late_posture = match fresh {
+                None => self.late_posture(cgroup_id, &id),
+                Some(_) => None,
+            };
+            let Ok(mut model) = self.shared.model.lock() else {
+                return;
+            };
+            if let Some(p) = late_posture {
+                model.set_posture(&id, p);
+            }
+            if let Some(state) = fresh {
+                model.adopt(cgroup_id, *state);
+            }
+            model.absorb(&id, caps, syscalls, now());
+        }
+    }
+
+    /// The container id of a cgroup of a snapshot, with its state when it was found just now;
+    /// `None` for records to ignore.
+    fn resolve(&mut self, cgroup_id: u64) -> Option<(String, Option<Box<ContainerState>>)> {
+        let seen = self.shared.model.lock().ok()?.seen(cgroup_id);
+        match seen {
+            Seen::Container(id) => return Some((id, None)),
+            Seen::Ignored => return None,
+            Seen::New => {}
+        }
+        match self.new_container(cgroup_id) {
+            Found::Container(state) => Some((state.info.id.clone(), Some(state))),
+            Found::Other => {
+                if let Ok(mut m) = self.shared.model.lock() {
+                    m.not_a_container(cgroup_id);
+                }
+                None
+            }
+            Found::Unknown => {
+                if let Ok(mut m) = self.shared.model.lock() {
+                    m.not_found_yet(cgroup_id, now());
+                }
+                None
+            }
+        }
+    }
+
+    /// The posture of a container found while only the runtime was in its cgroup (no process
+    /// of the container's own yet), once its first process runs.
+    fn late_posture(&mut self, cgroup_id: u64, id: &str) -> Option<Posture> {
+        let needed = self
+            .shared
+            .model
+            .lock()
+            .ok()
+            .is_some_and(|m| m.needs_posture(id));
+        if !needed {
+            return None;
+        }
+        let path = self.index.lookup(cgroup_id).map(|e| e.path.clone())?;
+        self.posture_at(&path)
+    }
+
+    /// The posture of the container in the cgroup at `path` (under the cgroup2 mount), once a
+    /// process of its own runs there.
+    fn posture_at(&self, path: &str) -> Option<Posture> {
+        let dir = self.index.mount().join(path.trim_start_matches('/'));
+        crate::containers::posture::read_cgroup(&dir, self.host_bounding)
+            .ok()
+            .flatten()
+    }
+
+    fn new_container(&mut self, cgroup_id: u64) -> Found {
+        let Some(entry) = self.index.lookup(cgroup_id).cloned() else {
+            return Found::Unknown;
+        };
+        let ident = &entry.identity;
+        if ident.role != Role::Container
+            || matches!(ident.runtime, Runtime::Host | Runtime::Systemd)
+        {
+            return Found::Other;
+        }
+        let Some(id) = ident.container_id.clone() else {
+            return Found::Other;
+        };
+        let t = now();
+        let mut info = Container {
+            short_id: ident
+                .short_id
+                .clone()
+                .unwrap_or_else(|| id.chars().take(12).collect()),
+            id: id.clone(),
+            runtime: ident.runtime,
+            name: None,
+            image: None,
+            namespace: None,
+            pod: None,
+            k8s_container: None,
+            pod_uid: ident.pod_uid.clone(),
+            qos: ident.qos,
+            cgroup_path: entry.path.clone(),
+            cgroup_id,
+            first_seen: t,
+            last_seen: t,
+            exited_at: entry.exited.then_some(t),
+            complete: !self.startup_cgroups.contains(&cgroup_id),
+            granted: Vec::new(),
+            posture: None,
+            uid: None,
+        };
+        if let Some(p) = self.posture_at(&entry.path) {
+            info.set_posture(p);
+        }
+        let socket = self
+            .shared
+            .config
+            .read()
+            .map(|c| c.docker_socket.clone())
+            .unwrap_or_default();
+        let _ = self.names.try_send((id, socket));
+        tracing::info!(id = %info.short_id, runtime = %info.runtime.as_str(), path = %info.cgroup_path, "container found");
+        Found::Container(Box::new(ContainerState::found(info)))
+    }
+
+    /// Marks containers whose cgroup is gone as exited; asks the probe thread to forget
+    /// those already written; prunes past retention.
+    pub fn housekeeping(&mut self) {
+        self.ticks += 1;
+        // A full walk of the cgroup tree every 10 s finds exited cgroups that are not
+        // containers; containers' own exits are seen every second by their directory.
+        let exited: HashSet<u64> = if self.ticks.is_multiple_of(10) {
+            self.index.scan().exited.into_iter().collect()
+        } else {
+            HashSet::new()
+        };
+        let retention = self
+            .shared
+            .config
+            .read()
+            .map(|c| c.retention_secs())
+            .unwrap_or(i64::MAX);
+        let mount = self.index.mount().to_owned();
+        let exists = |path: &str| mount.join(path.trim_start_matches('/')).exists();
+        let input = SweepInput {
+            now: now(),
+            retention,
+            exited: &exited,
+            cgroup_exists: &exists,
+        };
+        let Ok(mut model) = self.shared.model.lock() else {
+            return;
+        };
+        let swept = model.sweep(&input);
+        // Counts of cgroups that are not containers are never reported: drop them now and
+        // then, so that the host's own activity does not fill the maps.
+        let trim = if self.ticks.is_multiple_of(10) {
+            model.not_containers()
+        } else {
+            BTreeSet::new()
+        };
+        drop(model);
+        for id in &swept.untracked {
+            self.index.remove(*id);
+        }
+        for id in &swept.forget {
+            self.prints.remove(id);
+        }
+        let health = &self.shared.health;
+        health
+            .unattributed
+            .fetch_add(swept.unattributed, Ordering::Relaxed);
+        if !swept.forget.is_empty() {
+            let _ = self.probe_requests.send(ProbeRequest::Forget(swept.forget));
+        }
+        if !trim.is_empty() {
+            let _ = self.probe_requests.send(ProbeRequest::Trim(trim));
+        }
+    }
+}
