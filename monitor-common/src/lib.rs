@@ -4,7 +4,21 @@
 //! made of fixed-width integers only, with explicit padding fields and no `bool` or enum
 //! (an invalid discriminant in a `Pod` type would be undefined behaviour). Kinds are `u32`
 //! constants. Sizes are asserted at compile time so that both sides agree.
-#![no_std]
+//!
+//! Beside the types, the pure helpers both sides need, so that the kernel and userspace cannot
+//! disagree: [`fnv`] (the stack and id hashes), [`comm`] (process names, the container
+//! runtime's), [`setid`] (the `set*id` syscalls) and the loss counters' names in [`counter`].
+//! No dependencies (aya only with the `user` feature), `no_std`, unit-tested on the host.
+#![cfg_attr(not(test), no_std)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod comm;
+pub mod fnv;
+pub mod setid;
+
+pub use comm::{comm_bytes, is_runtime_comm};
+pub use fnv::{FNV_OFFSET, FNV_PRIME, fnv1a, fnv1a_step};
+pub use setid::{SETID_SYSCALLS, is_setid_syscall, setid_base_mask};
 
 /// Length of `task_struct::comm`.
 pub const COMM_LEN: usize = 16;
@@ -42,6 +56,51 @@ pub mod counter {
     pub const KRETPROBE_UNMATCHED: u32 = 7;
     /// Number of counters.
     pub const COUNT: u32 = 8;
+
+    /// Each counter's name, in index order: the name of its metric label, of its `lost` key in
+    /// the daemon's state and in `capmon record`'s JSON.
+    pub const NAMES: [(u32, &str); COUNT as usize] = [
+        (RINGBUF_FULL, "ringbuf_full"),
+        (CAP_MAP_FULL, "cap_map_full"),
+        (SYSCALL_MAP_FULL, "syscall_map_full"),
+        (DENIAL_MAP_FULL, "denial_map_full"),
+        (STACK_FAILED, "stack_failed"),
+        (PENDING_OVERFLOW, "pending_overflow"),
+        (TASK_STORAGE_FAILED, "task_storage_failed"),
+        (KRETPROBE_UNMATCHED, "kretprobe_unmatched"),
+    ];
+
+    /// The userspace-only loss: ring-buffer records that could not be decoded.
+    pub const UNDECODABLE: &str = "undecodable";
+
+    /// Every loss reason: the kernel counters' [`NAMES`] in index order, then [`UNDECODABLE`].
+    pub const LOSS_REASONS: [&str; COUNT as usize + 1] = {
+        let mut out = [UNDECODABLE; COUNT as usize + 1];
+        let mut i = 0;
+        while i < NAMES.len() {
+            out[i] = NAMES[i].1;
+            i += 1;
+        }
+        out
+    };
+
+    /// The name of counter `index`, `None` past [`COUNT`].
+    pub const fn name(index: u32) -> Option<&'static str> {
+        if index < COUNT {
+            Some(NAMES[index as usize].1)
+        } else {
+            None
+        }
+    }
+
+    // NAMES has one entry per index, at that index: every counter is named exactly once.
+    const _: () = {
+        let mut i = 0;
+        while i < NAMES.len() {
+            assert!(NAMES[i].0 == i as u32);
+            i += 1;
+        }
+    };
 }
 
 /// Bits of [`CapKey::context`]: circumstances that make a check not the workload's own.
@@ -301,18 +360,70 @@ const _: () = {
     assert!(core::mem::size_of::<CpuState>() == 136 + 32 + 64);
 };
 
+#[cfg(test)]
+mod tests {
+    use super::counter;
+
+    #[test]
+    fn counter_names_cover_every_index_once() {
+        let indexes: Vec<u32> = counter::NAMES.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, (0..counter::COUNT).collect::<Vec<_>>());
+        let mut names: Vec<&str> = counter::NAMES.iter().map(|(_, n)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            counter::COUNT as usize,
+            "duplicate counter name"
+        );
+        assert_eq!(counter::name(counter::RINGBUF_FULL), Some("ringbuf_full"));
+        assert_eq!(
+            counter::name(counter::KRETPROBE_UNMATCHED),
+            Some("kretprobe_unmatched")
+        );
+        assert_eq!(counter::name(counter::COUNT), None);
+    }
+
+    #[test]
+    fn loss_reasons_are_the_kernel_counters_then_undecodable() {
+        assert_eq!(
+            counter::LOSS_REASONS,
+            [
+                "ringbuf_full",
+                "cap_map_full",
+                "syscall_map_full",
+                "denial_map_full",
+                "stack_failed",
+                "pending_overflow",
+                "task_storage_failed",
+                "kretprobe_unmatched",
+                "undecodable",
+            ]
+        );
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: each type is `#[repr(C)]`, `Copy`, made of integers only, with explicit padding,
     // so every bit pattern is a valid value.
     unsafe impl aya::Pod for super::CapKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::CapEvent {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::DenyKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::DenyEvent {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::SyscallBitmap {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::PendingCheck {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::TaskState {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::CapCacheEntry {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::CpuState {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::KprobeArgs {}
 }

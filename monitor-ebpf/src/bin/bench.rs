@@ -6,8 +6,12 @@
 //!   updated on every enter and exit; `ref_cap` counts (cgroup, cap, result) in a hash map.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+// Map keys and values by reference, as in `main.rs`.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
-#[cfg(target_arch = "bpf")]
+// Built for the bpf target, and on the host under clippy (see `main.rs`).
+#[cfg(any(target_arch = "bpf", clippy))]
 mod bench {
     use aya_ebpf::{
         bindings::BPF_NOEXIST,
@@ -51,8 +55,9 @@ mod bench {
     #[btf_tracepoint(function = "cap_capable")]
     pub fn ref_cap(ctx: BtfTracePointContext) -> i32 {
         // SAFETY: a helper without arguments.
+        let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
         let key = CapKey {
-            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            cgroup_id,
             cap: ctx.arg(3),
             ret: ctx.arg(4),
         };
@@ -80,10 +85,8 @@ mod bench {
     #[inline(always)]
     fn bump(nr: u64) {
         // SAFETY: a helper without arguments.
-        let key = Key {
-            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-            nr,
-        };
+        let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+        let key = Key { cgroup_id, nr };
         match REF_COUNTS.get_ptr_mut(&key) {
             // SAFETY: map memory.
             Some(p) => unsafe { *p += 1 },
@@ -114,6 +117,7 @@ mod bench {
         0
     }
 
+    #[cfg(target_arch = "bpf")]
     #[panic_handler]
     fn panic(_info: &core::panic::PanicInfo) -> ! {
         loop {}
