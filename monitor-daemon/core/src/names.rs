@@ -167,8 +167,7 @@ pub fn errno_name(errno: u32) -> String {
 
 /// A task's `comm` bytes (as the kernel side copies them) up to the first NUL, as text.
 pub fn comm_str(comm: &[u8]) -> String {
-    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..end]).into_owned()
+    String::from_utf8_lossy(monitor_common::comm_bytes(comm)).into_owned()
 }
 
 #[cfg(test)]

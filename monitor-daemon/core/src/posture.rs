@@ -210,7 +210,7 @@ pub fn from_status(
 /// "runc:[2:INIT]"; crun, youki, runsc and conmon likewise; the kernel side uses the same
 /// list). Such a process still holds the runtime's privileges, not the container's.
 pub fn is_runtime_setup(comm: &str) -> bool {
-    comm.starts_with("runc") || matches!(comm, "exe" | "crun" | "youki" | "runsc" | "conmon")
+    monitor_common::is_runtime_comm(comm.as_bytes())
 }
 
 #[cfg(test)]

@@ -34,21 +34,11 @@ impl Stage {
 }
 
 /// Ring-buffer records the reader could not decode (a loss reason of its own).
-pub const UNDECODABLE: &str = "undecodable";
+pub use monitor_common::counter::UNDECODABLE;
 
-/// Kernel loss reasons, exported from the start (0 until something is lost): the kernel side's
-/// counters (`probes::Probes::counters` names them) and [`UNDECODABLE`].
-pub const LOSS_REASONS: [&str; 9] = [
-    "ringbuf_full",
-    "cap_map_full",
-    "syscall_map_full",
-    "denial_map_full",
-    "stack_failed",
-    "pending_overflow",
-    "task_storage_failed",
-    "kretprobe_unmatched",
-    UNDECODABLE,
-];
+/// Loss reasons, exported from the start (0 until something is lost): the kernel side's
+/// counters and [`UNDECODABLE`], one list shared with the kernel side and `capmon record`.
+pub use monitor_common::counter::LOSS_REASONS;
 
 /// Daemon health, shared with `/healthz` and `/metrics`.
 pub struct Health {

@@ -83,8 +83,8 @@ pub struct ModelWorker {
 
 /// A cheap fingerprint of a cgroup's snapshot (counts, keys, syscalls, denials).
 fn fingerprint(o: &Observed) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut mix = |v: u64| h = (h ^ v).wrapping_mul(0x100_0000_01b3);
+    let mut h = monitor_common::FNV_OFFSET;
+    let mut mix = |v: u64| h = monitor_common::fnv1a_step(h, v);
     for (k, n) in &o.cap_checks {
         mix(u64::from(k.cap) ^ (k.stack << 8) ^ u64::from(k.context) ^ (*n << 32));
     }

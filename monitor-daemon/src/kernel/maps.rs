@@ -224,16 +224,7 @@ impl Probes {
     pub fn counters(&self) -> Result<BTreeMap<&'static str, u64>, ProbeError> {
         let map: PerCpuArray<_, u64> = self.map("COUNTERS")?;
         let mut out = BTreeMap::new();
-        for (name, index) in [
-            ("ringbuf_full", counter::RINGBUF_FULL),
-            ("cap_map_full", counter::CAP_MAP_FULL),
-            ("syscall_map_full", counter::SYSCALL_MAP_FULL),
-            ("denial_map_full", counter::DENIAL_MAP_FULL),
-            ("stack_failed", counter::STACK_FAILED),
-            ("pending_overflow", counter::PENDING_OVERFLOW),
-            ("task_storage_failed", counter::TASK_STORAGE_FAILED),
-            ("kretprobe_unmatched", counter::KRETPROBE_UNMATCHED),
-        ] {
+        for (index, name) in counter::NAMES {
             let values = map
                 .get(&index, 0)
                 .map_err(|e| ProbeError::Map("COUNTERS", e))?;

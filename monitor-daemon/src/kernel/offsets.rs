@@ -4,28 +4,15 @@
 
 use capmon_core::names::Arch;
 
-/// The `set*id` syscalls as (lowest number, bit mask relative to it).
+/// The `set*id` syscalls ([`monitor_common::SETID_SYSCALLS`]) as (lowest number, bit mask
+/// relative to it), for this architecture's numbers.
 pub fn setid_syscalls(arch: Arch) -> (u64, u64) {
-    let numbers: Vec<u64> = [
-        "setuid",
-        "setgid",
-        "setreuid",
-        "setregid",
-        "setresuid",
-        "setresgid",
-        "setfsuid",
-        "setfsgid",
-    ]
-    .iter()
-    .filter_map(|n| arch.syscall_number(n))
-    .map(u64::from)
-    .collect();
-    let base = numbers.iter().copied().min().unwrap_or(0);
-    let mask = numbers
+    let numbers: Vec<u64> = monitor_common::SETID_SYSCALLS
         .iter()
-        .filter(|n| **n - base < 64)
-        .fold(0u64, |m, n| m | 1 << (n - base));
-    (base, mask)
+        .filter_map(|n| arch.syscall_number(n))
+        .map(u64::from)
+        .collect();
+    monitor_common::setid_base_mask(&numbers)
 }
 
 /// Kernel struct fields the eBPF side reads, found in the running kernel's BTF.

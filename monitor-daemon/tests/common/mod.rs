@@ -56,10 +56,10 @@ pub fn container_id() -> String {
         std::time::SystemTime::now()
     );
     let mut out = String::new();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = monitor_common::FNV_OFFSET;
     while out.len() < 64 {
         for b in seed.bytes().chain(out.bytes()) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            h = monitor_common::fnv1a_step(h, u64::from(b));
         }
         out.push_str(&format!("{h:016x}"));
     }

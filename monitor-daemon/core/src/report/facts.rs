@@ -131,6 +131,9 @@ fn lost(observed: &Observed) -> BTreeMap<String, u64> {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), *v))
         .collect();
-    lost.insert("undecodable_records".into(), observed.undecodable);
+    lost.insert(
+        monitor_common::counter::UNDECODABLE.into(),
+        observed.undecodable,
+    );
     lost
 }
