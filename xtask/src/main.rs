@@ -36,9 +36,10 @@ enum Task {
     },
     /// Set up if needed, build (release) and run the overhead benchmark as root.
     Bench,
-    /// Fuzz the cgroup path parser with cargo-fuzz (nightly), growing fuzz/corpus/identify.
+    /// Fuzz every parser of outside input in capmon-core with cargo-fuzz (nightly), one target
+    /// after the other (fuzz/fuzz_targets), growing fuzz/corpus/<target>.
     Fuzz {
-        /// How long, in seconds.
+        /// How long each target runs, in seconds.
         #[arg(default_value_t = 60)]
         seconds: u64,
     },
@@ -134,25 +135,7 @@ fn main() -> ExitCode {
         }),
         Task::Test { unit_only } => test(unit_only),
         Task::Dashboards => dashboards::check(&root()).map_err(anyhow::Error::msg),
-        Task::Fuzz { seconds } => setup::ensure().and_then(|()| {
-            let has_fuzz = Command::new("cargo")
-                .args(["fuzz", "--version"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if !has_fuzz {
-                run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
-            }
-            run(Command::new("cargo")
-                .current_dir(root().join("fuzz"))
-                .args([
-                    "+nightly",
-                    "fuzz",
-                    "run",
-                    "identify",
-                    "--",
-                    &format!("-max_total_time={seconds}"),
-                ]))
-        }),
+        Task::Fuzz { seconds } => fuzz(seconds),
         Task::Bench => build(&["bench"]).and_then(|_| {
             let bin = root().join("target/release/capmon-bench");
             run(&mut as_root(&bin, "the benchmark loads eBPF programs"))
@@ -165,6 +148,39 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cargo xtask fuzz SECONDS`: every target of fuzz/fuzz_targets for SECONDS each. The pure
+/// crate needs no eBPF toolchain: only nightly and cargo-fuzz.
+fn fuzz(seconds: u64) -> Result<()> {
+    let has_fuzz = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_fuzz {
+        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let dir = root().join("fuzz/fuzz_targets");
+    let mut targets: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".rs")
+                .map(str::to_owned)
+        })
+        .collect();
+    targets.sort();
+    for target in &targets {
+        eprintln!("xtask: fuzzing {target} for {seconds} s");
+        run(Command::new("cargo")
+            .current_dir(root().join("fuzz"))
+            .args(["+nightly", "fuzz", "run", target, "--"])
+            .arg(format!("-max_total_time={seconds}")))?;
+    }
+    eprintln!("xtask: {} fuzz targets ran without a crash", targets.len());
+    Ok(())
 }
 
 fn test(unit_only: bool) -> Result<()> {

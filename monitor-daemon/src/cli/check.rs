@@ -56,10 +56,10 @@ impl Check {
         }
         match self.mode {
             Some(mode) => {
-                out.push_str(&format!("probe mode: {}\n", mode.describe()));
+                out.push_str(&format!("probe mode: {}, attaching:\n", mode.name()));
                 for p in mode.programs() {
                     out.push_str(&format!(
-                        "  {:<20} {:<24} minimum kernel {}\n",
+                        "  {:<20} {:<26} minimum kernel {}\n",
                         p.program,
                         p.hook.to_string(),
                         p.min_kernel.replace('`', "")

@@ -162,12 +162,6 @@ impl ProbeMode {
             ProbeMode::Kprobe => "kprobe",
         }
     }
-
-    /// A one-line description for `capmon check`: the mode and its hooks.
-    pub fn describe(self) -> String {
-        let hooks: Vec<String> = self.programs().map(|p| p.hook.to_string()).collect();
-        format!("{} ({})", self.name(), hooks.join(", "))
-    }
 }
 
 /// The table as Markdown, as the README shows it.
