@@ -5,7 +5,7 @@ use std::{fs, path::Path};
 
 use capmon_core::{recommend::Format, report::RecordReport};
 
-use super::RecordError;
+use super::error::RecordError;
 
 /// Makes sure `dir` exists and a file can be created in it.
 pub(super) fn check_output_dir(dir: &Path) -> Result<(), RecordError> {
