@@ -2,6 +2,10 @@
 //! store across a `kill -9`, the CLI clients, metrics, bad input, and churn.
 //! `#[ignore]`d: needs root and runc (`cargo xtask test` runs them).
 
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
 use std::{
     fs,
     path::PathBuf,
@@ -588,8 +592,7 @@ fn sighup_reloads_the_config_file_and_keeps_running_on_a_bad_one() {
         &["--config", file.to_str().expect("utf8")],
     );
     let hup = |d: &Daemon| {
-        // SAFETY: signals our own child.
-        unsafe { libc::kill(d.child.id() as i32, libc::SIGHUP) };
+        let _ = kill(Pid::from_raw(d.child.id() as i32), Signal::SIGHUP);
     };
     let log_has = |d: &Daemon, needle: &str| {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -4,18 +4,20 @@
 //!
 //! # Programs
 //!
-//! Userspace loads and attaches them by these names.
+//! Userspace loads and attaches them by these names. Their minimum kernels, fallbacks and
+//! attach order are in one place, the daemon's probe table
+//! (`monitor-daemon/src/kernel/probe_table.rs`, shown in the README).
 //!
-//! | program | hook | module | minimum kernel | fallback |
-//! | --- | --- | --- | --- | --- |
-//! | `cap_capable` | `tp_btf/cap_capable` | [`capability`] | 6.14 (the tracepoint) | `cap_capable_entry`/`_return` |
-//! | `cap_capable_entry` | `kprobe/cap_capable` | [`capability`] | 5.1 (the signature), CONFIG_KPROBES | none: without either mode the probes do not load (`ProbeError::NoMode`) |
-//! | `cap_capable_return` | `kretprobe/cap_capable` | [`capability`] | as `cap_capable_entry` | as above |
-//! | `sys_enter` | `tp_btf/sys_enter` | [`syscall`] | 5.11 (task storage) | none needed |
-//! | `sys_exit` | `tp_btf/sys_exit` | [`syscall`] | 5.11 | none needed |
-//! | `sched_switch` | `tp_btf/sched_switch` | [`sched`] | 5.11 | none needed |
-//! | `cgroup_attach_task` | `tp_btf/cgroup_attach_task` | [`cgroup`] | 5.5 | none needed |
-//! | `sched_process_exec` | `tp_btf/sched_process_exec` | [`sched`] | 5.5 | none needed |
+//! | program | hook | module |
+//! | --- | --- | --- |
+//! | `cap_capable` | `tp_btf/cap_capable` | [`capability`] |
+//! | `cap_capable_entry` | `kprobe/cap_capable` | [`capability`] |
+//! | `cap_capable_return` | `kretprobe/cap_capable` | [`capability`] |
+//! | `sys_enter` | `tp_btf/sys_enter` | [`syscall`] |
+//! | `sys_exit` | `tp_btf/sys_exit` | [`syscall`] |
+//! | `sched_switch` | `tp_btf/sched_switch` | [`sched`] |
+//! | `cgroup_attach_task` | `tp_btf/cgroup_attach_task` | [`cgroup`] |
+//! | `sched_process_exec` | `tp_btf/sched_process_exec` | [`sched`] |
 //!
 //! Beside the programs: [`maps`] (every map and global, by the names userspace uses),
 //! [`task`] (reading the running task), [`state`] (where a task's syscall state lives) and

@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
 use std::{
     fs,
     io::{Read, Write},
@@ -417,8 +421,8 @@ impl Daemon {
 
     /// Whether the daemon still runs.
     pub fn child_alive(&self) -> bool {
-        // SAFETY: signal 0 only checks the pid.
-        let exists = unsafe { libc::kill(self.child.id() as i32, 0) } == 0;
+        // No signal: only checks that the pid exists.
+        let exists = kill(Pid::from_raw(self.child.id() as i32), None).is_ok();
         exists
             && fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
                 .is_ok_and(|s| !s.contains(") Z "))
@@ -432,8 +436,7 @@ impl Daemon {
     /// SIGTERM and wait: (exit status, time it took).
     pub fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
         let t = Instant::now();
-        // SAFETY: signals our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
         let status = self.child.wait().expect("wait capmon");
         (status, t.elapsed())
     }
