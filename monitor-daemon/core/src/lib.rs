@@ -14,6 +14,7 @@
 //! | [`report`] | what was observed -> a classified, named report (JSON and text) |
 //! | [`replay`] | a recorded report against any seccomp profile |
 //! | [`config`] | the daemon's configuration: defaults, TOML, environment, flags |
+//! | [`oci`] | an OCI runtime spec: what the runtime applied, Kubernetes names from annotations |
 //! | [`mountinfo`] | the cgroup2 mount in `/proc/self/mountinfo` |
 //! | [`runtime_api`] | a Docker-compatible API's container inspect answer |
 
@@ -22,6 +23,7 @@ pub mod classify;
 pub mod config;
 pub mod mountinfo;
 pub mod names;
+pub mod oci;
 pub mod posture;
 pub mod recommend;
 pub mod replay;
