@@ -1,5 +1,6 @@
 //! What a Docker-compatible container API (Docker Engine, podman's service) answers, parsed:
-//! `GET /containers/{id}/json` -> the container's name, image and Kubernetes labels. Talking
+//! `GET /containers/{id}/json` -> the container's name, image and Kubernetes labels; a line of
+//! `GET /events` -> a container event. Talking
 //! to the socket is the daemon's job (`containers::names_api`).
 
 use serde::Deserialize;
@@ -50,6 +51,64 @@ pub fn parse_inspect(body: &[u8]) -> Result<ContainerNames, String> {
     })
 }
 
+/// One container event of the API's event stream (`GET /events`, one JSON object per line):
+/// Docker's create and start events carry the name, image and labels (compose's
+/// `com.docker.compose.project`/`.service`, Kubernetes labels), early enough for a `--rm`
+/// container that is gone before anyone could ask about it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerEvent {
+    /// `create`, `start`, `die`, `destroy`, ...
+    pub action: String,
+    /// Full container id.
+    pub id: String,
+    /// Container name, when the event says.
+    pub name: Option<String>,
+    /// Image reference, when the event says.
+    pub image: Option<String>,
+    /// The container's labels (the actor's attributes other than `name` and `image`).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// When it happened (Unix nanoseconds; 0 when not given).
+    pub time_nano: i64,
+}
+
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "Type", default)]
+    kind: String,
+    #[serde(rename = "Action", default)]
+    action: String,
+    #[serde(rename = "Actor")]
+    actor: Actor,
+    #[serde(rename = "timeNano", default)]
+    time_nano: i64,
+}
+
+#[derive(Deserialize)]
+struct Actor {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Attributes", default)]
+    attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// Parses one line of the event stream: `Ok(None)` for events that are not about a container
+/// (images, networks, volumes), an error for a line that is not an event.
+pub fn parse_event(line: &[u8]) -> Result<Option<ContainerEvent>, String> {
+    let e: Event = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    if e.kind != "container" {
+        return Ok(None);
+    }
+    let mut labels = e.actor.attributes;
+    Ok(Some(ContainerEvent {
+        name: labels.remove("name"),
+        image: labels.remove("image"),
+        action: e.action,
+        id: e.actor.id,
+        labels,
+        time_nano: e.time_nano,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +139,29 @@ mod tests {
         );
         assert!(parse_inspect(b"not json").is_err());
         assert!(parse_inspect(br#"{"Name":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn parses_docker_container_events() {
+        let start = br#"{"status":"start","id":"9f1c0a7e","from":"capmon-test:latest","Type":"container","Action":"start","Actor":{"ID":"9f1c0a7e","Attributes":{"com.docker.compose.project":"shop","com.docker.compose.service":"web","image":"capmon-test:latest","name":"shop-web-1"}},"scope":"local","time":1764579600,"timeNano":1764579600123456789}"#;
+        let e = parse_event(start)
+            .expect("parse")
+            .expect("a container event");
+        assert_eq!(e.action, "start");
+        assert_eq!(e.id, "9f1c0a7e");
+        assert_eq!(e.name.as_deref(), Some("shop-web-1"));
+        assert_eq!(e.image.as_deref(), Some("capmon-test:latest"));
+        assert_eq!(
+            e.labels
+                .get("com.docker.compose.service")
+                .map(String::as_str),
+            Some("web")
+        );
+        assert!(!e.labels.contains_key("name"));
+        assert_eq!(e.time_nano, 1_764_579_600_123_456_789);
+        let network = br#"{"Type":"network","Action":"connect","Actor":{"ID":"n1","Attributes":{"name":"bridge"}}}"#;
+        assert_eq!(parse_event(network), Ok(None));
+        assert!(parse_event(b"{\"Type\":\"container\"}").is_err());
+        assert!(parse_event(b"garbage").is_err());
     }
 }
