@@ -80,6 +80,27 @@ pub enum ProbeError {
     Map(&'static str, #[source] aya::maps::MapError),
 }
 
+/// The error for `program` at `hook`, from aya's.
+fn attach_error(
+    program: &'static str,
+    hook: Hook,
+) -> impl Fn(aya::programs::ProgramError) -> ProbeError + Copy {
+    move |source| ProbeError::Attach {
+        program,
+        hook,
+        source,
+    }
+}
+
+/// `program` in the object, or the error for a program it lacks (a build problem).
+fn program_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+) -> Result<&'a mut aya::programs::Program, ProbeError> {
+    ebpf.program_mut(program)
+        .ok_or(ProbeError::MissingProgram(program))
+}
+
 /// The kernel charges BPF memory to the memory cgroup (5.11+); raising `RLIMIT_MEMLOCK` is
 /// only needed on older kernels and may be refused: not fatal.
 fn raise_memlock() {
@@ -138,14 +159,8 @@ impl Probes {
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(ProbeError::Load)?;
         for probe in mode.programs() {
             let (program, hook) = (probe.program, probe.hook);
-            let err = |source| ProbeError::Attach {
-                program,
-                hook,
-                source,
-            };
-            let prog = ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::MissingProgram(program))?;
+            let err = attach_error(program, hook);
+            let prog = program_mut(&mut ebpf, program)?;
             match hook {
                 Hook::TpBtf(name) => {
                     let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
@@ -239,15 +254,8 @@ impl Probes {
             if self.links.iter().any(|(p, _, _)| *p == program) {
                 continue;
             }
-            let err = |source| ProbeError::Attach {
-                program,
-                hook,
-                source,
-            };
-            let prog = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::MissingProgram(program))?;
+            let err = attach_error(program, hook);
+            let prog = program_mut(&mut self.ebpf, program)?;
             let link = match hook {
                 Hook::TpBtf(_) => {
                     let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
@@ -266,15 +274,8 @@ impl Probes {
     /// Detaches every program (they stay loaded, maps keep their contents).
     pub fn detach_all(&mut self) -> Result<(), ProbeError> {
         for (program, hook, link) in self.links.drain(..).rev() {
-            let err = |source| ProbeError::Attach {
-                program,
-                hook,
-                source,
-            };
-            let prog = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::MissingProgram(program))?;
+            let err = attach_error(program, hook);
+            let prog = program_mut(&mut self.ebpf, program)?;
             match link {
                 Link::Tp(link) => {
                     let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
