@@ -49,13 +49,11 @@ pub type Outcome = Result<ExitCode, Failure>;
 /// Parses the command line and runs the subcommand.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let outcome = match cli.command {
-        Command::Run { config, overrides } => run::main(cli.log_format, config, overrides),
-        other => {
-            init_logging(cli.log_format, "warn");
-            dispatch(other)
-        }
-    };
+    // `capmon run` sets up logging from its configuration; the others log warnings.
+    if !matches!(cli.command, Command::Run { .. }) {
+        init_logging(cli.log_format, "warn");
+    }
+    let outcome = dispatch(cli.log_format, cli.command);
     match outcome {
         Ok(code) => code,
         Err(f) => {
@@ -65,9 +63,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn dispatch(command: Command) -> Outcome {
+fn dispatch(log_format: LogFormat, command: Command) -> Outcome {
     match command {
-        Command::Run { .. } => Ok(ExitCode::SUCCESS),
+        Command::Run { config, overrides } => run::main(log_format, config, overrides),
         Command::Report {
             addr,
             json,
