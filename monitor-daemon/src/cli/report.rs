@@ -21,27 +21,21 @@ pub struct BadAnswer {
 
 /// `capmon report [--json] [CONTAINER]`.
 pub fn report(addr: &str, json: bool, container: Option<&str>) -> Outcome {
-    let path = match container {
-        Some(c) => format!("/v1/containers/{}", client::segment(c)),
-        None => "/v1/containers".to_owned(),
+    type Render = fn(&Value) -> String;
+    let (path, key, render): (String, &str, Render) = match container {
+        Some(c) => (
+            format!("/v1/containers/{}", client::segment(c)),
+            "container",
+            render_one,
+        ),
+        None => ("/v1/containers".to_owned(), "containers", render_list),
     };
     let body = runtime()?.block_on(client::get(addr, &path))?;
-    let value = checked(
-        addr,
-        &path,
-        &body,
-        if container.is_some() {
-            "container"
-        } else {
-            "containers"
-        },
-    )?;
+    let value = checked(addr, &path, &body, key)?;
     if json {
         println!("{body}");
-    } else if container.is_some() {
-        print!("{}", render_one(&value));
     } else {
-        print!("{}", render_list(&value));
+        print!("{}", render(&value));
     }
     Ok(ExitCode::SUCCESS)
 }
