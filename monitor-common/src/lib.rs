@@ -34,6 +34,13 @@ pub mod kind {
     pub const CAP_CHECK: u32 = 1;
     /// A (cgroup, syscall, errno) seccomp denial seen for the first time: [`super::DenyEvent`].
     pub const SYSCALL_DENIED: u32 = 2;
+    /// A cgroup v2 directory was created: [`super::CgroupEvent`] with its path.
+    pub const CGROUP_MKDIR: u32 = 3;
+    /// A cgroup v2 directory was removed: [`super::CgroupEvent`], path empty.
+    pub const CGROUP_RMDIR: u32 = 4;
+    /// The first `execve` completed in a cgroup: [`super::ExecEvent`] with the credentials
+    /// the new program runs with.
+    pub const FIRST_EXEC: u32 = 5;
 }
 
 /// Indexes of the `COUNTERS` array map: things the kernel side could not record.
@@ -216,6 +223,76 @@ pub struct DenyEvent {
     pub comm: [u8; COMM_LEN],
 }
 
+/// Bytes of [`CgroupEvent::path`] (NUL included): a longer path arrives cut to
+/// `CGROUP_PATH_LEN - 1` bytes, and a path of that length is taken as unknown (userspace then finds the cgroup by scanning, as for cgroups that existed
+/// before the probes).
+pub const CGROUP_PATH_LEN: usize = 512;
+
+/// A cgroup v2 directory created or removed: `kind` = [`kind::CGROUP_MKDIR`] or
+/// [`kind::CGROUP_RMDIR`]. Cgroups of v1 hierarchies are not sent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupEvent {
+    /// [`kind::CGROUP_MKDIR`] or [`kind::CGROUP_RMDIR`].
+    pub kind: u32,
+    /// Thread id of the task that made or removed it.
+    pub pid: u32,
+    /// Process id.
+    pub tgid: u32,
+    /// Explicit padding; always 0.
+    pub _pad: u32,
+    /// The cgroup's id (its `kernfs_node` id, the inode number of its directory).
+    pub cgroup_id: u64,
+    /// `comm` of the task, NUL padded.
+    pub comm: [u8; COMM_LEN],
+    /// Path from the hierarchy's root (`/docker/<id>`), NUL terminated; empty for a removal.
+    pub path: [u8; CGROUP_PATH_LEN],
+}
+
+/// The credentials and confinement a cgroup's first program runs with, read from the task at
+/// its `sched_process_exec`: `kind` = [`kind::FIRST_EXEC`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecEvent {
+    /// Always [`kind::FIRST_EXEC`].
+    pub kind: u32,
+    /// Thread id.
+    pub pid: u32,
+    /// Process id.
+    pub tgid: u32,
+    /// Bit 0: the capability sets were read; bit 1: the ids; bit 2: `no_new_privs`; bit 3:
+    /// the seccomp mode ([`exec_read`]).
+    pub read: u32,
+    /// The cgroup.
+    pub cgroup_id: u64,
+    /// `cred.cap_inheritable`, `cap_permitted`, `cap_effective`, `cap_bset`, `cap_ambient`.
+    pub caps: [u64; 5],
+    /// `cred.uid`, `gid`, `suid`, `sgid`, `euid`, `egid`, `fsuid`, `fsgid` (kernel ids, as
+    /// seen from the initial user namespace).
+    pub ids: [u32; 8],
+    /// `task_struct.atomic_flags` (bit 0: `PFA_NO_NEW_PRIVS`).
+    pub atomic_flags: u64,
+    /// `task_struct.seccomp.mode`: 0 disabled, 1 strict, 2 filter.
+    pub seccomp_mode: u32,
+    /// Explicit padding; always 0.
+    pub _pad: u32,
+    /// `comm` of the new program, NUL padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Bits of [`ExecEvent::read`]: which fields the kernel side could read (an offset missing
+/// from the kernel's BTF leaves its field zero and its bit clear).
+pub mod exec_read {
+    /// `caps`.
+    pub const CAPS: u32 = 1;
+    /// `ids`.
+    pub const IDS: u32 = 2;
+    /// `atomic_flags`.
+    pub const FLAGS: u32 = 4;
+    /// `seccomp_mode`.
+    pub const SECCOMP: u32 = 8;
+}
+
 /// A refused check waiting for the outcome of its syscall (in [`TaskState`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -356,6 +433,8 @@ const _: () = {
     assert!(core::mem::size_of::<TaskState>() == 40 + 24 * MAX_PENDING);
     assert!(core::mem::size_of::<DenyKey>() == 16);
     assert!(core::mem::size_of::<DenyEvent>() == 48);
+    assert!(core::mem::size_of::<CgroupEvent>() == 40 + CGROUP_PATH_LEN);
+    assert!(core::mem::size_of::<ExecEvent>() == 24 + 40 + 32 + 16 + 16);
     assert!(core::mem::size_of::<SyscallBitmap>() == 64);
     assert!(core::mem::size_of::<CpuState>() == 136 + 32 + 64);
 };
@@ -414,6 +493,10 @@ mod pod {
     unsafe impl aya::Pod for super::DenyKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::DenyEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CgroupEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ExecEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SyscallBitmap {}
     // SAFETY: as above.

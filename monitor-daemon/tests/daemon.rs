@@ -70,7 +70,7 @@ fn daemon_api_store_restart_and_clients() {
     let (status, health) = get_json(port, "/healthz");
     assert_eq!(status, 200);
     assert_eq!(health["probe_mode"], "tp_btf");
-    assert_eq!(health["probes_attached"], 6);
+    assert_eq!(health["probes_attached"], 8);
 
     // A: Docker's capabilities, chown used, chmod refused by seccomp.
     let a = Running::start(
@@ -189,7 +189,7 @@ fn daemon_api_store_restart_and_clients() {
         a_short,
         "capability=\"CAP_NET_RAW\"",
     ]);
-    line(&["capmon_probes_attached{mode=\"tp_btf\"} 6"]);
+    line(&["capmon_probes_attached{mode=\"tp_btf\"} 8"]);
     line(&["capmon_containers_tracked{state=\"running\"}"]);
 
     // The CLI clients.

@@ -17,6 +17,8 @@
 //! | `sys_exit` | `tp_btf/sys_exit` | [`syscall`] |
 //! | `sched_switch` | `tp_btf/sched_switch` | [`sched`] |
 //! | `cgroup_attach_task` | `tp_btf/cgroup_attach_task` | [`cgroup`] |
+//! | `cgroup_mkdir` | `tp_btf/cgroup_mkdir` | [`cgroup`] |
+//! | `cgroup_rmdir` | `tp_btf/cgroup_rmdir` | [`cgroup`] |
 //! | `sched_process_exec` | `tp_btf/sched_process_exec` | [`sched`] |
 //!
 //! Beside the programs: [`maps`] (every map and global, by the names userspace uses),

@@ -63,6 +63,22 @@ pub static KERNFS_NODE_ID_OFFSET: Global<u64> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static CRED_IDS_OFFSET: Global<u64> = Global::new(0);
 
+/// Offset of `cap_inheritable` in `struct cred`, followed by `cap_permitted`, `cap_effective`,
+/// `cap_bset` and `cap_ambient` (8 bytes each); 0 when unknown (a first exec's capability
+/// sets are then not read).
+#[unsafe(no_mangle)]
+pub static CRED_CAPS_OFFSET: Global<u64> = Global::new(0);
+/// Offset of `atomic_flags` in `struct task_struct` (`PFA_NO_NEW_PRIVS` is bit 0); 0 when
+/// unknown.
+#[unsafe(no_mangle)]
+pub static TASK_ATOMIC_FLAGS_OFFSET: Global<u64> = Global::new(0);
+/// Offsets of `cgroup.root` and `cgroup_root.hierarchy_id`: a created or removed cgroup is
+/// sent only when it is of the v2 hierarchy (id 0); 0 when unknown (then none is sent).
+#[unsafe(no_mangle)]
+pub static CGROUP_ROOT_OFFSET: Global<u64> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static CGROUP_ROOT_HIERARCHY_ID_OFFSET: Global<u64> = Global::new(0);
+
 /// The `set*id` syscalls (setuid, setgid, setreuid, ...): numbers `SETID_BASE + b` for each
 /// bit `b` of `SETID_MASK` (they lie within 64 numbers of each other on every architecture;
 /// see `monitor_common::setid`).

@@ -41,7 +41,7 @@ pub fn current_task() -> *mut c_void {
 /// `base` is a BTF-typed kernel pointer (a trusted task, or a pointer loaded from one) and
 /// `offset` a field of type `T` in its type.
 #[inline(always)]
-unsafe fn btf_load<T: Copy>(base: *const u8, offset: u64) -> T {
+pub unsafe fn btf_load<T: Copy>(base: *const u8, offset: u64) -> T {
     // SAFETY: as above: verifier-checked, fault-handled.
     unsafe { core::ptr::read_volatile(base.add(offset as usize).cast::<T>()) }
 }

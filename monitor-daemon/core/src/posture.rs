@@ -1,6 +1,7 @@
-//! A container's posture: what it was granted and how it is confined, from the text of
+//! A container's posture: what it was granted and how it is confined, from the credentials the
+//! kernel side read at the container's first exec ([`from_exec`]) or from the text of
 //! `/proc/<pid>/status` (`CapEff`, `CapPrm`, `CapBnd`, `NoNewPrivs`, `Seccomp`, `Uid`, parsed
-//! by procfs-core) and its LSM label. The checklist follows Docker's security guidance:
+//! by procfs-core, [`from_status`]) and its LSM label. The checklist follows Docker's security guidance:
 //! privileged, `CAP_SYS_ADMIN`, seccomp off, LSM unconfined or absent, uid 0, no
 //! `no-new-privileges`. Reading the files is the daemon's job (`containers::posture`).
 
@@ -87,19 +88,42 @@ pub struct Finding {
     pub detail: String,
 }
 
+/// Where a posture was read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PostureSource {
+    /// `/proc/<pid>/status` of a process of the container.
+    #[default]
+    Proc,
+    /// The task's credentials, read by the kernel side at the container's first exec.
+    Kernel,
+}
+
 /// Granted capabilities and confinement of a process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Posture {
     /// The process read.
     pub pid: i32,
+    /// Where it was read.
+    #[serde(default)]
+    pub source: PostureSource,
     /// Effective capabilities (`CAP_*`, sorted by number).
     pub effective: Vec<String>,
     /// Permitted capabilities.
     pub permitted: Vec<String>,
     /// Bounding set.
     pub bounding: Vec<String>,
+    /// Inheritable set (known when read by the kernel side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inheritable: Option<Vec<String>>,
+    /// Ambient set (known when read by the kernel side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ambient: Option<Vec<String>>,
     /// Effective uid.
     pub uid: u32,
+    /// Effective gid (known when read by the kernel side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
     /// `no_new_privs` set.
     pub no_new_privs: bool,
     /// Seccomp mode.
@@ -131,6 +155,58 @@ pub fn lsm_unconfined(label: Option<&str>) -> bool {
     }
 }
 
+impl Posture {
+    /// This posture with the LSM label `label` (read apart from the credentials), its
+    /// LSM finding redone.
+    pub fn with_label(mut self, label: Option<&str>) -> Posture {
+        let label = label.map(str::trim).filter(|l| !l.is_empty());
+        self.lsm_label = label.map(str::to_owned);
+        self.findings.retain(|f| f.check != Check::LsmUnconfined);
+        if lsm_unconfined(label) {
+            self.findings.push(lsm_finding(label));
+            self.findings.sort_by_key(|f| f.check);
+        }
+        self
+    }
+}
+
+/// The finding of an unconfined (or unlabelled) process.
+fn lsm_finding(label: Option<&str>) -> Finding {
+    Finding {
+        check: Check::LsmUnconfined,
+        detail: label
+            .map(|l| format!("LSM label {l}"))
+            .unwrap_or_else(|| "no LSM confinement".into()),
+    }
+}
+
+/// What a posture is built from, wherever it was read.
+struct Raw {
+    pid: i32,
+    source: PostureSource,
+    effective: u64,
+    permitted: u64,
+    bounding: u64,
+    inheritable: Option<u64>,
+    ambient: Option<u64>,
+    euid: u32,
+    egid: Option<u32>,
+    no_new_privs: bool,
+    seccomp: SeccompMode,
+}
+
+impl SeccompMode {
+    /// The mode the kernel numbers `n` (`Seccomp:` of the status, `task->seccomp.mode`).
+    pub fn from_number(n: u32) -> Self {
+        match n {
+            0 => SeccompMode::Disabled,
+            1 => SeccompMode::Strict,
+            2 => SeccompMode::Filter,
+            _ => SeccompMode::Unknown,
+        }
+    }
+}
+
 /// Builds the posture from a status text, an LSM label and the host's own bounding set (a
 /// container holding all of it is privileged).
 pub fn from_status(
@@ -141,70 +217,110 @@ pub fn from_status(
 ) -> Result<Posture, StatusError> {
     let s = procfs_core::process::Status::from_read(status.as_bytes())
         .map_err(|source| StatusError { pid, source })?;
-    let bounding = s.capbnd.unwrap_or(0);
-    let seccomp = match s.seccomp {
-        Some(0) => SeccompMode::Disabled,
-        Some(1) => SeccompMode::Strict,
-        Some(2) => SeccompMode::Filter,
-        _ => SeccompMode::Unknown,
+    let raw = Raw {
+        pid,
+        source: PostureSource::Proc,
+        effective: s.capeff,
+        permitted: s.capprm,
+        bounding: s.capbnd.unwrap_or(0),
+        inheritable: None,
+        ambient: None,
+        euid: s.euid,
+        egid: None,
+        no_new_privs: s.nonewprivs == Some(1),
+        seccomp: s
+            .seccomp
+            .map_or(SeccompMode::Unknown, SeccompMode::from_number),
     };
-    let no_new_privs = s.nonewprivs == Some(1);
+    Ok(build(raw, lsm_label, host_bounding))
+}
+
+/// Builds the posture from the credentials the kernel side read at a cgroup's first exec;
+/// `None` when it could not read the capability sets. The LSM label is not read there.
+pub fn from_exec(e: &monitor_common::ExecEvent, host_bounding: u64) -> Option<Posture> {
+    use monitor_common::exec_read;
+    if e.read & exec_read::CAPS == 0 {
+        return None;
+    }
+    let [inheritable, permitted, effective, bounding, ambient] = e.caps;
+    let ids = (e.read & exec_read::IDS != 0).then_some(e.ids);
+    let raw = Raw {
+        pid: e.tgid as i32,
+        source: PostureSource::Kernel,
+        effective,
+        permitted,
+        bounding,
+        inheritable: Some(inheritable),
+        ambient: Some(ambient),
+        // uid, gid, suid, sgid, euid, egid, fsuid, fsgid.
+        euid: ids.map_or(0, |i| i[4]),
+        egid: ids.map(|i| i[5]),
+        no_new_privs: e.read & exec_read::FLAGS != 0 && e.atomic_flags & 1 != 0,
+        seccomp: if e.read & exec_read::SECCOMP != 0 {
+            SeccompMode::from_number(e.seccomp_mode)
+        } else {
+            SeccompMode::Unknown
+        },
+    };
+    Some(build(raw, None, host_bounding))
+}
+
+/// The posture of `raw`, with the checklist items it fails.
+fn build(raw: Raw, lsm_label: Option<&str>, host_bounding: u64) -> Posture {
     let label = lsm_label
         .map(|l| l.trim().to_owned())
         .filter(|l| !l.is_empty());
-    let sys_admin = 1u64 << 21;
-    let mut findings = Vec::new();
-    if host_bounding != 0 && bounding & host_bounding == host_bounding {
-        findings.push(Finding {
-            check: Check::Privileged,
-            detail: "holds every capability of the host's bounding set".into(),
-        });
-    }
-    if (s.capeff | bounding) & sys_admin != 0 {
-        findings.push(Finding {
-            check: Check::CapSysAdmin,
-            detail: "CAP_SYS_ADMIN is granted (nearly root)".into(),
-        });
-    }
-    if seccomp == SeccompMode::Disabled {
-        findings.push(Finding {
-            check: Check::SeccompDisabled,
-            detail: "no seccomp filter".into(),
-        });
-    }
-    if lsm_unconfined(label.as_deref()) {
-        findings.push(Finding {
-            check: Check::LsmUnconfined,
-            detail: label
-                .clone()
-                .map(|l| format!("LSM label {l}"))
-                .unwrap_or_else(|| "no LSM confinement".into()),
-        });
-    }
-    if s.euid == 0 {
-        findings.push(Finding {
-            check: Check::RunsAsRoot,
-            detail: "effective uid 0".into(),
-        });
-    }
-    if !no_new_privs {
-        findings.push(Finding {
-            check: Check::NoNewPrivilegesOff,
-            detail: "no_new_privs is not set".into(),
-        });
-    }
-    Ok(Posture {
-        pid,
-        effective: names(s.capeff),
-        permitted: names(s.capprm),
-        bounding: names(bounding),
-        uid: s.euid,
-        no_new_privs,
-        seccomp,
+    let findings = findings(&raw, label.as_deref(), host_bounding);
+    Posture {
+        pid: raw.pid,
+        source: raw.source,
+        effective: names(raw.effective),
+        permitted: names(raw.permitted),
+        bounding: names(raw.bounding),
+        inheritable: raw.inheritable.map(names),
+        ambient: raw.ambient.map(names),
+        uid: raw.euid,
+        gid: raw.egid,
+        no_new_privs: raw.no_new_privs,
+        seccomp: raw.seccomp,
         lsm_label: label,
         findings,
-    })
+    }
 }
+
+/// The checklist items `raw` fails.
+fn findings(raw: &Raw, label: Option<&str>, host_bounding: u64) -> Vec<Finding> {
+    let sys_admin = 1u64 << 21;
+    let mut findings = Vec::new();
+    let mut fail = |check, detail: String| findings.push(Finding { check, detail });
+    if host_bounding != 0 && raw.bounding & host_bounding == host_bounding {
+        fail(
+            Check::Privileged,
+            "holds every capability of the host's bounding set".into(),
+        );
+    }
+    if (raw.effective | raw.bounding) & sys_admin != 0 {
+        fail(
+            Check::CapSysAdmin,
+            "CAP_SYS_ADMIN is granted (nearly root)".into(),
+        );
+    }
+    if raw.seccomp == SeccompMode::Disabled {
+        fail(Check::SeccompDisabled, "no seccomp filter".into());
+    }
+    if lsm_unconfined(label) {
+        let f = lsm_finding(label);
+        fail(f.check, f.detail);
+    }
+    if raw.euid == 0 {
+        fail(Check::RunsAsRoot, "effective uid 0".into());
+    }
+    if !raw.no_new_privs {
+        fail(Check::NoNewPrivilegesOff, "no_new_privs is not set".into());
+    }
+    findings
+}
+
 /// Whether a process name is a container runtime still setting the container up (runc starts
 /// as `/proc/self/exe` = "exe", re-execs itself as "runc", then names itself
 /// "runc:[2:INIT]"; crun, youki, runsc and conmon likewise; the kernel side uses the same
@@ -310,6 +426,76 @@ mod tests {
         assert!(p.no_new_privs);
         assert_eq!(p.lsm_label.as_deref(), Some("docker-default (enforce)"));
         assert_eq!(checks(&p), vec!["runs_as_root"]);
+    }
+
+    /// A first exec's credentials as the kernel side sends them.
+    fn exec_event(read: u32, caps: [u64; 5], ids: [u32; 8]) -> monitor_common::ExecEvent {
+        monitor_common::ExecEvent {
+            kind: monitor_common::kind::FIRST_EXEC,
+            pid: 41,
+            tgid: 40,
+            read,
+            cgroup_id: 9,
+            caps,
+            ids,
+            atomic_flags: 1,
+            seccomp_mode: 2,
+            _pad: 0,
+            comm: [0; 16],
+        }
+    }
+
+    #[test]
+    fn kernel_posture_equals_the_status_of_the_same_process() {
+        use monitor_common::exec_read::{CAPS, FLAGS, IDS, SECCOMP};
+        let docker = 0xa804_25fb;
+        let e = exec_event(
+            CAPS | IDS | FLAGS | SECCOMP,
+            [0, docker, docker, docker, 0],
+            [0; 8],
+        );
+        let k = from_exec(&e, HOST_BND).expect("caps read");
+        let p = from_status(40, &docker_default(), None, HOST_BND).expect("parse");
+        assert_eq!(k.source, PostureSource::Kernel);
+        assert_eq!(p.source, PostureSource::Proc);
+        assert_eq!(
+            (&k.effective, &k.permitted, &k.bounding),
+            (&p.effective, &p.permitted, &p.bounding)
+        );
+        assert_eq!((k.pid, k.uid, k.gid), (40, 0, Some(0)));
+        assert_eq!((k.no_new_privs, k.seccomp), (true, SeccompMode::Filter));
+        assert_eq!(k.inheritable.as_deref(), Some(&[][..]));
+        assert_eq!(k.findings, p.findings);
+    }
+
+    #[test]
+    fn kernel_posture_reads_ids_and_says_what_it_could_not_read() {
+        use monitor_common::exec_read::{CAPS, IDS};
+        let mut ids = [1000; 8];
+        ids[5] = 1001;
+        let k =
+            from_exec(&exec_event(CAPS | IDS, [0, 0, 0, 1 << 21, 1], ids), 0).expect("caps read");
+        assert_eq!((k.uid, k.gid), (1000, Some(1001)));
+        assert_eq!(k.ambient.as_deref(), Some(&["CAP_CHOWN".to_owned()][..]));
+        // Neither flags nor the seccomp mode were read: unknown, never "off" by accident.
+        assert_eq!(k.seccomp, SeccompMode::Unknown);
+        assert!(!k.no_new_privs);
+        assert_eq!(
+            checks(&k),
+            vec!["cap_sys_admin", "lsm_unconfined", "no_new_privileges_off"]
+        );
+        assert!(from_exec(&exec_event(IDS, [0; 5], ids), 0).is_none());
+        // The label, read apart, redoes the LSM finding only.
+        let confined = k.clone().with_label(Some("docker-default (enforce)\n"));
+        assert_eq!(
+            confined.lsm_label.as_deref(),
+            Some("docker-default (enforce)")
+        );
+        assert_eq!(
+            checks(&confined),
+            vec!["cap_sys_admin", "no_new_privileges_off"]
+        );
+        assert_eq!(confined.with_label(None).findings, k.findings);
     }
 
     #[test]

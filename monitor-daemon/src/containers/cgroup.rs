@@ -105,9 +105,12 @@ pub struct ScanChanges {
 }
 
 /// cgroup id -> path and identity, for attributing what the kernel side keys by cgroup id.
-/// Filled by a scan at startup (so containers that already run are known), rescanned when an
-/// unknown id shows up (at most once per `min_rescan`), and never forgets: cgroups that
-/// disappear are marked exited.
+/// Filled by a scan at startup (so containers that already run are known) and by the kernel
+/// side's records of cgroups created and removed ([`CgroupIndex::learn`],
+/// [`CgroupIndex::mark_exited`]: a container that lived milliseconds is known though its
+/// directory is gone), rescanned when an unknown id shows up (at most once per `min_rescan`);
+/// cgroups that disappear are marked exited, and forgotten only when told
+/// ([`CgroupIndex::remove`]).
 #[derive(Debug)]
 pub struct CgroupIndex {
     mount: PathBuf,
@@ -187,6 +190,24 @@ impl CgroupIndex {
         self.by_id.get(&id)
     }
 
+    /// Learns a cgroup the kernel side saw created, at `path` from the hierarchy's root.
+    pub fn learn(&mut self, id: u64, path: &str) {
+        let identity = capmon_core::attribution::identify(path);
+        self.by_id.insert(
+            id,
+            CgroupEntry {
+                path: path.to_owned(),
+                identity,
+                exited: false,
+            },
+        );
+    }
+
+    /// Marks a cgroup the kernel side saw removed as exited; `false` when it is unknown.
+    pub fn mark_exited(&mut self, id: u64) -> bool {
+        self.by_id.get_mut(&id).map(|e| e.exited = true).is_some()
+    }
+
     /// Forgets a cgroup (one that exited and was dealt with), so that the index does not grow
     /// under churn.
     pub fn remove(&mut self, id: u64) {
@@ -247,6 +268,27 @@ mod tests {
         let t = index.last_scan;
         assert!(index.lookup(u64::MAX - 1).is_none());
         assert_eq!(index.last_scan, t, "no second rescan within the interval");
+        fs::remove_dir_all(&root).expect("cleanup");
+    }
+
+    #[test]
+    fn learned_cgroups_are_known_without_their_directory() {
+        let root = std::env::temp_dir().join(format!("capmon-learn-test-{}", std::process::id()));
+        fs::create_dir_all(&root).expect("mkdir");
+        let mut index = CgroupIndex::new(root.clone());
+        index.scan();
+        let hex = "ab".repeat(32);
+        index.learn(7, &format!("/docker/{hex}"));
+        let e = index.lookup(7).expect("learned").clone();
+        assert_eq!(e.identity.container_id.as_deref(), Some(hex.as_str()));
+        assert!(!e.exited);
+        assert!(index.mark_exited(7));
+        assert!(index.lookup(7).expect("kept").exited);
+        assert!(!index.mark_exited(8), "unknown id");
+        // A scan does not resurrect it, nor mark it twice.
+        assert!(index.scan().exited.is_empty());
+        index.remove(7);
+        assert!(index.lookup(7).is_none());
         fs::remove_dir_all(&root).expect("cleanup");
     }
 }

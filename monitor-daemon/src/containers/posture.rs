@@ -40,6 +40,13 @@ pub fn host_bounding() -> u64 {
         .unwrap_or(0)
 }
 
+/// The LSM label of a live process (AppArmor's, else the generic one); `None` when it has
+/// none, no LSM reports one, or it is gone.
+pub fn read_label(pid: i32) -> Option<String> {
+    read_optional(&format!("/proc/{pid}/attr/apparmor/current"))
+        .or_else(|| read_optional(&format!("/proc/{pid}/attr/current")))
+}
+
 /// Reads a live process; `Ok(None)` when it exited meanwhile (normal).
 pub fn read_pid(pid: i32, host_bounding: u64) -> Result<Option<Posture>, PostureError> {
     let path = format!("/proc/{pid}/status");
@@ -48,8 +55,7 @@ pub fn read_pid(pid: i32, host_bounding: u64) -> Result<Option<Posture>, Posture
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => return Ok(None),
         Err(source) => return Err(PostureError::Io { path, source }),
     };
-    let label = read_optional(&format!("/proc/{pid}/attr/apparmor/current"))
-        .or_else(|| read_optional(&format!("/proc/{pid}/attr/current")));
+    let label = read_label(pid);
     Ok(Some(from_status(
         pid,
         &status,

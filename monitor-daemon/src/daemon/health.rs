@@ -15,20 +15,25 @@ use std::{
 pub enum Stage {
     /// Snapshots dropped at the model's full queue (superseded by the next one).
     ProbeToModel,
-    /// cgroups whose records were dropped because no scan found their path before they were
-    /// gone (containers that lived less than about a second).
+    /// cgroups whose records were dropped because neither the kernel side's record of their
+    /// creation nor a scan gave their path (a creation record lost to a full ring buffer or to
+    /// [`Stage::Lifecycle`], for a cgroup gone before the next scan).
     Unattributed,
+    /// cgroups' creation, removal and first-exec records dropped between the probe thread and
+    /// the model (the model's queue stayed full for longer than the records could wait).
+    Lifecycle,
 }
 
 impl Stage {
     /// Every stage.
-    pub const ALL: [Stage; 2] = [Stage::ProbeToModel, Stage::Unattributed];
+    pub const ALL: [Stage; 3] = [Stage::ProbeToModel, Stage::Unattributed, Stage::Lifecycle];
 
     /// The label value.
     pub const fn as_str(self) -> &'static str {
         match self {
             Stage::ProbeToModel => "probe_to_model",
             Stage::Unattributed => "unattributed",
+            Stage::Lifecycle => "lifecycle",
         }
     }
 }
@@ -52,6 +57,8 @@ pub struct Health {
     pub dropped: AtomicU64,
     /// cgroups dropped unattributed (see [`Stage::Unattributed`]).
     pub unattributed: AtomicU64,
+    /// Lifecycle records dropped (see [`Stage::Lifecycle`]).
+    pub lifecycle_dropped: AtomicU64,
     /// Map fill: (map, entries, capacity), as last read.
     pub map_fill: Mutex<Vec<(&'static str, u64, u64)>>,
     /// Capability-check first sightings taken from the ring buffer.
@@ -85,6 +92,7 @@ impl Health {
             kernel_lost: Mutex::new(BTreeMap::new()),
             dropped: AtomicU64::new(0),
             unattributed: AtomicU64::new(0),
+            lifecycle_dropped: AtomicU64::new(0),
             map_fill: Mutex::new(Vec::new()),
             processed_checks: AtomicU64::new(0),
             processed_denials: AtomicU64::new(0),
@@ -98,6 +106,7 @@ impl Health {
         match stage {
             Stage::ProbeToModel => self.dropped.load(Ordering::Relaxed),
             Stage::Unattributed => self.unattributed.load(Ordering::Relaxed),
+            Stage::Lifecycle => self.lifecycle_dropped.load(Ordering::Relaxed),
         }
     }
 

@@ -172,6 +172,15 @@ impl Model {
         }
     }
 
+    /// Whether anything was recorded for the cgroup: a container's, one that is not a
+    /// container, one no scan found yet, or one recently forgotten.
+    pub fn knows(&self, cgroup_id: u64) -> bool {
+        self.by_cgroup.contains_key(&cgroup_id)
+            || self.not_containers.contains(&cgroup_id)
+            || self.unknown.contains_key(&cgroup_id)
+            || self.gone.contains_key(&cgroup_id)
+    }
+
     /// The cgroup is not a container.
     pub fn not_a_container(&mut self, cgroup_id: u64) {
         self.unknown.remove(&cgroup_id);

@@ -1,7 +1,11 @@
 //! The probe thread: the one owner of the kernel reader. It drains the ring buffer every
 //! 50 ms, reads every map each poll interval and sends the snapshot to the model's bounded
-//! queue (a snapshot dropped there is counted, and superseded by the next); between polls it
-//! forgets or trims cgroups when the worker asks. Every call into the kernel reader is here.
+//! queue (a snapshot dropped there is counted, and superseded by the next: its counts are
+//! cumulative); between polls it forgets or trims cgroups when the worker asks. Every call
+//! into the kernel reader is here.
+//!
+//! cgroups' lives (created, removed, first exec) are not cumulative: they ride with the next
+//! snapshot the queue accepts, and wait here (bounded) while it is full.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -14,13 +18,21 @@ use capmon_core::report::Observed;
 use tokio::sync::{mpsc, oneshot};
 
 use super::model::Shared;
-use crate::kernel::reader::KernelReader;
+use crate::kernel::{events::Lifecycle, reader::KernelReader};
 
-/// What the kernel side counted, cumulative since the probes were attached, by cgroup id.
+/// What the kernel side counted, cumulative since the probes were attached, by cgroup id, and
+/// the cgroups' lives since the last snapshot taken.
 pub struct Snapshot {
     /// By cgroup id.
     pub observed: BTreeMap<u64, Observed>,
+    /// cgroups created, removed, first execs, in order; all of them happened before the maps
+    /// were read for `observed`.
+    pub lifecycle: Vec<Lifecycle>,
 }
+
+/// Lifecycle records that wait for the model's queue at most; beyond, the newest are dropped
+/// and counted ([`super::health::Stage::Lifecycle`]).
+const PENDING_CAP: usize = 262_144;
 
 /// What the probe thread is asked to do besides polling.
 pub enum ProbeRequest {
@@ -44,6 +56,8 @@ pub fn spawn(
         shared,
         snapshots,
         polls: 0,
+        pending: Vec::new(),
+        reader_dropped: 0,
     };
     std::thread::Builder::new()
         .name("capmon-probes".into())
@@ -55,6 +69,10 @@ struct ProbeThread {
     shared: Arc<Shared>,
     snapshots: mpsc::Sender<Snapshot>,
     polls: u64,
+    /// Lifecycle records not yet taken by the model.
+    pending: Vec<Lifecycle>,
+    /// The reader's own dropped count, as last added to the health.
+    reader_dropped: u64,
 }
 
 impl ProbeThread {
@@ -110,6 +128,22 @@ impl ProbeThread {
         let health = &self.shared.health;
         health.processed_checks.store(checks, Ordering::Relaxed);
         health.processed_denials.store(denials, Ordering::Relaxed);
+        self.take_lifecycle();
+    }
+
+    /// Moves the reader's lifecycle records to the pending ones.
+    fn take_lifecycle(&mut self) {
+        let (records, dropped) = self.recorder.take_lifecycle();
+        let room = PENDING_CAP.saturating_sub(self.pending.len());
+        let lost = records.len().saturating_sub(room) as u64 + (dropped - self.reader_dropped);
+        self.reader_dropped = dropped;
+        self.pending.extend(records.into_iter().take(room));
+        if lost > 0 {
+            self.shared
+                .health
+                .lifecycle_dropped
+                .fetch_add(lost, Ordering::Relaxed);
+        }
     }
 
     /// Reads every map: the snapshot goes to the model, the loss counters and map fill to
@@ -122,6 +156,9 @@ impl ProbeThread {
                 return;
             }
         };
+        // Reading the maps drained the ring buffer first: every record taken now happened
+        // before the counts were read.
+        self.take_lifecycle();
         let health = &self.shared.health;
         if let Some(o) = observed.values().next() {
             health.set_kernel_lost(&o.counters, o.undecodable);
@@ -136,8 +173,14 @@ impl ProbeThread {
         }
         let attached = self.recorder.probes().attached() as u64;
         health.attached.store(attached, Ordering::Relaxed);
-        if self.snapshots.try_send(Snapshot { observed }).is_err() {
+        let snapshot = Snapshot {
+            observed,
+            lifecycle: std::mem::take(&mut self.pending),
+        };
+        if let Err(e) = self.snapshots.try_send(snapshot) {
             health.dropped.fetch_add(1, Ordering::Relaxed);
+            // The next snapshot carries them.
+            self.pending = e.into_inner().lifecycle;
         }
     }
 }

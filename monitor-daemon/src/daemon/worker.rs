@@ -1,6 +1,8 @@
 //! The model worker: turns the probe thread's snapshots into containers (attribution through
-//! the cgroup index, posture from their processes, names from the container API), and keeps
-//! house every second (exits, retention, what the kernel side may forget or trim).
+//! the cgroup index, which the kernel side's records of created cgroups keep current; posture
+//! from the credentials of each cgroup's first exec, else from its processes; names from the
+//! container API), and keeps house every second (exits, which the kernel side's records of
+//! removed cgroups make prompt; retention; what the kernel side may forget or trim).
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
@@ -12,9 +14,10 @@ use std::{
 use capmon_core::{
     attribution::{Role, Runtime},
     names::Arch,
-    posture::Posture,
+    posture::{self, Posture},
     report::{self, Observed},
 };
+use monitor_common::ExecEvent;
 use tokio::sync::mpsc;
 
 use super::{
@@ -22,7 +25,14 @@ use super::{
     model::{Seen, Shared, SweepInput},
     probe_thread::{ProbeRequest, Snapshot},
 };
-use crate::containers::cgroup::CgroupIndex;
+use crate::{
+    containers::cgroup::{CgroupEntry, CgroupIndex},
+    kernel::events::Lifecycle,
+};
+
+/// Postures of first execs kept until their cgroup is resolved (a bound against cgroups that
+/// never show activity).
+const KERNEL_POSTURES_CAP: usize = 65_536;
 
 /// Now, in Unix seconds.
 pub fn now() -> i64 {
@@ -79,6 +89,10 @@ pub struct ModelWorker {
     ticks: u64,
     /// Fingerprint of each cgroup's last snapshot.
     prints: HashMap<u64, u64>,
+    /// Postures the kernel side read at cgroups' first execs, until their cgroup is resolved.
+    kernel_postures: HashMap<u64, Posture>,
+    /// cgroups the kernel side saw removed since the last housekeeping.
+    removed: HashSet<u64>,
 }
 
 /// A cheap fingerprint of a cgroup's snapshot (counts, keys, syscalls, denials).
@@ -117,13 +131,80 @@ impl ModelWorker {
             names,
             ticks: 0,
             prints: HashMap::new(),
+            kernel_postures: HashMap::new(),
+            removed: HashSet::new(),
         }
     }
 
-    /// Folds a snapshot into the model.
+    /// Folds a snapshot into the model: the cgroups created and the first execs first (so
+    /// that a cgroup already gone is attributed), then the counts, then the removals.
     pub fn apply(&mut self, snap: Snapshot) {
+        let removed = self.learn(&snap.lifecycle);
+        self.absorb_all(snap.observed);
+        self.ended(removed);
+    }
+
+    /// Takes the cgroups created and the first execs; returns the cgroups removed, in order.
+    fn learn(&mut self, lifecycle: &[Lifecycle]) -> Vec<u64> {
+        let mut removed = Vec::new();
+        for l in lifecycle {
+            match l {
+                Lifecycle::Created {
+                    cgroup_id,
+                    path: Some(path),
+                } => self.index.learn(*cgroup_id, path),
+                // Cut short: found by scanning while its directory exists.
+                Lifecycle::Created { path: None, .. } => {}
+                Lifecycle::Removed { cgroup_id } => removed.push(*cgroup_id),
+                Lifecycle::FirstExec(e) => self.first_exec(e),
+            }
+        }
+        removed
+    }
+
+    /// The posture a cgroup's first program started with: for its container if that is
+    /// already known and still lacks one, else kept until the cgroup is resolved.
+    fn first_exec(&mut self, e: &ExecEvent) {
+        let Some(p) = posture::from_exec(e, self.host_bounding) else {
+            return;
+        };
+        // The label is not among the credentials: read it while the process lives.
+        let p = p.with_label(crate::containers::posture::read_label(e.tgid as i32).as_deref());
+        let Ok(mut model) = self.shared.model.lock() else {
+            return;
+        };
+        if let Seen::Container(id) = model.seen(e.cgroup_id) {
+            if model.needs_posture(&id) {
+                model.set_posture(&id, p);
+            }
+            return;
+        }
+        if self.kernel_postures.len() < KERNEL_POSTURES_CAP {
+            self.kernel_postures.insert(e.cgroup_id, p);
+        }
+    }
+
+    /// cgroups removed: exited at the next housekeeping; forgotten here when nothing was ever
+    /// recorded for them (they will never show up again: their records all came before).
+    fn ended(&mut self, removed: Vec<u64>) {
+        let Ok(model) = self.shared.model.lock() else {
+            return;
+        };
+        for id in removed {
+            self.kernel_postures.remove(&id);
+            if model.knows(id) {
+                self.index.mark_exited(id);
+                self.removed.insert(id);
+            } else {
+                self.index.remove(id);
+            }
+        }
+    }
+
+    /// Folds each cgroup's counts into its container.
+    fn absorb_all(&mut self, observed: std::collections::BTreeMap<u64, Observed>) {
         let arch = Arch::host();
-        for (cgroup_id, observed) in snap.observed {
+        for (cgroup_id, observed) in observed {
             let Some((id, fresh)) = self.resolve(cgroup_id) else {
                 continue;
             };
@@ -163,6 +244,7 @@ impl ModelWorker {
         match self.new_container(cgroup_id) {
             Found::Container(state) => Some((state.info.id.clone(), Some(state))),
             Found::Other => {
+                self.kernel_postures.remove(&cgroup_id);
                 if let Ok(mut m) = self.shared.model.lock() {
                     m.not_a_container(cgroup_id);
                 }
@@ -191,6 +273,34 @@ impl ModelWorker {
         }
         let path = self.index.lookup(cgroup_id).map(|e| e.path.clone())?;
         self.posture_at(&path)
+    }
+
+    /// The posture of a container found just now: the one its first program started with (the
+    /// kernel side read it), else read from a process of its own that still runs; both when
+    /// they can, as a cross-check (the bounding set a container starts with stays).
+    fn posture_of(&mut self, cgroup_id: u64, entry: &CgroupEntry) -> Option<Posture> {
+        let kernel = self.kernel_postures.remove(&cgroup_id);
+        let proc = match entry.exited {
+            true => None,
+            false => self.posture_at(&entry.path),
+        };
+        match (kernel, proc) {
+            (Some(k), Some(p)) => {
+                if k.bounding != p.bounding {
+                    tracing::warn!(
+                        path = %entry.path,
+                        kernel = ?k.bounding,
+                        proc = ?p.bounding,
+                        "the bounding set read at the first exec differs from /proc's"
+                    );
+                }
+                Some(match k.lsm_label {
+                    Some(_) => k,
+                    None => k.with_label(p.lsm_label.as_deref()),
+                })
+            }
+            (k, p) => k.or(p),
+        }
     }
 
     /// The posture of the container in the cgroup at `path` (under the cgroup2 mount), once a
@@ -240,7 +350,7 @@ impl ModelWorker {
             posture: None,
             uid: None,
         };
-        if let Some(p) = self.posture_at(&entry.path) {
+        if let Some(p) = self.posture_of(cgroup_id, &entry) {
             info.set_posture(p);
         }
         let socket = self
@@ -260,11 +370,10 @@ impl ModelWorker {
         self.ticks += 1;
         // A full walk of the cgroup tree every 10 s finds exited cgroups that are not
         // containers; containers' own exits are seen every second by their directory.
-        let exited: HashSet<u64> = if self.ticks.is_multiple_of(10) {
-            self.index.scan().exited.into_iter().collect()
-        } else {
-            HashSet::new()
-        };
+        let mut exited: HashSet<u64> = std::mem::take(&mut self.removed);
+        if self.ticks.is_multiple_of(10) {
+            exited.extend(self.index.scan().exited);
+        }
         let retention = self
             .shared
             .config

@@ -1,15 +1,70 @@
-//! The ring buffer's records (first sightings of a capability check or a seccomp denial),
-//! decoded by their `kind` header into the `#[repr(C)]` types of `monitor-common`.
+//! The ring buffer's records (first sightings of a capability check or a seccomp denial, a
+//! cgroup created or removed, a cgroup's first exec), decoded by their `kind` header into the
+//! `#[repr(C)]` types of `monitor-common`; a cgroup's records become a [`Lifecycle`].
 
-use monitor_common::{CapEvent, DenyEvent, kind};
+use monitor_common::{CGROUP_PATH_LEN, CapEvent, CgroupEvent, DenyEvent, ExecEvent, kind};
 
 /// A decoded ring-buffer record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// First sighting of a capability check.
     Cap(CapEvent),
     /// First sighting of a seccomp denial.
     Deny(DenyEvent),
+    /// A cgroup created or removed (boxed: it carries a path buffer).
+    Cgroup(Box<CgroupEvent>),
+    /// A cgroup's first exec.
+    Exec(ExecEvent),
+}
+
+/// A cgroup's life, as the kernel side reported it, in the order it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// A cgroup v2 directory was created.
+    Created {
+        /// Its id.
+        cgroup_id: u64,
+        /// Its path from the hierarchy's root (`/docker/<id>`); `None` when the kernel side
+        /// could not send it whole (then it is found by scanning).
+        path: Option<String>,
+    },
+    /// A cgroup v2 directory was removed.
+    Removed {
+        /// Its id.
+        cgroup_id: u64,
+    },
+    /// The first program ran in a cgroup, with these credentials.
+    FirstExec(ExecEvent),
+}
+
+impl Lifecycle {
+    /// The lifecycle record of a cgroup event.
+    pub fn of_cgroup(e: &CgroupEvent) -> Lifecycle {
+        if e.kind == kind::CGROUP_RMDIR {
+            return Lifecycle::Removed {
+                cgroup_id: e.cgroup_id,
+            };
+        }
+        let len = e
+            .path
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(CGROUP_PATH_LEN);
+        // A path that filled the buffer may have been cut.
+        let whole = len > 0 && len < CGROUP_PATH_LEN - 1;
+        Lifecycle::Created {
+            cgroup_id: e.cgroup_id,
+            path: whole.then(|| String::from_utf8_lossy(&e.path[..len]).into_owned()),
+        }
+    }
+
+    /// The cgroup it is about.
+    pub fn cgroup_id(&self) -> u64 {
+        match self {
+            Lifecycle::Created { cgroup_id, .. } | Lifecycle::Removed { cgroup_id } => *cgroup_id,
+            Lifecycle::FirstExec(e) => e.cgroup_id,
+        }
+    }
 }
 
 /// Errors decoding a ring-buffer record.
@@ -56,6 +111,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     match u32::from_ne_bytes(header) {
         kind::CAP_CHECK => read_pod(bytes, kind::CAP_CHECK).map(Event::Cap),
         kind::SYSCALL_DENIED => read_pod(bytes, kind::SYSCALL_DENIED).map(Event::Deny),
+        k @ (kind::CGROUP_MKDIR | kind::CGROUP_RMDIR) => {
+            read_pod(bytes, k).map(|e| Event::Cgroup(Box::new(e)))
+        }
+        kind::FIRST_EXEC => read_pod(bytes, kind::FIRST_EXEC).map(Event::Exec),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -110,6 +169,50 @@ mod tests {
         assert_eq!(comm_str(&deny.comm), "x".repeat(16));
     }
 
+    fn cgroup_event(kind: u32, path: &[u8]) -> CgroupEvent {
+        let mut e = CgroupEvent {
+            kind,
+            pid: 3,
+            tgid: 3,
+            _pad: 0,
+            cgroup_id: 4242,
+            comm: *b"runc\0\0\0\0\0\0\0\0\0\0\0\0",
+            path: [0; CGROUP_PATH_LEN],
+        };
+        e.path[..path.len()].copy_from_slice(path);
+        e
+    }
+
+    #[test]
+    fn cgroup_records_become_lifecycle() {
+        let mkdir = cgroup_event(kind::CGROUP_MKDIR, b"/docker/abc");
+        let Ok(Event::Cgroup(e)) = decode(&bytes_of(&mkdir)) else {
+            panic!("not a cgroup event");
+        };
+        assert_eq!(
+            Lifecycle::of_cgroup(&e),
+            Lifecycle::Created {
+                cgroup_id: 4242,
+                path: Some("/docker/abc".into())
+            }
+        );
+        let rmdir = cgroup_event(kind::CGROUP_RMDIR, b"");
+        assert_eq!(
+            Lifecycle::of_cgroup(&rmdir),
+            Lifecycle::Removed { cgroup_id: 4242 }
+        );
+        // A path that filled the buffer may have been cut: unknown, found by scanning.
+        let long = cgroup_event(kind::CGROUP_MKDIR, &[b'a'; CGROUP_PATH_LEN - 1]);
+        assert_eq!(
+            Lifecycle::of_cgroup(&long),
+            Lifecycle::Created {
+                cgroup_id: 4242,
+                path: None
+            }
+        );
+        assert_eq!(Lifecycle::of_cgroup(&long).cgroup_id(), 4242);
+    }
+
     #[test]
     fn rejects_short_and_unknown_records() {
         assert_eq!(decode(&[1, 0]), Err(DecodeError::NoHeader(2)));
@@ -122,5 +225,9 @@ mod tests {
             })
         );
         assert_eq!(decode(&[9, 0, 0, 0]), Err(DecodeError::UnknownKind(9)));
+        assert!(matches!(
+            decode(&[3, 0, 0, 0, 0, 0, 0, 0]),
+            Err(DecodeError::Short { kind: 3, .. })
+        ));
     }
 }

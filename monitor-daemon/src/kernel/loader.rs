@@ -183,7 +183,7 @@ impl Probes {
 
     /// The read-only globals the programs read, as (name, value), for this kernel: syscall
     /// numbers and the BTF offsets of the fields the programs read.
-    fn globals() -> [(&'static str, u64); 12] {
+    fn globals() -> [(&'static str, u64); 16] {
         let arch = Arch::host();
         let fields = KernelOffsets::from_kernel();
         let (setid_base, setid_mask) = setid_syscalls(arch);
@@ -204,6 +204,10 @@ impl Probes {
             ("CSS_SET_DFL_CGRP_OFFSET", fields.cgroup_chain[1]),
             ("CGROUP_KN_OFFSET", fields.cgroup_chain[2]),
             ("KERNFS_NODE_ID_OFFSET", fields.cgroup_chain[3]),
+            ("CRED_CAPS_OFFSET", fields.cred_caps),
+            ("TASK_ATOMIC_FLAGS_OFFSET", fields.atomic_flags),
+            ("CGROUP_ROOT_OFFSET", fields.cgroup_root[0]),
+            ("CGROUP_ROOT_HIERARCHY_ID_OFFSET", fields.cgroup_root[1]),
             ("SETID_BASE", setid_base),
             ("SETID_MASK", setid_mask),
         ]

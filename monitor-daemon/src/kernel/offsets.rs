@@ -29,6 +29,14 @@ pub struct KernelOffsets {
     /// a task's cgroup v2 id (all 0 when one is unknown: the kernel side then calls
     /// `bpf_get_current_cgroup_id`, which costs more).
     pub cgroup_chain: [u64; 4],
+    /// `cred.cap_inheritable`, the first of five contiguous capability sets ending with
+    /// `cred.cap_ambient` (0: unknown or not laid out so; a first exec's sets are not read).
+    pub cred_caps: u64,
+    /// `task_struct.atomic_flags` (0: unknown; `no_new_privs` is not read at a first exec).
+    pub atomic_flags: u64,
+    /// `cgroup.root` and `cgroup_root.hierarchy_id` (0: unknown; cgroups' creations and
+    /// removals are then not sent, and short-lived containers are found only by scanning).
+    pub cgroup_root: [u64; 2],
 }
 
 impl KernelOffsets {
@@ -53,6 +61,8 @@ impl KernelOffsets {
         };
         let uid = get("cred.uid");
         let fsgid = get("cred.fsgid");
+        let inheritable = get("cred.cap_inheritable");
+        let ambient = get("cred.cap_ambient");
         Self {
             real_cred: get("task_struct.real_cred"),
             seccomp_mode: get("task_struct.seccomp.mode"),
@@ -70,6 +80,29 @@ impl KernelOffsets {
                         tracing::debug!("cgroup id chain not found in BTF; using the helper");
                         [0; 4]
                     }
+                }
+            },
+            cred_caps: if inheritable != 0 && ambient == inheritable + 32 {
+                inheritable
+            } else {
+                tracing::warn!(
+                    "struct cred capability sets are not laid out as expected; a container's \
+                     granted set is read from /proc only"
+                );
+                0
+            },
+            atomic_flags: get("task_struct.atomic_flags"),
+            cgroup_root: match (
+                btf.offset_of("cgroup.root"),
+                btf.offset_of("cgroup_root.hierarchy_id"),
+            ) {
+                (Ok(a), Ok(b)) => [a, b],
+                _ => {
+                    tracing::warn!(
+                        "cgroup.root or cgroup_root.hierarchy_id not in BTF; cgroups are found \
+                         by scanning only"
+                    );
+                    [0; 2]
                 }
             },
             cred_ids: if uid != 0 && fsgid == uid + 28 {

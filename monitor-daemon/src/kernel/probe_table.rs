@@ -78,6 +78,22 @@ pub const PROBES: &[Probe] = &[
         modes: BOTH,
     },
     Probe {
+        program: "cgroup_mkdir",
+        hook: Hook::TpBtf("cgroup_mkdir"),
+        min_kernel: "5.5",
+        fallback: "none (a cgroup is then found by scanning)",
+        optional: "no",
+        modes: BOTH,
+    },
+    Probe {
+        program: "cgroup_rmdir",
+        hook: Hook::TpBtf("cgroup_rmdir"),
+        min_kernel: "5.5",
+        fallback: "none (an exit is then seen by scanning)",
+        optional: "no",
+        modes: BOTH,
+    },
+    Probe {
         program: "sched_process_exec",
         hook: Hook::TpBtf("sched_process_exec"),
         min_kernel: "5.5",
@@ -190,6 +206,8 @@ mod tests {
             [
                 "sched_switch",
                 "cgroup_attach_task",
+                "cgroup_mkdir",
+                "cgroup_rmdir",
                 "sched_process_exec",
                 "sys_enter",
                 "sys_exit",
@@ -197,7 +215,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            names(ProbeMode::Kprobe)[5..],
+            names(ProbeMode::Kprobe)[7..],
             ["cap_capable_entry", "cap_capable_return"]
         );
     }

@@ -14,7 +14,7 @@ use capmon_core::report::Observed;
 use monitor_common::{CapEvent, CapKey, DenyEvent, DenyKey};
 
 use super::{
-    events::{Event, decode},
+    events::{Event, Lifecycle, decode},
     kallsyms::Symbolizer,
     loader::{ProbeError, Probes, missing_caps},
 };
@@ -73,7 +73,30 @@ pub struct KernelReader {
     undecodable: u64,
     drained: (u64, u64),
     frames: HashMap<u64, Arc<Vec<String>>>,
+    lifecycle: LifecycleBuffer,
 }
+
+/// Lifecycle records drained and not yet taken.
+#[derive(Default)]
+struct LifecycleBuffer {
+    records: Vec<Lifecycle>,
+    dropped: u64,
+}
+
+impl LifecycleBuffer {
+    fn push(&mut self, l: Lifecycle) {
+        if self.records.len() < LIFECYCLE_CAP {
+            self.records.push(l);
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
+
+/// Lifecycle records kept until taken ([`KernelReader::take_lifecycle`]); beyond, the oldest
+/// are kept and the rest counted as dropped (a reader nobody takes them from, as `capmon
+/// record`'s, stays bounded).
+const LIFECYCLE_CAP: usize = 65_536;
 
 impl KernelReader {
     /// Checks the preconditions, loads and attaches the probes.
@@ -91,6 +114,7 @@ impl KernelReader {
             undecodable: 0,
             drained: (0, 0),
             frames: HashMap::new(),
+            lifecycle: LifecycleBuffer::default(),
         })
     }
 
@@ -112,12 +136,23 @@ impl KernelReader {
                     self.drained.1 += 1;
                     self.deny_events.entry(e.key).or_insert(e);
                 }
+                Ok(Event::Cgroup(e)) => self.lifecycle.push(Lifecycle::of_cgroup(&e)),
+                Ok(Event::Exec(e)) => self.lifecycle.push(Lifecycle::FirstExec(e)),
                 Err(err) => {
                     tracing::debug!("undecodable ring-buffer record: {err}");
                     self.undecodable += 1;
                 }
             }
         }
+    }
+
+    /// The cgroups' lives drained since the last call, in order, and how many were dropped in
+    /// all because nobody took them.
+    pub fn take_lifecycle(&mut self) -> (Vec<Lifecycle>, u64) {
+        (
+            std::mem::take(&mut self.lifecycle.records),
+            self.lifecycle.dropped,
+        )
     }
 
     /// Ring-buffer records taken so far: (capability-check first sightings, denials).

@@ -1,0 +1,176 @@
+//! Privileged tests of cgroups' lives as the kernel side reports them (created with their path,
+//! first exec with its credentials, removed) and of what that buys: containers that live
+//! milliseconds are attributed with their granted and used sets. Real kernel, real runc.
+
+mod common;
+
+use std::{
+    fs,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use capmon::{
+    containers::cgroup::{cgroup_id, find_cgroup2_mount},
+    kernel::{events::Lifecycle, reader::KernelReader},
+};
+use capmon_core::posture::{self, PostureSource};
+use common::{Daemon, bundle, container_id, free_port, http_get, require_root_and_runc};
+use serde_json::Value;
+
+const CAPMON: &str = env!("CARGO_BIN_EXE_capmon");
+
+/// The records about cgroup `id` among `all`.
+fn about(all: &[Lifecycle], id: u64) -> Vec<Lifecycle> {
+    all.iter()
+        .filter(|l| l.cgroup_id() == id)
+        .cloned()
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root and a kernel with BTF: run by `cargo xtask test`"]
+fn the_kernel_reports_a_cgroups_life_and_its_first_exec_credentials() {
+    require_root_and_runc();
+    let mut reader = KernelReader::start().expect("start the probes");
+    let mount = find_cgroup2_mount().expect("cgroup2 mount");
+    let rel = format!("/capmon-life-{}", std::process::id());
+    let dir = mount.join(rel.trim_start_matches('/'));
+    fs::create_dir(&dir).expect("mkdir the cgroup");
+    let id = cgroup_id(&dir).expect("cgroup id");
+    // A shell joins the cgroup, then the first exec there is busybox's.
+    let status = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec /bin/busybox true",
+            dir.display()
+        ))
+        .status()
+        .expect("run sh");
+    assert!(status.success());
+    // A cgroup of a v1 hierarchy (this host is hybrid) is not a v2 cgroup: not reported.
+    let v1 = std::path::Path::new("/sys/fs/cgroup/pids").join(rel.trim_start_matches('/'));
+    let v1_made = fs::create_dir(&v1).is_ok();
+    fs::remove_dir(&dir).expect("rmdir the cgroup");
+    if v1_made {
+        fs::remove_dir(&v1).expect("rmdir the v1 cgroup");
+    }
+    reader.drain();
+    let (all, dropped) = reader.take_lifecycle();
+    assert_eq!(dropped, 0);
+    let mine = about(&all, id);
+    assert_eq!(mine.len(), 3, "created, first exec, removed: {mine:?}");
+    assert_eq!(
+        mine[0],
+        Lifecycle::Created {
+            cgroup_id: id,
+            path: Some(rel.clone())
+        }
+    );
+    assert_eq!(mine[2], Lifecycle::Removed { cgroup_id: id });
+    let Lifecycle::FirstExec(exec) = &mine[1] else {
+        panic!("second record is not the first exec: {mine:?}");
+    };
+    assert_eq!(monitor_common::comm_bytes(&exec.comm), b"busybox");
+    let read = monitor_common::exec_read::CAPS
+        | monitor_common::exec_read::IDS
+        | monitor_common::exec_read::FLAGS
+        | monitor_common::exec_read::SECCOMP;
+    assert_eq!(exec.read, read, "every field read");
+    // The credentials are those this process passed on: the same as /proc says of it.
+    let host_bounding = capmon::containers::posture::host_bounding();
+    let k = posture::from_exec(exec, host_bounding).expect("capability sets read");
+    let me = std::process::id() as i32;
+    let p = capmon::containers::posture::read_pid(me, host_bounding)
+        .expect("read /proc/self")
+        .expect("alive");
+    assert_eq!(k.source, PostureSource::Kernel);
+    assert_eq!(
+        (&k.effective, &k.permitted, &k.bounding, k.uid),
+        (&p.effective, &p.permitted, &p.bounding, p.uid)
+    );
+    assert_eq!((k.no_new_privs, k.seccomp), (p.no_new_privs, p.seccomp));
+    if v1_made {
+        assert!(
+            !all.iter().any(|l| matches!(
+                l,
+                Lifecycle::Created { path: Some(p), .. } if p == &rel && l.cgroup_id() != id
+            )),
+            "a v1 cgroup was reported: {all:?}"
+        );
+    }
+}
+
+/// Runs a runc container to completion in cgroup `/docker/<id>`; returns its id.
+fn runc_oneshot(args: &[&str], caps: &[String]) -> String {
+    let id = container_id();
+    let dir = bundle(args, caps, &format!("/docker/{id}"));
+    let out = Command::new("runc")
+        .arg("run")
+        .arg("--bundle")
+        .arg(&dir)
+        .arg(&id)
+        .output()
+        .expect("runc run");
+    assert!(out.status.success(), "runc run: {out:?}");
+    let _ = Command::new("runc")
+        .args(["delete", "--force", &id])
+        .output();
+    let _ = fs::remove_dir_all(&dir);
+    id
+}
+
+/// The `capmon_pipeline_dropped_total` sample of `stage`.
+fn dropped(port: u16, stage: &str) -> Option<f64> {
+    let (_, text) = http_get(port, "/metrics")?;
+    let prefix = format!("capmon_pipeline_dropped_total{{stage=\"{stage}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+#[ignore = "needs root, runc and a kernel with BTF: run by `cargo xtask test`"]
+fn containers_that_live_milliseconds_are_listed_with_exact_sets() {
+    require_root_and_runc();
+    let state = std::env::temp_dir().join(format!("capmon-life-state-{}", container_id()));
+    let port = free_port();
+    let daemon = Daemon::start(CAPMON, &state, port, &[]);
+    let caps = vec!["CAP_CHOWN".to_owned(), "CAP_KILL".to_owned()];
+    let started = Instant::now();
+    let ids: Vec<String> = (0..10)
+        .map(|_| runc_oneshot(&["/bin/chown", "1:1", "/etc/hostname"], &caps))
+        .collect();
+    let per_container = started.elapsed() / 10;
+    let listed = daemon.wait_for("/v1/containers", "all ten one-shots", |v| {
+        let all = v["containers"].as_array().cloned().unwrap_or_default();
+        ids.iter().all(|id| {
+            all.iter()
+                .any(|c| c["id"] == id.as_str() && c["running"] == false)
+        })
+    });
+    for id in &ids {
+        let c: &Value = listed["containers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["id"] == id.as_str()))
+            .expect("listed");
+        assert_eq!(c["runtime"], "docker", "{c:#}");
+        assert_eq!(c["granted"], serde_json::json!(caps), "{c:#}");
+        assert_eq!(c["used"], serde_json::json!(["CAP_CHOWN"]), "{c:#}");
+        assert_eq!(c["unused"], serde_json::json!(["CAP_KILL"]), "{c:#}");
+        assert!(c["exited_at"].is_i64(), "{c:#}");
+    }
+    // The posture came from the kernel side: the container was gone before /proc could tell.
+    let (_, detail) = common::get_json(port, &format!("/v1/containers/{}", ids[0]));
+    assert_eq!(detail["posture"]["source"], "kernel", "{detail:#}");
+    assert_eq!(detail["posture"]["bounding"], serde_json::json!(caps));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while dropped(port, "unattributed").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(dropped(port, "unattributed"), Some(0.0));
+    assert_eq!(dropped(port, "lifecycle"), Some(0.0));
+    eprintln!("10 runc one-shots, {per_container:?} each from start to deletion");
+    drop(daemon);
+    let _ = fs::remove_dir_all(&state);
+}
