@@ -164,6 +164,36 @@ fn containers_that_live_milliseconds_are_listed_with_exact_sets() {
     let (_, detail) = common::get_json(port, &format!("/v1/containers/{}", ids[0]));
     assert_eq!(detail["posture"]["source"], "kernel", "{detail:#}");
     assert_eq!(detail["posture"]["bounding"], serde_json::json!(caps));
+    assert_eq!(detail["complete"], true, "capmon saw it start: {detail:#}");
+    // Its history is complete: its generated seccomp profile and its advice are served.
+    let (status, profile) = common::get_json(port, &format!("/v1/containers/{}/seccomp", ids[0]));
+    assert_eq!(status, 200, "{profile:#}");
+    assert_eq!(profile["defaultAction"], "SCMP_ACT_ERRNO", "{profile:#}");
+    let allowed: Vec<&str> = profile["syscalls"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter(|r| r["action"] == "SCMP_ACT_ALLOW")
+        .flat_map(|r| r["names"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        allowed
+            .iter()
+            .any(|n| n.starts_with("fchown") || *n == "chown" || *n == "lchown"),
+        "the chown it made is allowed: {allowed:?}"
+    );
+    let (status, advice) = http_get(
+        port,
+        &format!("/v1/containers/{}/recommendation?format=docker", ids[0]),
+    )
+    .expect("advice");
+    assert_eq!(status, 200, "{advice}");
+    assert!(
+        advice.contains("--cap-drop ALL") && advice.contains("--cap-add CHOWN"),
+        "{advice}"
+    );
+    assert!(!advice.contains("KILL"), "{advice}");
     let deadline = Instant::now() + Duration::from_secs(5);
     while dropped(port, "unattributed").is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
