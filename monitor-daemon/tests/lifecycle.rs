@@ -33,6 +33,7 @@ fn about(all: &[Lifecycle], id: u64) -> Vec<Lifecycle> {
 fn the_kernel_reports_a_cgroups_life_and_its_first_exec_credentials() {
     require_root_and_runc();
     let mut reader = KernelReader::start().expect("start the probes");
+    reader.keep_lifecycle();
     let mount = find_cgroup2_mount().expect("cgroup2 mount");
     let rel = format!("/capmon-life-{}", std::process::id());
     let dir = mount.join(rel.trim_start_matches('/'));

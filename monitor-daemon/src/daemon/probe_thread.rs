@@ -46,11 +46,12 @@ pub enum ProbeRequest {
 
 /// Starts the thread; it stops on [`ProbeRequest::Stop`] or when the requests' sender is gone.
 pub fn spawn(
-    recorder: KernelReader,
+    mut recorder: KernelReader,
     shared: Arc<Shared>,
     snapshots: mpsc::Sender<Snapshot>,
     requests: std_mpsc::Receiver<ProbeRequest>,
 ) -> std::io::Result<JoinHandle<()>> {
+    recorder.keep_lifecycle();
     let thread = ProbeThread {
         recorder,
         shared,

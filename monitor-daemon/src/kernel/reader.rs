@@ -76,15 +76,20 @@ pub struct KernelReader {
     lifecycle: LifecycleBuffer,
 }
 
-/// Lifecycle records drained and not yet taken.
+/// Lifecycle records drained and not yet taken (none are kept until someone asks:
+/// [`KernelReader::keep_lifecycle`]).
 #[derive(Default)]
 struct LifecycleBuffer {
+    keep: bool,
     records: Vec<Lifecycle>,
     dropped: u64,
 }
 
 impl LifecycleBuffer {
     fn push(&mut self, l: Lifecycle) {
+        if !self.keep {
+            return;
+        }
         if self.records.len() < LIFECYCLE_CAP {
             self.records.push(l);
         } else {
@@ -144,6 +149,12 @@ impl KernelReader {
                 }
             }
         }
+    }
+
+    /// Keeps the cgroups' lifecycle records from now on, for [`KernelReader::take_lifecycle`]
+    /// (a reader that only observes its own cgroup, as `capmon record`'s, does not).
+    pub fn keep_lifecycle(&mut self) {
+        self.lifecycle.keep = true;
     }
 
     /// The cgroups' lives drained since the last call, in order, and how many were dropped in
