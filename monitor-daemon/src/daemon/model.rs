@@ -205,6 +205,14 @@ impl Model {
             .is_some_and(|c| c.info.posture.is_none() && c.running())
     }
 
+    /// Whether the container `id` has no posture yet (running or not: the kernel side's record
+    /// of its first exec can come after its first counts).
+    pub fn lacks_posture(&self, id: &str) -> bool {
+        self.containers
+            .get(id)
+            .is_some_and(|c| c.info.posture.is_none())
+    }
+
     /// Takes the posture read once the container's own process ran.
     pub fn set_posture(&mut self, id: &str, posture: Posture) {
         if let Some(c) = self.containers.get_mut(id) {
@@ -336,6 +344,17 @@ mod tests {
 
     fn named(m: &mut Model, id: &str, name: &str) {
         m.containers.get_mut(id).expect("container").info.name = Some(name.into());
+    }
+
+    #[test]
+    fn an_exited_container_without_posture_still_takes_the_kernels() {
+        let mut m = model();
+        assert!(m.needs_posture(A) && m.lacks_posture(A));
+        m.containers.get_mut(A).expect("A").info.exited_at = Some(200);
+        // /proc cannot be read any more, but the kernel side's record still applies.
+        assert!(!m.needs_posture(A));
+        assert!(m.lacks_posture(A));
+        assert!(!m.lacks_posture("no such container"));
     }
 
     #[test]

@@ -163,7 +163,8 @@ impl ModelWorker {
     }
 
     /// The posture a cgroup's first program started with: for its container if that is
-    /// already known and still lacks one, else kept until the cgroup is resolved.
+    /// already known and still lacks one (its first counts can come a snapshot before this
+    /// record, and it may be gone by now), else kept until the cgroup is resolved.
     fn first_exec(&mut self, e: &ExecEvent) {
         let Some(p) = posture::from_exec(e, self.host_bounding) else {
             return;
@@ -174,7 +175,7 @@ impl ModelWorker {
             return;
         };
         if let Seen::Container(id) = model.seen(e.cgroup_id) {
-            if model.needs_posture(&id) {
+            if model.lacks_posture(&id) {
                 model.set_posture(&id, p);
             }
             return;
