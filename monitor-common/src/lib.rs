@@ -61,8 +61,15 @@ pub mod counter {
     pub const TASK_STORAGE_FAILED: u32 = 6;
     /// kretprobe on `cap_capable` without a matching entry (kprobe mode only).
     pub const KRETPROBE_UNMATCHED: u32 = 7;
+    /// A new key of `CAP_CHECKS`, `DENIALS`, `SYSCALLS` or `EXEC_SEEN` could not be stored for another
+    /// reason than a full map: the kernel could not allocate its element then (a burst of new
+    /// keys on one CPU emptied the map's element cache).
+    pub const MAP_ALLOC_FAILED: u32 = 8;
+    /// `EXEC_SEEN` was full: a cgroup's first exec could not be marked (its checks stay
+    /// runtime setup, and its first-exec credentials are not sent).
+    pub const EXEC_MAP_FULL: u32 = 9;
     /// Number of counters.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 10;
 
     /// Each counter's name, in index order: the name of its metric label, of its `lost` key in
     /// the daemon's state and in `capmon record`'s JSON.
@@ -75,6 +82,8 @@ pub mod counter {
         (PENDING_OVERFLOW, "pending_overflow"),
         (TASK_STORAGE_FAILED, "task_storage_failed"),
         (KRETPROBE_UNMATCHED, "kretprobe_unmatched"),
+        (MAP_ALLOC_FAILED, "map_alloc_failed"),
+        (EXEC_MAP_FULL, "exec_map_full"),
     ];
 
     /// The userspace-only loss: ring-buffer records that could not be decoded.
@@ -476,6 +485,8 @@ mod tests {
                 "pending_overflow",
                 "task_storage_failed",
                 "kretprobe_unmatched",
+                "map_alloc_failed",
+                "exec_map_full",
                 "undecodable",
             ]
         );

@@ -30,7 +30,7 @@ use crate::{
     events::emit,
     maps::{
         CAP_CACHE, CAP_CACHE_SLOTS, CAP_CHECKS, CPU_STATE, KPROBE_ARGS, SETID_BASE, SETID_MASK,
-        STACK_SCRATCH, STACKS, bump, count, per_cpu_mut,
+        STACK_SCRATCH, STACKS, bump, count, insert_failed, per_cpu_mut,
     },
     state::{exec_seen, running_state},
     task::{cgroup_id, cred_ids, current_task, real_cred},
@@ -291,8 +291,8 @@ fn flush(key: &CapKey, delta: u64) {
         // SAFETY: per-CPU map memory; programs on one CPU do not interleave.
         Some(p) => unsafe { *p += delta },
         None => {
-            if CAP_CHECKS.insert(key, delta, 0).is_err() {
-                bump(counter::CAP_MAP_FULL);
+            if let Err(e) = CAP_CHECKS.insert(key, delta, 0) {
+                insert_failed(e as i64, counter::CAP_MAP_FULL);
             }
         }
     }

@@ -21,7 +21,20 @@ use monitor_common::{
 };
 
 /// `EEXIST`, returned negated by a `BPF_NOEXIST` insert that lost a race.
-const EEXIST: i64 = 17;
+pub const EEXIST: i64 = 17;
+/// `E2BIG`, returned negated by an insert into a full hash map.
+const E2BIG: i64 = 7;
+
+/// Counts a failed insert of a new key: in `full_counter` when the map is full, else (the
+/// kernel could not allocate the element: `ENOMEM`) in `MAP_ALLOC_FAILED`.
+#[inline(always)]
+pub fn insert_failed(err: i64, full_counter: u32) {
+    if -err == E2BIG {
+        bump(full_counter);
+    } else {
+        bump(counter::MAP_ALLOC_FAILED);
+    }
+}
 
 // ---- Read-only globals, set by the loader ----
 
@@ -224,8 +237,8 @@ pub fn count<K>(map: &PerCpuHashMap<K, u64>, key: &K, full_counter: u32) -> bool
             }
             false
         }
-        Err(_) => {
-            bump(full_counter);
+        Err(e) => {
+            insert_failed(e as i64, full_counter);
             false
         }
     }

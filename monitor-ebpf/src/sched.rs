@@ -19,8 +19,8 @@ use monitor_common::{ExecEvent, counter, exec_read, is_runtime_comm, kind};
 use crate::{
     events::send_exec,
     maps::{
-        CPU_STATE, CRED_CAPS_OFFSET, CRED_IDS_OFFSET, EXEC_SEEN, SECCOMP_MODE_OFFSET,
-        TASK_ATOMIC_FLAGS_OFFSET, TASKS, bump, per_cpu_mut,
+        CPU_STATE, CRED_CAPS_OFFSET, CRED_IDS_OFFSET, EEXIST, EXEC_SEEN, SECCOMP_MODE_OFFSET,
+        TASK_ATOMIC_FLAGS_OFFSET, TASKS, bump, insert_failed, per_cpu_mut,
     },
     task::{cgroup_id, comm, current_task, real_cred, task_field},
 };
@@ -71,10 +71,14 @@ fn try_sched_process_exec() {
     }
     let cgroup_id = cgroup_id();
     // SAFETY: lookup into map memory, only compared with None.
-    if unsafe { EXEC_SEEN.get(&cgroup_id) }.is_none()
-        && EXEC_SEEN.insert(&cgroup_id, &1, BPF_NOEXIST.into()).is_ok()
-    {
-        send_first_exec(cgroup_id, comm);
+    if unsafe { EXEC_SEEN.get(&cgroup_id) }.is_some() {
+        return;
+    }
+    match EXEC_SEEN.insert(&cgroup_id, &1, BPF_NOEXIST.into()) {
+        Ok(()) => send_first_exec(cgroup_id, comm),
+        // Another CPU's exec in the same cgroup won.
+        Err(e) if -(e as i64) == EEXIST => {}
+        Err(e) => insert_failed(e as i64, counter::EXEC_MAP_FULL),
     }
 }
 

@@ -22,7 +22,7 @@ use crate::{
     events::emit,
     maps::{
         CPU_STATE, DENIALS, EXECVE_NR, EXECVEAT_NR, SECCOMP_MODE_OFFSET, SYSCALL_NR_OFFSET,
-        SYSCALLS, bump, cgroup_moves, count, per_cpu_mut,
+        SYSCALLS, cgroup_moves, count, insert_failed, per_cpu_mut,
     },
     state::{claim_slot, exec_seen, running_state, track},
     task::{cgroup_id, cgroup_id_of, cred_ids, current_task, real_cred, task_field},
@@ -142,7 +142,7 @@ fn sys_enter_slow(ctx: &BtfTracePointContext) {
 }
 
 /// The `SYSCALLS` bitmap of `key`, created empty when there is none; a full map counts in
-/// `SYSCALL_MAP_FULL`.
+/// `SYSCALL_MAP_FULL`, an element the kernel could not allocate in `MAP_ALLOC_FAILED`.
 #[inline(always)]
 fn cgroup_bitmap(key: u64) -> Option<*mut SyscallBitmap> {
     if let Some(p) = SYSCALLS.get_ptr_mut(&key) {
@@ -151,10 +151,10 @@ fn cgroup_bitmap(key: u64) -> Option<*mut SyscallBitmap> {
     let empty = SyscallBitmap {
         words: [0; SYSCALL_BITMAP_WORDS],
     };
-    if SYSCALLS.insert(&key, &empty, BPF_NOEXIST.into()).is_err()
+    if let Err(e) = SYSCALLS.insert(&key, &empty, BPF_NOEXIST.into())
         && SYSCALLS.get_ptr(&key).is_none()
     {
-        bump(counter::SYSCALL_MAP_FULL);
+        insert_failed(e as i64, counter::SYSCALL_MAP_FULL);
         return None;
     }
     SYSCALLS.get_ptr_mut(&key)

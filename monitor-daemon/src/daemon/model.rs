@@ -46,6 +46,12 @@ pub struct Model {
     unknown: HashMap<u64, i64>,
     /// Ids deleted by retention, to delete from the store.
     pruned: Vec<String>,
+    /// Snapshots applied so far.
+    snapshots: u64,
+    /// Containers seen exiting in this run, with [`Model::snapshots`] then: their kernel
+    /// entries are forgotten only after two more snapshots (the first one read after the exit
+    /// carries the last counts and lifecycle records; the one in flight at the exit may not).
+    exit_snapshot: HashMap<String, u64>,
 }
 
 /// Why a container lookup failed.
@@ -172,6 +178,11 @@ impl Model {
         }
     }
 
+    /// One more snapshot was applied.
+    pub fn snapshot_applied(&mut self) {
+        self.snapshots += 1;
+    }
+
     /// Whether anything was recorded for the cgroup: a container's, one that is not a
     /// container, one no scan found yet, or one recently forgotten.
     pub fn knows(&self, cgroup_id: u64) -> bool {
@@ -227,6 +238,9 @@ impl Model {
         let id = found.info.id.clone();
         self.unknown.remove(&cgroup_id);
         self.by_cgroup.insert(cgroup_id, id.clone());
+        if found.info.exited_at.is_some() {
+            self.exit_snapshot.insert(id.clone(), self.snapshots);
+        }
         match self.containers.get_mut(&id) {
             Some(old) => {
                 let new = found.info;
@@ -253,23 +267,31 @@ impl Model {
     }
 
     /// Marks containers whose cgroup is gone as exited; finds the cgroups the kernel side may
-    /// forget (exited containers already written, exited non-containers, cgroups no scan
-    /// found); prunes exited containers past retention.
+    /// forget (exited containers whose last counts are written, exited non-containers, cgroups
+    /// no scan found); prunes exited containers past retention.
     pub fn sweep(&mut self, input: &SweepInput<'_>) -> Swept {
         let t = input.now;
         let mut swept = Swept::default();
         let mut pruned = Vec::new();
+        let snapshots = self.snapshots;
         for c in self.containers.values_mut() {
+            let last_counts_in = self
+                .exit_snapshot
+                .get(&c.info.id)
+                .is_none_or(|at| snapshots >= at + 2);
             if c.running()
                 && (input.exited.contains(&c.info.cgroup_id)
                     || !(input.cgroup_exists)(&c.info.cgroup_path))
             {
                 c.info.exited_at = Some(t);
                 c.mark_changed();
+                self.exit_snapshot.insert(c.info.id.clone(), snapshots);
                 tracing::info!(id = %c.info.short_id, "container exited");
-            } else if !c.running() && !c.forgotten && !c.is_dirty() {
-                // Exited and written: its counts are final here; the kernel may drop them.
+            } else if !c.running() && !c.forgotten && !c.is_dirty() && last_counts_in {
+                // Exited, its last counts absorbed and written: final here; the kernel may
+                // drop them.
                 c.forgotten = true;
+                self.exit_snapshot.remove(&c.info.id);
                 swept.forget.insert(c.info.cgroup_id);
             }
             if c.info.exited_at.is_some_and(|e| t - e > input.retention) {
@@ -278,6 +300,7 @@ impl Model {
         }
         for id in &pruned {
             if let Some(c) = self.containers.remove(id) {
+                self.exit_snapshot.remove(id);
                 self.by_cgroup.remove(&c.info.cgroup_id);
                 swept.untracked.push(c.info.cgroup_id);
                 tracing::info!(id = %c.info.short_id, "container pruned after retention");
@@ -419,6 +442,15 @@ mod tests {
         assert!(swept.forget.is_empty(), "not written yet");
         assert_eq!(m.counts(), (1, 2));
         assert_eq!(m.batch().containers.len(), 2);
+        // Written, but no snapshot read after the exit was absorbed yet: the kernel still
+        // holds its last counts (a one-shot's exec and checks after its first snapshot).
+        assert!(m.sweep(&input).forget.is_empty(), "last counts not in");
+        m.snapshot_applied();
+        assert!(
+            m.sweep(&input).forget.is_empty(),
+            "the snapshot in flight may predate it"
+        );
+        m.snapshot_applied();
         let swept = m.sweep(&input);
         assert_eq!(swept.forget, BTreeSet::from([2, 3]));
         assert_eq!(

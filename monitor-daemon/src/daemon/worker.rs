@@ -142,6 +142,9 @@ impl ModelWorker {
         let removed = self.learn(&snap.lifecycle);
         self.absorb_all(snap.observed);
         self.ended(removed);
+        if let Ok(mut model) = self.shared.model.lock() {
+            model.snapshot_applied();
+        }
     }
 
     /// Takes the cgroups created and the first execs; returns the cgroups removed, in order.
