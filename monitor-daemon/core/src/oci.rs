@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::seccomp::{Profile, SeccompError};
 
@@ -25,7 +25,7 @@ pub enum SpecError {
 }
 
 /// The capability sets of `process.capabilities` (`CAP_*` names as the spec writes them).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CapabilitySets {
     /// Bounding set.

@@ -8,7 +8,7 @@
 use procfs_core::FromRead as _;
 use serde::{Deserialize, Serialize};
 
-use crate::names::capability_name;
+use crate::names::{capability_name, capability_number};
 
 /// A status text that cannot be parsed.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +97,9 @@ pub enum PostureSource {
     Proc,
     /// The task's credentials, read by the kernel side at the container's first exec.
     Kernel,
+    /// The OCI runtime spec in the container's bundle: what its runtime asked for (used when
+    /// no process of the container was read).
+    Spec,
 }
 
 /// Granted capabilities and confinement of a process.
@@ -263,6 +266,36 @@ pub fn from_exec(e: &monitor_common::ExecEvent, host_bounding: u64) -> Option<Po
         },
     };
     Some(build(raw, None, host_bounding))
+}
+
+/// Builds the posture the runtime asked for in a container's OCI spec: its capability sets,
+/// user, `noNewPrivileges`, seccomp filter or none, AppArmor profile or SELinux label.
+pub fn from_spec(a: &crate::oci::Applied, host_bounding: u64) -> Posture {
+    let mask = |names: &[String]| {
+        names
+            .iter()
+            .filter_map(|n| capability_number(n))
+            .fold(0u64, |m, c| m | (1u64 << c))
+    };
+    let caps = &a.capabilities;
+    let raw = Raw {
+        pid: 0,
+        source: PostureSource::Spec,
+        effective: mask(&caps.effective),
+        permitted: mask(&caps.permitted),
+        bounding: mask(&caps.bounding),
+        inheritable: Some(mask(&caps.inheritable)),
+        ambient: Some(mask(&caps.ambient)),
+        euid: a.uid,
+        egid: Some(a.gid),
+        no_new_privs: a.no_new_privileges,
+        seccomp: match a.seccomp {
+            Some(_) => SeccompMode::Filter,
+            None => SeccompMode::Disabled,
+        },
+    };
+    let label = a.apparmor_profile.as_deref().or(a.selinux_label.as_deref());
+    build(raw, label, host_bounding)
 }
 
 /// The posture of `raw`, with the checklist items it fails.
@@ -496,6 +529,31 @@ mod tests {
             vec!["cap_sys_admin", "no_new_privileges_off"]
         );
         assert_eq!(confined.with_label(None).findings, k.findings);
+    }
+
+    #[test]
+    fn a_spec_posture_equals_the_status_of_the_container_it_starts() {
+        let spec = crate::oci::Applied::parse(&format!(
+            r#"{{"process":{{"user":{{"uid":0,"gid":0}},"noNewPrivileges":true,
+                "capabilities":{{"bounding":{caps},"effective":{caps},"permitted":{caps}}}}},
+              "linux":{{"seccomp":{{"defaultAction":"SCMP_ACT_ERRNO"}}}}}}"#,
+            caps = serde_json::to_string(crate::seccomp::DOCKER_DEFAULT_CAPS).expect("json"),
+        ))
+        .expect("spec");
+        let s = from_spec(&spec, HOST_BND);
+        let p = from_status(7, &docker_default(), None, HOST_BND).expect("status");
+        assert_eq!(s.source, PostureSource::Spec);
+        assert_eq!((&s.bounding, &s.effective), (&p.bounding, &p.effective));
+        assert_eq!((s.uid, s.no_new_privs, s.seccomp), (0, true, SeccompMode::Filter));
+        assert_eq!(s.ambient.as_deref(), Some(&[][..]));
+        assert_eq!(checks(&s), checks(&p));
+        let confined = crate::oci::Applied::parse(
+            r#"{"process":{"user":{"uid":1000,"gid":1000},"apparmorProfile":"docker-default"}}"#,
+        )
+        .expect("spec");
+        let c = from_spec(&confined, HOST_BND);
+        assert_eq!(c.lsm_label.as_deref(), Some("docker-default"));
+        assert_eq!(checks(&c), ["seccomp_disabled", "no_new_privileges_off"]);
     }
 
     #[test]

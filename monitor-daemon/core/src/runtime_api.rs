@@ -1,5 +1,5 @@
 //! What a Docker-compatible container API (Docker Engine, podman's service) answers, parsed:
-//! `GET /containers/{id}/json` -> the container's name, image and Kubernetes labels; a line of
+//! `GET /containers/{id}/json` -> the container's name, image, compose and Kubernetes labels; a line of
 //! `GET /events` -> a container event. Talking
 //! to the socket is the daemon's job (`containers::names_api`).
 
@@ -20,6 +20,40 @@ pub struct ContainerNames {
     pub pod_namespace: Option<String>,
     /// Kubernetes container name.
     pub k8s_container: Option<String>,
+    /// Compose project (`com.docker.compose.project`).
+    pub compose_project: Option<String>,
+    /// Compose service (`com.docker.compose.service`).
+    pub compose_service: Option<String>,
+}
+
+/// Label of a compose project.
+pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+/// Label of a compose service.
+pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+/// Kubernetes labels of dockershim, cri-dockerd and podman's `play kube`.
+pub const K8S_POD: &str = "io.kubernetes.pod.name";
+/// The pod's namespace.
+pub const K8S_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+/// The container's name in its pod.
+pub const K8S_CONTAINER: &str = "io.kubernetes.container.name";
+
+impl ContainerNames {
+    /// Names from a container's name, image and labels.
+    pub fn from_labels<S: std::hash::BuildHasher>(
+        name: String,
+        image: String,
+        labels: &std::collections::HashMap<String, String, S>,
+    ) -> Self {
+        ContainerNames {
+            name,
+            image,
+            pod_name: labels.get(K8S_POD).cloned(),
+            pod_namespace: labels.get(K8S_NAMESPACE).cloned(),
+            k8s_container: labels.get(K8S_CONTAINER).cloned(),
+            compose_project: labels.get(COMPOSE_PROJECT).cloned(),
+            compose_service: labels.get(COMPOSE_SERVICE).cloned(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -42,13 +76,11 @@ struct InspectConfig {
 pub fn parse_inspect(body: &[u8]) -> Result<ContainerNames, String> {
     let i: Inspect = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let labels = i.config.labels.unwrap_or_default();
-    Ok(ContainerNames {
-        name: i.name.trim_start_matches('/').to_owned(),
-        image: i.config.image,
-        pod_name: labels.get("io.kubernetes.pod.name").cloned(),
-        pod_namespace: labels.get("io.kubernetes.pod.namespace").cloned(),
-        k8s_container: labels.get("io.kubernetes.container.name").cloned(),
-    })
+    Ok(ContainerNames::from_labels(
+        i.name.trim_start_matches('/').to_owned(),
+        i.config.image,
+        &labels,
+    ))
 }
 
 /// One container event of the API's event stream (`GET /events`, one JSON object per line):
@@ -69,6 +101,20 @@ pub struct ContainerEvent {
     pub labels: std::collections::BTreeMap<String, String>,
     /// When it happened (Unix nanoseconds; 0 when not given).
     pub time_nano: i64,
+}
+
+impl ContainerEvent {
+    /// The names the event carries, when it carries a name and an image (create and start
+    /// events do).
+    pub fn names(&self) -> Option<ContainerNames> {
+        let labels: std::collections::HashMap<String, String> =
+            self.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        Some(ContainerNames::from_labels(
+            self.name.clone()?,
+            self.image.clone()?,
+            &labels,
+        ))
+    }
 }
 
 #[derive(Deserialize)]
@@ -158,6 +204,13 @@ mod tests {
             Some("web")
         );
         assert!(!e.labels.contains_key("name"));
+        let n = e.names().expect("names");
+        assert_eq!(
+            (n.name.as_str(), n.compose_project.as_deref(), n.compose_service.as_deref()),
+            ("shop-web-1", Some("shop"), Some("web"))
+        );
+        let die = br#"{"Type":"container","Action":"die","Actor":{"ID":"9f1c","Attributes":{"exitCode":"0"}}}"#;
+        assert_eq!(parse_event(die).expect("parse").and_then(|e| e.names()), None);
         assert_eq!(e.time_nano, 1_764_579_600_123_456_789);
         let network = br#"{"Type":"network","Action":"connect","Actor":{"ID":"n1","Attributes":{"name":"bridge"}}}"#;
         assert_eq!(parse_event(network), Ok(None));

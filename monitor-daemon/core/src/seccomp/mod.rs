@@ -11,17 +11,20 @@
 //! | `resolve` | [`Target`] and [`KernelVersion`]: Docker's `includes`/`excludes`, the OCI form, [`Verdict`] |
 //! | `generate` | Docker's default profile (compiled in) and least-privilege profiles |
 //! | `replay` | recorded syscalls against a profile ([`Replay`]), two profiles compared ([`ProfileDiff`]) |
+//! | `applied` | a container's syscalls against the profile its runtime applied ([`AppliedDiff`]) |
 //! | `tables` | names of actions, operators, architectures, Docker's default capabilities |
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod applied;
 mod generate;
 mod replay;
 mod resolve;
 mod tables;
 mod validate;
 
+pub use applied::{AppliedDiff, Refused};
 pub use replay::{ProfileDiff, Replay, WouldDeny};
 pub use resolve::{KernelVersion, Target, Verdict};
 pub use tables::{ACTIONS, DOCKER_DEFAULT_CAPS, GO_ARCHES, OPERATORS, SCMP_ARCHES};
