@@ -544,7 +544,10 @@ mod tests {
         let p = from_status(7, &docker_default(), None, HOST_BND).expect("status");
         assert_eq!(s.source, PostureSource::Spec);
         assert_eq!((&s.bounding, &s.effective), (&p.bounding, &p.effective));
-        assert_eq!((s.uid, s.no_new_privs, s.seccomp), (0, true, SeccompMode::Filter));
+        assert_eq!(
+            (s.uid, s.no_new_privs, s.seccomp),
+            (0, true, SeccompMode::Filter)
+        );
         assert_eq!(s.ambient.as_deref(), Some(&[][..]));
         assert_eq!(checks(&s), checks(&p));
         let confined = crate::oci::Applied::parse(

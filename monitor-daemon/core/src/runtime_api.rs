@@ -107,8 +107,11 @@ impl ContainerEvent {
     /// The names the event carries, when it carries a name and an image (create and start
     /// events do).
     pub fn names(&self) -> Option<ContainerNames> {
-        let labels: std::collections::HashMap<String, String> =
-            self.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let labels: std::collections::HashMap<String, String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         Some(ContainerNames::from_labels(
             self.name.clone()?,
             self.image.clone()?,
@@ -206,11 +209,18 @@ mod tests {
         assert!(!e.labels.contains_key("name"));
         let n = e.names().expect("names");
         assert_eq!(
-            (n.name.as_str(), n.compose_project.as_deref(), n.compose_service.as_deref()),
+            (
+                n.name.as_str(),
+                n.compose_project.as_deref(),
+                n.compose_service.as_deref()
+            ),
             ("shop-web-1", Some("shop"), Some("web"))
         );
         let die = br#"{"Type":"container","Action":"die","Actor":{"ID":"9f1c","Attributes":{"exitCode":"0"}}}"#;
-        assert_eq!(parse_event(die).expect("parse").and_then(|e| e.names()), None);
+        assert_eq!(
+            parse_event(die).expect("parse").and_then(|e| e.names()),
+            None
+        );
         assert_eq!(e.time_nano, 1_764_579_600_123_456_789);
         let network = br#"{"Type":"network","Action":"connect","Actor":{"ID":"n1","Attributes":{"name":"bridge"}}}"#;
         assert_eq!(parse_event(network), Ok(None));

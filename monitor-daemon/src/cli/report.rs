@@ -140,6 +140,7 @@ pub fn render_one(body: &Value) -> String {
             "exited"
         }
     );
+    out.push_str(&identity(c));
     out.push_str(&format!("granted:        {}\n", list(&c["granted"])));
     out.push_str(&format!("used:           {}\n", list(&a["used"])));
     out.push_str(&format!("denied:         {}\n", list(&a["denied"])));
@@ -180,6 +181,76 @@ pub fn render_one(body: &Value) -> String {
     if let Some(why) = body["seccomp_profile_error"].as_str() {
         out.push_str(&format!("no seccomp profile: {why}\n"));
     }
+    out.push_str(&applied(&body["applied"]));
+    out
+}
+
+/// Image, compose and Kubernetes names, when known.
+fn identity(c: &Value) -> String {
+    let mut out = String::new();
+    if let Some(image) = c["image"].as_str() {
+        out.push_str(&format!("image:          {image}\n"));
+    }
+    if let (Some(p), Some(s)) = (c["compose_project"].as_str(), c["compose_service"].as_str()) {
+        out.push_str(&format!("compose:        project {p}, service {s}\n"));
+    }
+    if let Some(pod) = c["pod"].as_str() {
+        let role = match c["sandbox"].as_bool() {
+            Some(true) => "the pod's sandbox".to_owned(),
+            _ => format!("container {}", c["k8s_container"].as_str().unwrap_or("-")),
+        };
+        out.push_str(&format!(
+            "kubernetes:     pod {}/{pod}, {role}\n",
+            c["namespace"].as_str().unwrap_or("-")
+        ));
+    }
+    out
+}
+
+/// What the runtime applied, and the container's syscalls against its seccomp profile.
+fn applied(a: &Value) -> String {
+    if a.is_null() {
+        return "applied:        unknown (no OCI spec was read for it)\n".to_owned();
+    }
+    let mut out = format!(
+        "applied:        bounding {}; uid {}; no_new_privileges {}; {}\n",
+        strs(&a["capabilities"]["bounding"]).len(),
+        a["uid"],
+        a["no_new_privileges"],
+        a["apparmor_profile"]
+            .as_str()
+            .or(a["selinux_label"].as_str())
+            .map_or("no LSM profile".to_owned(), |l| format!("LSM {l}"))
+    );
+    let s = &a["seccomp"];
+    if s.is_null() {
+        out.push_str("applied seccomp: none\n");
+        return out;
+    }
+    let denied: Vec<&str> = s["would_deny"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["syscall"].as_str())
+        .collect();
+    out.push_str(&format!(
+        "applied seccomp: default {}, {} allowed, {} of them never made; would deny: {}\n",
+        s["default_action"].as_str().unwrap_or("?"),
+        s["allowed"].as_u64().unwrap_or(0),
+        strs(&s["allowed_unused"]).len(),
+        if denied.is_empty() {
+            "nothing it did".to_owned()
+        } else {
+            denied.join(", ")
+        }
+    ));
+    let args = strs(&s["depends_on_arguments"]);
+    if !args.is_empty() {
+        out.push_str(&format!(
+            "applied seccomp allows only for some arguments: {}\n",
+            args.join(", ")
+        ));
+    }
     out
 }
 
@@ -203,6 +274,44 @@ mod tests {
         assert!(e.to_string().contains("without the expected field"), "{e}");
         assert!(checked("a", "/v1/containers", r#"{"containers":[]}"#, "containers").is_ok());
         assert!(checked("a", "/v1/containers/x", r#"{"container":{}}"#, "container").is_ok());
+    }
+
+    #[test]
+    fn renders_names_and_what_the_runtime_applied() {
+        let v: Value = serde_json::from_str(
+            r#"{"container":{"id":"abc","name":"shop-web-1","runtime":"docker","running":false,
+              "image":"busybox","compose_project":"shop","compose_service":"web",
+              "pod":"web-0","namespace":"prod","k8s_container":"app","sandbox":false},
+              "analysis":{},"syscalls":{},
+              "applied":{"capabilities":{"bounding":["CAP_CHOWN","CAP_KILL"]},"uid":0,
+                "no_new_privileges":true,"apparmor_profile":null,"selinux_label":null,
+                "seccomp":{"default_action":"SCMP_ACT_ERRNO","allowed":300,
+                  "allowed_unused":["a","b"],"would_deny":[{"syscall":"fchownat"}]}}}"#,
+        )
+        .expect("json");
+        let text = render_one(&v);
+        assert!(
+            text.contains("compose:        project shop, service web\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kubernetes:     pod prod/web-0, container app\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "applied:        bounding 2; uid 0; no_new_privileges true; no LSM profile\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "default SCMP_ACT_ERRNO, 300 allowed, 2 of them never made; would deny: fchownat\n"
+            ),
+            "{text}"
+        );
+        let none: Value = serde_json::from_str(r#"{"container":{},"applied":null}"#).expect("json");
+        assert!(render_one(&none).contains("applied:        unknown"));
     }
 
     #[test]

@@ -62,6 +62,14 @@ pub struct Summary {
     pub namespace: Option<String>,
     /// Kubernetes pod.
     pub pod: Option<String>,
+    /// Kubernetes container name.
+    pub k8s_container: Option<String>,
+    /// A pod's sandbox (pause) container.
+    pub sandbox: bool,
+    /// Compose project.
+    pub compose_project: Option<String>,
+    /// Compose service.
+    pub compose_service: Option<String>,
     /// Running or exited.
     pub running: bool,
     /// First seen (Unix seconds).
@@ -98,6 +106,10 @@ impl Summary {
             runtime: info.runtime.as_str(),
             namespace: info.namespace.clone(),
             pod: info.pod.clone(),
+            k8s_container: info.k8s_container.clone(),
+            sandbox: info.sandbox,
+            compose_project: info.compose_project.clone(),
+            compose_service: info.compose_service.clone(),
             running: c.running(),
             first_seen: info.first_seen,
             last_seen: info.last_seen,
@@ -111,6 +123,22 @@ impl Summary {
             posture: info.findings().iter().map(|f| f.check.as_str()).collect(),
         }
     }
+}
+
+/// What the runtime applied, and the container's syscalls against its seccomp profile.
+fn applied(c: &ContainerState) -> serde_json::Value {
+    let Some(a) = &c.info.applied else {
+        return serde_json::Value::Null;
+    };
+    json!({
+        "capabilities": a.capabilities,
+        "no_new_privileges": a.no_new_privileges,
+        "uid": a.uid,
+        "gid": a.gid,
+        "apparmor_profile": a.apparmor_profile,
+        "selinux_label": a.selinux_label,
+        "seccomp": c.applied_diff,
+    })
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -169,6 +197,7 @@ async fn one(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
         "qos": c.info.qos.map(|q| q.as_str()),
         "complete": c.info.complete,
         "posture": c.info.posture,
+        "applied": applied(c),
         "capabilities": report.capabilities,
         "syscalls": report.syscalls,
         "analysis": report.analysis,

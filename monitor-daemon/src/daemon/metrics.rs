@@ -17,10 +17,17 @@ use super::{
 };
 
 /// Identity label names of per-container metrics.
-const ID_LABELS: [&str; 5] = ["container_id", "name", "runtime", "namespace", "pod"];
+const ID_LABELS: [&str; 6] = [
+    "container_id",
+    "name",
+    "runtime",
+    "namespace",
+    "pod",
+    "container",
+];
 
 /// The identity labels followed by `more`.
-fn with<'a>(id: &[&'a str; 5], more: &[&'a str]) -> Vec<&'a str> {
+fn with<'a>(id: &[&'a str; 6], more: &[&'a str]) -> Vec<&'a str> {
     let mut v = id.to_vec();
     v.extend_from_slice(more);
     v
@@ -47,6 +54,8 @@ struct ContainerFamilies {
     observed: IntGaugeVec,
     posture: IntGaugeVec,
     running: IntGaugeVec,
+    would_deny: IntGaugeVec,
+    applied_unused: IntGaugeVec,
 }
 
 impl ContainerFamilies {
@@ -87,6 +96,18 @@ impl ContainerFamilies {
                 "1 while the container runs, 0 once it exited (until retention).",
                 &ID_LABELS,
             )?,
+            would_deny: gauge(
+                "capmon_applied_profile_would_deny",
+                "1 for each syscall the container made (or was refused) that the seccomp profile \
+                 its runtime applied refuses.",
+                &with(&ID_LABELS, &["syscall"]),
+            )?,
+            applied_unused: gauge(
+                "capmon_applied_profile_unused_syscalls",
+                "Syscalls the seccomp profile its runtime applied allows and the container never \
+                 made.",
+                &ID_LABELS,
+            )?,
         })
     }
 
@@ -101,6 +122,8 @@ impl ContainerFamilies {
                 Box::new(self.observed.clone()),
                 Box::new(self.posture.clone()),
                 Box::new(self.running.clone()),
+                Box::new(self.would_deny.clone()),
+                Box::new(self.applied_unused.clone()),
             ],
         )
     }
@@ -114,6 +137,7 @@ impl ContainerFamilies {
             info.runtime.as_str(),
             info.namespace.as_deref().unwrap_or_default(),
             info.pod.as_deref().unwrap_or_default(),
+            info.k8s_container.as_deref().unwrap_or_default(),
         ];
         for (key, check) in &c.checks {
             let cap = key.capability.name();
@@ -141,6 +165,15 @@ impl ContainerFamilies {
         }
         let running = i64::from(c.running());
         self.running.with_label_values(&id).set(running);
+        if let Some(d) = &c.applied_diff {
+            for r in &d.would_deny {
+                self.would_deny
+                    .with_label_values(&with(&id, &[&r.syscall]))
+                    .set(1);
+            }
+            let unused = d.allowed_unused.len() as i64;
+            self.applied_unused.with_label_values(&id).set(unused);
+        }
     }
 }
 
@@ -291,6 +324,13 @@ mod tests {
         let mut m = Model::default();
         let mut c = container("0123456789abcdef", 100);
         c.name = Some("web".into());
+        c.k8s_container = Some("app".into());
+        let spec = capmon_core::oci::Applied::parse(
+            r#"{"linux":{"seccomp":{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["read","write"],"action":"SCMP_ACT_ALLOW"}]}}}"#,
+        )
+        .expect("spec");
+        c.applied = crate::daemon::identity::AppliedSpec::of(&spec).into();
         let status = include_str!("../../core/tests/fixtures/status-host-root.txt");
         c.set_posture(posture::from_status(1, status, None, 0x1ff_feff_ffff).expect("posture"));
         c.granted = vec!["CAP_CHOWN".into(), "CAP_NET_RAW".into()];
@@ -317,7 +357,7 @@ mod tests {
     #[test]
     fn one_container_labels_and_values() {
         let text = render(&shared()).expect("render");
-        let id = r#"container_id="0123456789ab",name="web",namespace="",pod="",runtime="docker""#;
+        let id = r#"container="app",container_id="0123456789ab",name="web",namespace="",pod="",runtime="docker""#;
         let checks = format!(
             r#"capmon_capability_checks_total{{capability="CAP_CHOWN",class="used",{id}}}"#
         );
@@ -333,8 +373,23 @@ mod tests {
             value(&text, &format!("capmon_capabilities_granted{{{id}}}")),
             "2"
         );
-        let denied = r#"capmon_syscalls_denied_total{container_id="0123456789ab",errno="EPERM",name="web",namespace="",pod="",runtime="docker",syscall="chmod"}"#;
+        let denied = r#"capmon_syscalls_denied_total{container="app",container_id="0123456789ab",errno="EPERM",name="web",namespace="",pod="",runtime="docker",syscall="chmod"}"#;
         assert_eq!(value(&text, denied), "1");
+        // The applied profile allows read and write: the chown and the refused chmod are
+        // what it would deny; write is allowed and unused.
+        for syscall in ["chmod", "fchownat"] {
+            let series =
+                format!(r#"capmon_applied_profile_would_deny{{{id},syscall="{syscall}"}}"#);
+            assert_eq!(value(&text, &series), "1");
+        }
+        assert!(!text.contains(r#"capmon_applied_profile_would_deny{container="app",container_id="0123456789ab",name="web",namespace="",pod="",runtime="docker",syscall="read"}"#));
+        assert_eq!(
+            value(
+                &text,
+                &format!("capmon_applied_profile_unused_syscalls{{{id}}}")
+            ),
+            "1"
+        );
         assert_eq!(
             value(&text, &format!("capmon_syscalls_observed{{{id}}}")),
             "2"

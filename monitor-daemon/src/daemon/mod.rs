@@ -25,6 +25,8 @@
 pub mod api;
 pub mod container;
 pub mod health;
+pub mod identity;
+pub mod learners;
 pub mod metrics;
 pub mod model;
 pub mod probe_thread;
@@ -170,7 +172,9 @@ pub async fn run(
     let thread = |thread| move |source| DaemonError::Thread { thread, source };
     let probe =
         probe_thread::spawn(recorder, shared.clone(), snap_tx, req_rx).map_err(thread("probe"))?;
-    let names = worker::spawn_name_lookups(shared.clone());
+    let names = learners::spawn_name_lookups(shared.clone());
+    let events = learners::spawn_event_follower(shared.clone());
+    let bundles = learners::BundleWatcher::spawn(shared.clone()).map_err(thread("bundles"))?;
     let store = StoreThread::spawn(store, shared.clone()).map_err(thread("store"))?;
     let api = serve(listener, shared.clone());
     let index = CgroupIndex::new(mount);
@@ -189,6 +193,8 @@ pub async fn run(
         probe,
         probe_requests: req_tx,
         api,
+        events,
+        bundles,
     };
     daemon
         .until_stopped(&mut signals, &config, config_file.as_deref(), &overrides)
@@ -226,6 +232,8 @@ struct Running {
     probe: std::thread::JoinHandle<()>,
     probe_requests: std::sync::mpsc::Sender<ProbeRequest>,
     api: Server,
+    events: tokio::task::JoinHandle<()>,
+    bundles: learners::BundleWatcher,
 }
 
 impl Running {
@@ -270,6 +278,8 @@ impl Running {
         let _ = self.api.stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(1), self.api.task).await;
         let _ = self.probe.join();
+        self.events.abort();
+        self.bundles.stop();
     }
 }
 

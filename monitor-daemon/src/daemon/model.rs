@@ -10,13 +10,14 @@ use std::{
 
 use capmon_core::{
     config::Config,
-    posture::Posture,
+    posture::{Posture, PostureSource},
     report::{Capabilities, Syscalls},
 };
 
 use super::{
     container::{Batch, ContainerState, Stored},
     health::Health,
+    identity::{Learned, Pending},
 };
 
 /// Everything the API reads.
@@ -52,6 +53,8 @@ pub struct Model {
     /// entries are forgotten only after two more snapshots (the first one read after the exit
     /// carries the last counts and lifecycle records; the one in flight at the exit may not).
     exit_snapshot: HashMap<String, u64>,
+    /// What was learned about containers before their cgroup was resolved.
+    pending: Pending,
 }
 
 /// Why a container lookup failed.
@@ -211,17 +214,43 @@ impl Model {
     /// Whether the container `id` runs and its posture is still to be read (it was found while
     /// only its runtime ran in its cgroup).
     pub fn needs_posture(&self, id: &str) -> bool {
-        self.containers
-            .get(id)
-            .is_some_and(|c| c.info.posture.is_none() && c.running())
+        self.lacks_posture(id) && self.containers.get(id).is_some_and(|c| c.running())
     }
 
-    /// Whether the container `id` has no posture yet (running or not: the kernel side's record
-    /// of its first exec can come after its first counts).
+    /// Whether the container `id` has no posture read from a process yet (running or not:
+    /// the kernel side's record of its first exec can come after its first counts); the one
+    /// its spec asks for gives way.
     pub fn lacks_posture(&self, id: &str) -> bool {
-        self.containers
-            .get(id)
-            .is_some_and(|c| c.info.posture.is_none())
+        self.containers.get(id).is_some_and(|c| {
+            c.info
+                .posture
+                .as_ref()
+                .is_none_or(|p| p.source == PostureSource::Spec)
+        })
+    }
+
+    /// Takes what was learned about container `id` from outside the kernel: now when it is
+    /// known, else when it is adopted.
+    pub fn learn(&mut self, id: &str, learned: Learned) {
+        match self.containers.get_mut(id) {
+            Some(c) => c.learn(learned),
+            None => self.pending.keep(id, learned),
+        }
+    }
+
+    /// Containers whose names or spec wait for their cgroup.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether names, and a spec, wait for container `id`.
+    pub fn pending_for(&self, id: &str) -> (bool, bool) {
+        self.pending.peek(id).map_or((false, false), |l| {
+            (
+                l.names.name.is_some() || l.names.pod.is_some(),
+                l.applied.is_some(),
+            )
+        })
     }
 
     /// Takes the posture read once the container's own process ran.
@@ -252,8 +281,13 @@ impl Model {
                 old.mark_changed();
             }
             None => {
-                self.containers.insert(id, found);
+                self.containers.insert(id.clone(), found);
             }
+        }
+        if let Some(learned) = self.pending.take(&id)
+            && let Some(c) = self.containers.get_mut(&id)
+        {
+            c.learn(learned);
         }
     }
 

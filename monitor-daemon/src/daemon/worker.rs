@@ -1,14 +1,14 @@
 //! The model worker: turns the probe thread's snapshots into containers (attribution through
 //! the cgroup index, which the kernel side's records of created cgroups keep current; posture
-//! from the credentials of each cgroup's first exec, else from its processes; names from the
-//! container API), and keeps house every second (exits, which the kernel side's records of
-//! removed cgroups make prompt; retention; what the kernel side may forget or trim).
+//! from the credentials of each cgroup's first exec, else from its processes; names and what
+//! the runtime applied from outside the kernel, see `learners`), and keeps house every second
+//! (exits, which the kernel side's records of removed cgroups make prompt; retention; what the
+//! kernel side may forget or trim).
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
-    path::PathBuf,
     sync::{Arc, atomic::Ordering, mpsc as std_mpsc},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use capmon_core::{
@@ -22,11 +22,16 @@ use tokio::sync::mpsc;
 
 use super::{
     container::{Container, ContainerState},
+    identity::Learned,
+    learners::NameLookup,
     model::{Seen, Shared, SweepInput},
     probe_thread::{ProbeRequest, Snapshot},
 };
 use crate::{
-    containers::cgroup::{CgroupEntry, CgroupIndex},
+    containers::{
+        bundles,
+        cgroup::{CgroupEntry, CgroupIndex},
+    },
     kernel::events::Lifecycle,
 };
 
@@ -40,31 +45,6 @@ pub fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// A container whose names to ask its runtime's API for, and the API's socket.
-pub type NameLookup = (String, PathBuf);
-
-/// Starts the task that looks container names up off the model's path.
-pub fn spawn_name_lookups(shared: Arc<Shared>) -> mpsc::Sender<NameLookup> {
-    let (tx, mut rx) = mpsc::channel::<NameLookup>(1024);
-    tokio::spawn(async move {
-        while let Some((id, socket)) = rx.recv().await {
-            let timeout = Duration::from_secs(2);
-            match crate::containers::names_api::lookup(&socket, &id, timeout).await {
-                Ok(Some(names)) => {
-                    if let Ok(mut m) = shared.model.lock()
-                        && let Some(c) = m.containers.get_mut(&id)
-                    {
-                        c.set_names(names);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::debug!("container names: {e}"),
-            }
-        }
-    });
-    tx
 }
 
 /// What a cgroup id of a snapshot is.
@@ -93,6 +73,8 @@ pub struct ModelWorker {
     kernel_postures: HashMap<u64, Posture>,
     /// cgroups the kernel side saw removed since the last housekeeping.
     removed: HashSet<u64>,
+    /// Where runtimes keep their bundles.
+    bundle_roots: Vec<bundles::Root>,
 }
 
 /// A cheap fingerprint of a cgroup's snapshot (counts, keys, syscalls, denials).
@@ -133,6 +115,7 @@ impl ModelWorker {
             prints: HashMap::new(),
             kernel_postures: HashMap::new(),
             removed: HashSet::new(),
+            bundle_roots: bundles::default_roots(),
         }
     }
 
@@ -342,6 +325,10 @@ impl ModelWorker {
             namespace: None,
             pod: None,
             k8s_container: None,
+            compose_project: None,
+            compose_service: None,
+            sandbox: false,
+            applied: None,
             pod_uid: ident.pod_uid.clone(),
             qos: ident.qos,
             cgroup_path: entry.path.clone(),
@@ -357,15 +344,43 @@ impl ModelWorker {
         if let Some(p) = self.posture_of(cgroup_id, &entry) {
             info.set_posture(p);
         }
-        let socket = self
+        let (named, specified) = self
             .shared
-            .config
-            .read()
-            .map(|c| c.docker_socket.clone())
+            .model
+            .lock()
+            .map(|m| m.pending_for(&id))
             .unwrap_or_default();
-        let _ = self.names.try_send((id, socket));
+        let mut state = ContainerState::found(info);
+        // The watcher hands specs over as they are written; one it missed (or of a container
+        // that ran before the daemon) is read now, while its bundle exists.
+        if !specified && let Some(learned) = self.spec_of(&id) {
+            state.learn(learned);
+        }
+        if !named {
+            let socket = self
+                .shared
+                .config
+                .read()
+                .map(|c| c.docker_socket.clone())
+                .unwrap_or_default();
+            let _ = self.names.try_send((id, socket));
+        }
+        let info = &state.info;
         tracing::info!(id = %info.short_id, runtime = %info.runtime.as_str(), path = %info.cgroup_path, "container found");
-        Found::Container(Box::new(ContainerState::found(info)))
+        Found::Container(Box::new(state))
+    }
+
+    /// What the OCI spec in container `id`'s bundle says, when there is one.
+    fn spec_of(&self, id: &str) -> Option<Learned> {
+        let path = bundles::find(&self.bundle_roots, id)?;
+        match bundles::read(&path) {
+            Ok(spec) => Some(Learned::from_spec(&spec, self.host_bounding)),
+            Err(bundles::BundleError::Empty { .. }) => None,
+            Err(e) => {
+                tracing::warn!("OCI spec: {e}");
+                None
+            }
+        }
     }
 
     /// Marks containers whose cgroup is gone as exited; asks the probe thread to forget

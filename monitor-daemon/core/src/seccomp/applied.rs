@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{Profile, Target, Verdict};
 
-/// One observed syscall the applied profile does not allow unconditionally.
+/// One observed syscall the applied profile refuses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Refused {
     /// Syscall name.
@@ -23,8 +23,11 @@ pub struct Refused {
 pub struct AppliedDiff {
     /// The profile's default action.
     pub default_action: String,
-    /// Observed syscalls the profile refuses (or allows only for some arguments), by name.
+    /// Observed syscalls the profile refuses, by name.
     pub would_deny: Vec<Refused>,
+    /// Observed syscalls it allows for some argument values only (capmon does not record
+    /// arguments: Docker's default allows `clone` without namespace flags).
+    pub depends_on_arguments: Vec<String>,
     /// Syscalls the profile allows that the container never made, sorted.
     pub allowed_unused: Vec<String>,
     /// How many syscalls of the architecture the profile allows unconditionally.
@@ -36,20 +39,33 @@ impl AppliedDiff {
     /// the runtime applied it. The OCI form has no `includes`/`excludes` left, so `target`
     /// matters only by its architecture.
     pub fn between(profile: &Profile, target: &Target, observed: &BTreeSet<String>) -> Self {
-        let allowed = profile.allowed(target);
-        let would_deny = observed
-            .iter()
-            .filter_map(|name| match profile.verdict(target, name) {
-                Verdict::Allowed => None,
-                verdict => Some(Refused {
+        Self::with_allowed(profile, target, &profile.allowed(target), observed)
+    }
+
+    /// [`AppliedDiff::between`] with `allowed`, the profile's [`Profile::allowed`] set for
+    /// `target`, computed once for every container that got the same profile.
+    pub fn with_allowed(
+        profile: &Profile,
+        target: &Target,
+        allowed: &BTreeSet<String>,
+        observed: &BTreeSet<String>,
+    ) -> Self {
+        let mut would_deny = Vec::new();
+        let mut depends_on_arguments = Vec::new();
+        for name in observed {
+            match profile.verdict(target, name) {
+                Verdict::Allowed => {}
+                Verdict::DependsOnArguments => depends_on_arguments.push(name.clone()),
+                verdict => would_deny.push(Refused {
                     syscall: name.clone(),
                     verdict,
                 }),
-            })
-            .collect();
+            }
+        }
         AppliedDiff {
             default_action: profile.default_action.clone(),
             would_deny,
+            depends_on_arguments,
             allowed_unused: allowed.difference(observed).cloned().collect(),
             allowed: allowed.len(),
         }
@@ -75,12 +91,14 @@ mod tests {
         let t = target(DOCKER_DEFAULT_CAPS, KernelVersion(6, 18));
         // What runc receives from Docker: the default profile resolved for the container.
         let applied = Profile::docker_default().resolve(&t);
-        let observed = set(&["read", "write", "fchownat", "execve", "exit_group"]);
+        let observed = set(&["read", "write", "fchownat", "execve", "exit_group", "clone"]);
         let d = AppliedDiff::between(&applied, &t, &observed);
         assert!(d.would_deny.is_empty(), "{:?}", d.would_deny);
+        // clone is allowed without namespace flags only.
+        assert_eq!(d.depends_on_arguments, ["clone"]);
         assert_eq!(d.default_action, "SCMP_ACT_ERRNO");
         assert!(d.allowed > 300, "{}", d.allowed);
-        assert_eq!(d.allowed_unused.len(), d.allowed - observed.len());
+        assert_eq!(d.allowed_unused.len(), d.allowed - (observed.len() - 1));
         assert!(d.allowed_unused.iter().any(|s| s == "openat"));
         assert!(!d.allowed_unused.iter().any(|s| s == "fchownat"));
     }

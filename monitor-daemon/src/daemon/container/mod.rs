@@ -8,10 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use capmon_core::{
     attribution::{QosClass, Runtime},
     classify::CapClass,
-    posture::{Finding, Posture},
+    posture::{Finding, Posture, PostureSource},
     report::{self, BuildContext, CapCheck, Capabilities, Denial, RecordReport, Syscalls},
-    runtime_api::ContainerNames,
 };
+
+use capmon_core::seccomp::AppliedDiff;
+
+use super::identity::{self, AppliedSpec, Learned};
 
 mod keys;
 
@@ -36,6 +39,14 @@ pub struct Container {
     pub pod: Option<String>,
     /// Kubernetes container name.
     pub k8s_container: Option<String>,
+    /// Compose project.
+    pub compose_project: Option<String>,
+    /// Compose service.
+    pub compose_service: Option<String>,
+    /// A pod's sandbox (pause) container.
+    pub sandbox: bool,
+    /// What its runtime applied (its OCI spec), when capmon could read it.
+    pub applied: Option<AppliedSpec>,
     /// Kubernetes pod UID.
     pub pod_uid: Option<String>,
     /// Kubernetes QoS class.
@@ -92,6 +103,9 @@ pub struct ContainerState {
     dirty: Dirty,
     /// The kernel side was told to forget it (exited and flushed).
     pub(super) forgotten: bool,
+    /// Its syscalls against the seccomp profile its runtime applied (redone when it makes a
+    /// syscall or meets a refusal it had not).
+    pub applied_diff: Option<AppliedDiff>,
 }
 
 /// A container as the store holds it.
@@ -186,6 +200,7 @@ impl ContainerState {
             denial_base: BTreeMap::new(),
             dirty: Dirty::default(),
             forgotten: false,
+            applied_diff: None,
         }
     }
 
@@ -203,7 +218,19 @@ impl ContainerState {
             c.denial_base.insert(key.clone(), d.count);
             c.denials.insert(key, d);
         }
+        c.refresh_applied_diff();
         c
+    }
+
+    /// Redoes [`ContainerState::applied_diff`].
+    fn refresh_applied_diff(&mut self) {
+        let Some(applied) = &self.info.applied else {
+            self.applied_diff = None;
+            return;
+        };
+        let mut observed = self.syscalls.clone();
+        observed.extend(self.denials.keys().map(|k| k.syscall.clone()));
+        self.applied_diff = identity::applied_diff(applied, &observed);
     }
 
     /// Marks the identity and state as changed (written whole at the next batch).
@@ -211,19 +238,50 @@ impl ContainerState {
         self.dirty.row = true;
     }
 
-    /// Takes the names a container API told.
-    pub fn set_names(&mut self, n: ContainerNames) {
-        self.info.name = Some(n.name);
-        self.info.image = Some(n.image);
-        self.info.namespace = n.pod_namespace;
-        self.info.pod = n.pod_name;
-        self.info.k8s_container = n.k8s_container;
+    /// Takes what was learned from outside the kernel: names where they say something, what
+    /// the runtime applied, and the spec's posture while no process of the container was read
+    /// (the spec's LSM label where a process' posture could not read one).
+    pub fn learn(&mut self, l: Learned) {
+        let info = &mut self.info;
+        let n = l.names;
+        for (slot, v) in [
+            (&mut info.name, n.name),
+            (&mut info.image, n.image),
+            (&mut info.compose_project, n.compose_project),
+            (&mut info.compose_service, n.compose_service),
+            (&mut info.namespace, n.namespace),
+            (&mut info.pod, n.pod),
+            (&mut info.k8s_container, n.k8s_container),
+        ] {
+            if v.is_some() {
+                *slot = v;
+            }
+        }
+        if let Some(s) = n.sandbox {
+            info.sandbox = s;
+        }
+        if let Some(a) = l.applied {
+            if let Some(p) = info.posture.take() {
+                info.posture = Some(match p.lsm_label {
+                    None if p.source != PostureSource::Spec => p.with_label(a.label()),
+                    _ => p,
+                });
+            }
+            info.applied = Some(a);
+        }
+        if let Some(p) = l.spec_posture
+            && info.posture.is_none()
+        {
+            info.set_posture(p);
+        }
+        self.refresh_applied_diff();
         self.mark_changed();
     }
 
     /// Folds a kernel snapshot (cumulative since this daemon started) into the state; `now`
     /// becomes `last_seen` when anything changed.
     pub fn absorb(&mut self, caps: Capabilities, syscalls: Syscalls, now: i64) {
+        let before = (self.syscalls.len(), self.denials.len());
         self.absorb_checks(caps.checks);
         for name in syscalls.used {
             if self.syscalls.insert(name.clone()) {
@@ -236,6 +294,9 @@ impl ContainerState {
             }
         }
         self.absorb_denials(syscalls.denied);
+        if (self.syscalls.len(), self.denials.len()) != before {
+            self.refresh_applied_diff();
+        }
         let d = &self.dirty;
         if !d.checks.is_empty() || !d.new_syscalls.is_empty() || !d.denials.is_empty() {
             // Activity only moves last_seen: a small update, not the whole row.

@@ -12,12 +12,18 @@ use std::{
     collections::HashMap,
     fs,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use rusqlite::{Connection, OpenFlags, Transaction, params};
 
 use self::rows::{BadValue, CheckRow, ContainerRow, DenialRow};
-use super::container::{Batch, Stored};
+use capmon_core::seccomp::Profile;
+
+use super::{
+    container::{Batch, Stored},
+    identity,
+};
 
 /// Errors of the store; each names the database file.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +141,16 @@ const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL,
         comm TEXT NOT NULL,
         PRIMARY KEY (container_id, syscall, errno)
+    );",
+    // 2: names learned before a container runs (compose, a pod's sandbox) and what its
+    // runtime applied, with each distinct seccomp profile kept once.
+    "ALTER TABLE containers ADD COLUMN compose_project TEXT;
+    ALTER TABLE containers ADD COLUMN compose_service TEXT;
+    ALTER TABLE containers ADD COLUMN sandbox INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE containers ADD COLUMN applied TEXT;
+    CREATE TABLE seccomp_profiles (
+        digest TEXT PRIMARY KEY,
+        profile TEXT NOT NULL
     );",
 ];
 
@@ -324,16 +340,50 @@ impl Store {
         let rows = q
             .query_map([], ContainerRow::read)
             .map_err(|e| self.sql(e))?;
+        let profiles = self.load_profiles()?;
         let mut out = Vec::new();
         for row in rows {
             let row = row.map_err(|e| self.sql(e))?;
+            let mut container = row.into_model().map_err(|b| self.bad(b))?;
+            if let Some(a) = &mut container.applied {
+                a.seccomp = a
+                    .seccomp_digest
+                    .as_ref()
+                    .and_then(|d| profiles.get(d))
+                    .cloned();
+            }
             out.push(Stored {
-                container: row.into_model().map_err(|b| self.bad(b))?,
+                container,
                 checks: Vec::new(),
                 syscalls: Vec::new(),
                 runtime_syscalls: Vec::new(),
                 denials: Vec::new(),
             });
+        }
+        Ok(out)
+    }
+
+    /// The seccomp profiles runtimes applied, by digest.
+    fn load_profiles(&self) -> Result<HashMap<String, Arc<Profile>>, StoreError> {
+        let mut q = self
+            .conn
+            .prepare("SELECT digest, profile FROM seccomp_profiles")
+            .map_err(|e| self.sql(e))?;
+        let rows = q
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.sql(e))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (digest, text) = row.map_err(|e| self.sql(e))?;
+            let profile = Profile::parse(&text).map_err(|_| {
+                self.bad(BadValue::new(
+                    "seccomp_profiles",
+                    "profile",
+                    &text,
+                    "a seccomp profile in JSON",
+                ))
+            })?;
+            out.insert(digest.clone(), identity::intern(&digest, profile));
         }
         Ok(out)
     }
@@ -366,14 +416,19 @@ fn write_containers(tx: &Transaction<'_>, batch: &Batch) -> rusqlite::Result<()>
     let mut insert = tx.prepare_cached(
         "INSERT INTO containers (id, short_id, runtime, name, image, namespace, pod,
             k8s_container, pod_uid, qos, cgroup_path, cgroup_id, first_seen,
-            last_seen, exited_at, complete, granted, posture, uid)
+            last_seen, exited_at, complete, granted, posture, uid, compose_project,
+            compose_service, sandbox, applied)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-            ?16, ?17, ?18, ?19)
+            ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
          ON CONFLICT(id) DO UPDATE SET short_id = ?2, runtime = ?3, name = ?4,
             image = ?5, namespace = ?6, pod = ?7, k8s_container = ?8,
             pod_uid = ?9, qos = ?10, cgroup_path = ?11, cgroup_id = ?12,
             first_seen = ?13, last_seen = ?14, exited_at = ?15, complete = ?16,
-            granted = ?17, posture = ?18, uid = ?19",
+            granted = ?17, posture = ?18, uid = ?19, compose_project = ?20,
+            compose_service = ?21, sandbox = ?22, applied = ?23",
+    )?;
+    let mut profile = tx.prepare_cached(
+        "INSERT OR IGNORE INTO seccomp_profiles (digest, profile) VALUES (?1, ?2)",
     )?;
     for c in &batch.containers {
         let r = ContainerRow::from_model(c);
@@ -397,7 +452,19 @@ fn write_containers(tx: &Transaction<'_>, batch: &Batch) -> rusqlite::Result<()>
             r.granted,
             r.posture,
             r.uid,
+            r.compose_project,
+            r.compose_service,
+            r.sandbox,
+            r.applied,
         ])?;
+        if let Some(a) = &c.applied
+            && let (Some(digest), Some(p)) = (&a.seccomp_digest, &a.seccomp)
+        {
+            profile.execute(params![
+                digest,
+                serde_json::to_string(&**p).unwrap_or_default()
+            ])?;
+        }
     }
     let mut touch = tx.prepare_cached("UPDATE containers SET last_seen = ?2 WHERE id = ?1")?;
     for (id, last_seen) in &batch.touches {

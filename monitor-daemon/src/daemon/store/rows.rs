@@ -20,7 +20,12 @@ pub(super) struct BadValue {
 }
 
 impl BadValue {
-    fn new(table: &'static str, column: &'static str, value: &str, expected: &'static str) -> Self {
+    pub fn new(
+        table: &'static str,
+        column: &'static str,
+        value: &str,
+        expected: &'static str,
+    ) -> Self {
         let mut shown: String = value.chars().take(100).collect();
         if shown.len() < value.len() {
             shown.push('…');
@@ -77,13 +82,18 @@ pub(super) struct ContainerRow {
     /// JSON `posture::Posture`.
     pub posture: Option<String>,
     pub uid: Option<u32>,
+    pub compose_project: Option<String>,
+    pub compose_service: Option<String>,
+    pub sandbox: bool,
+    /// JSON `identity::AppliedSpec` (its seccomp profile by digest).
+    pub applied: Option<String>,
 }
 
 impl ContainerRow {
     /// Columns in the order [`ContainerRow::read`] reads them.
     pub const COLUMNS: &str = "id, short_id, runtime, name, image, namespace, pod, \
         k8s_container, pod_uid, qos, cgroup_path, cgroup_id, first_seen, last_seen, exited_at, \
-        complete, granted, posture, uid";
+        complete, granted, posture, uid, compose_project, compose_service, sandbox, applied";
 
     pub fn from_model(c: &Container) -> Self {
         ContainerRow {
@@ -109,6 +119,13 @@ impl ContainerRow {
                 .as_ref()
                 .and_then(|p| serde_json::to_string(p).ok()),
             uid: c.uid,
+            compose_project: c.compose_project.clone(),
+            compose_service: c.compose_service.clone(),
+            sandbox: c.sandbox,
+            applied: c
+                .applied
+                .as_ref()
+                .and_then(|a| serde_json::to_string(a).ok()),
         }
     }
 
@@ -122,6 +139,14 @@ impl ContainerRow {
         let granted = json((T, "granted"), &self.granted, "a JSON list of capabilities")?;
         let posture = match &self.posture {
             Some(p) => Some(json((T, "posture"), p, "a posture in JSON")?),
+            None => None,
+        };
+        let applied = match &self.applied {
+            Some(a) => Some(json(
+                (T, "applied"),
+                a,
+                "what the runtime applied, in JSON",
+            )?),
             None => None,
         };
         Ok(Container {
@@ -144,6 +169,10 @@ impl ContainerRow {
             granted,
             posture,
             uid: self.uid,
+            compose_project: self.compose_project,
+            compose_service: self.compose_service,
+            sandbox: self.sandbox,
+            applied,
         })
     }
 
@@ -168,6 +197,10 @@ impl ContainerRow {
             granted: r.get(16)?,
             posture: r.get(17)?,
             uid: r.get(18)?,
+            compose_project: r.get(19)?,
+            compose_service: r.get(20)?,
+            sandbox: r.get(21)?,
+            applied: r.get(22)?,
         })
     }
 }

@@ -115,11 +115,18 @@ fn round_trip_update_delete_and_reopen() {
 }
 
 /// A container's rows as the daemon wrote them before its model was typed (posture, granted
-/// and stack JSON, class and result names): they load, and load as the same values.
+/// and stack JSON, class and result names), in a version-1 file: the file is migrated, and
+/// they load as the same values.
 #[test]
-fn rows_written_by_the_string_model_load() {
+fn rows_written_by_the_string_model_in_a_version_1_file_load() {
     let d = dir("old");
-    drop(Store::open(&d).expect("create"));
+    fs::create_dir_all(&d).expect("dir");
+    {
+        let conn = Connection::open(d.join("capmon.db")).expect("sqlite");
+        conn.execute_batch(MIGRATIONS[0]).expect("schema 1");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("version");
+    }
     let id = "0123456789abcdef0123";
     let posture = serde_json::to_value(row(id).posture)
         .expect("json")
@@ -140,7 +147,13 @@ fn rows_written_by_the_string_model_load() {
     )
     .expect("checks");
     drop(conn);
-    let all = Store::open(&d).expect("open").load().expect("load");
+    let s = Store::open(&d).expect("open");
+    let version: i64 = s
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, SCHEMA_VERSION);
+    let all = s.load().expect("load");
     assert_eq!(all[0].container, row(id));
     assert_eq!(all[0].checks[0], chown());
     let probe = &all[0].checks[1].0;
@@ -245,5 +258,53 @@ fn second_instance_corrupt_and_newer_files_are_refused_untouched() {
     assert!(
         err.to_string().contains("schema version 99, newer"),
         "{err}"
+    );
+}
+
+/// What a runtime applied reads back, its seccomp profile stored once for two containers.
+#[test]
+fn applied_specs_round_trip_and_profiles_are_stored_once() {
+    use crate::daemon::identity::Learned;
+    let d = dir("applied");
+    let spec = capmon_core::oci::Applied::parse(
+        r#"{"process":{"user":{"uid":1000,"gid":1000},"noNewPrivileges":true,
+            "capabilities":{"bounding":["CAP_CHOWN"]}},
+          "linux":{"seccomp":{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+            {"names":["read","write"],"action":"SCMP_ACT_ALLOW"}]}}}"#,
+    )
+    .expect("spec");
+    let learned = Learned::from_spec(&spec, 0);
+    let mut a = row("a0123456789");
+    let mut b = row("b0123456789");
+    for c in [&mut a, &mut b] {
+        c.applied = learned.applied.clone();
+        c.compose_project = Some("shop".into());
+        c.compose_service = Some("web".into());
+        c.sandbox = true;
+    }
+    {
+        let mut s = Store::open(&d).expect("open");
+        s.write(&Batch {
+            containers: vec![a.clone(), b.clone()],
+            ..Default::default()
+        })
+        .expect("write");
+        let profiles: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM seccomp_profiles", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(profiles, 1);
+    }
+    let all = Store::open(&d).expect("reopen").load().expect("load");
+    assert_eq!(all[0].container, a);
+    assert_eq!(all[1].container, b);
+    let p = all[0]
+        .container
+        .applied
+        .as_ref()
+        .and_then(|x| x.seccomp.clone());
+    assert_eq!(
+        p.map(|p| p.syscalls[0].names.clone()),
+        Some(vec!["read".into(), "write".into()])
     );
 }
