@@ -598,6 +598,50 @@ fn syscall_state_survives_context_switches() {
     assert!(!strings(&r["syscalls"]["used"]).contains(&"getppid".to_owned()));
 }
 
+/// Each probe mode this kernel attaches (forced with `CAPMON_PROBE_MODE`) records the same
+/// chown exactly; a mode it cannot attach is refused with an error naming its hook, and no
+/// other mode is tried in its place.
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run `cargo xtask test`"]
+fn every_probe_mode_that_attaches_records_the_same_chown() {
+    require_root();
+    let dir = scratch("modes");
+    let file = dir.join("f");
+    fs::write(&file, "x").expect("write");
+    let target = file.to_str().expect("utf8");
+    let mut attached = Vec::new();
+    for mode in ["tp_btf", "fexit", "kprobe"] {
+        let out = Command::new(CAPMON)
+            .env("CAPMON_PROBE_MODE", mode)
+            .args(["record", "--json", "--", "chown", "1:1", target])
+            .output()
+            .expect("run capmon");
+        if !out.status.success() {
+            let err = stderr(&out);
+            assert!(
+                err.contains(&format!("{mode}/cap_capable")),
+                "{mode}: the refusal names the hook: {err}"
+            );
+            eprintln!("{mode}: cannot attach on this kernel: {}", err.trim());
+            continue;
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let r: Value =
+            serde_json::from_str(stdout.lines().last().expect("a report")).expect("JSON report");
+        assert_eq!(strings(&r["capabilities"]["used"]), ["CAP_CHOWN"], "{mode}");
+        assert!(strings(&r["capabilities"]["denied"]).is_empty(), "{mode}");
+        assert!(
+            strings(&r["syscalls"]["used"]).contains(&"fchownat".to_owned()),
+            "{mode}"
+        );
+        // chown_ok for the uid, chgrp_ok for the gid (fs/attr.c).
+        assert_eq!(count_of(&r, "CAP_CHOWN", "used"), 2, "{mode}");
+        attached.push(mode);
+    }
+    assert!(!attached.is_empty(), "no probe mode attaches here");
+    eprintln!("probe modes attached on this kernel: {attached:?}");
+}
+
 #[test]
 #[ignore = "needs root and a BPF-capable kernel: run `cargo xtask test`"]
 fn kprobe_mode_programs_pass_the_verifier() {

@@ -1,7 +1,9 @@
 //! Capability checks: `cap_capable` as a `tp_btf` program (the `capability:cap_capable`
-//! tracepoint, Linux 6.14) or, on older kernels, as a kprobe/kretprobe pair on the
-//! `cap_capable` function (Linux 5.1's signature, needs CONFIG_KPROBES; misses the checks that
-//! a kernel build inlined into their callers). Both feed one [`check`].
+//! tracepoint, Linux 6.14) or, on older kernels, as one `fexit` program on the `cap_capable`
+//! function (a BPF trampoline: the arguments and the return value in one program) or, where
+//! the kernel allows no trampolines, a kprobe/kretprobe pair (needs CONFIG_KPROBES). The
+//! function modes use Linux 5.1's signature and miss the checks that a kernel build inlined
+//! into their callers. All feed one [`check`].
 //!
 //! A check is counted in `CAP_CHECKS` through the per-CPU `CAP_CACHE`, keyed by (cgroup, cap,
 //! result, stack, context, outcome); a key's first sighting goes to userspace. A refused check
@@ -18,8 +20,8 @@ use aya_ebpf::{
     EbpfContext,
     bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, generated::bpf_get_stack},
-    macros::{btf_tracepoint, kprobe, kretprobe},
-    programs::{BtfTracePointContext, ProbeContext, RetProbeContext},
+    macros::{btf_tracepoint, fexit, kprobe, kretprobe},
+    programs::{BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use monitor_common::{
     CAP_SETGID, CAP_SETUID, COMM_LEN, CapEvent, CapKey, KprobeArgs, MAX_PENDING, NO_STACK,
@@ -49,6 +51,22 @@ pub fn cap_capable(ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 fn try_cap_capable(ctx: &BtfTracePointContext) {
     check(ctx, ctx.arg(0), ctx.arg(3), ctx.arg(4), 0);
+}
+
+/// Fexit mode, for kernels without the `capability:cap_capable` tracepoint (< 6.14) that
+/// allow BPF trampolines: `int cap_capable(const struct cred *cred, struct user_namespace *ns,
+/// int cap, unsigned int opts)` (since 5.1); the context holds the four arguments, then the
+/// return value.
+#[fexit(function = "cap_capable")]
+pub fn cap_capable_fexit(ctx: FExitContext) -> i32 {
+    let opts: u32 = ctx.arg(3);
+    let extra = if opts & CAP_OPT_NOAUDIT != 0 {
+        context::NOAUDIT
+    } else {
+        0
+    };
+    check(&ctx, ctx.arg(0), ctx.arg(2), ctx.arg(4), extra);
+    0
 }
 
 /// Kprobe mode, for kernels without the `capability:cap_capable` tracepoint (< 6.14):

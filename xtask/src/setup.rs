@@ -43,10 +43,15 @@ fn toolchain_packages(llvm: u32) -> Vec<String> {
 /// `prometheus` (the server and promtool) for the dashboards' end-to-end test; `systemd` for
 /// `systemd-analyze verify` of the unit file;
 /// `util-linux` (unshare, setpriv) and `coreutils` are in every Debian base system but are
-/// listed so that a minimal image gets them too.
+/// listed so that a minimal image gets them too. `docker.io` and `containerd` are the real
+/// Docker Engine and containerd (with `ctr`) the engine tests start and stop themselves;
+/// `docker-compose` runs the compose advice on that engine.
 const TEST_PACKAGES: &[&str] = &[
     "runc",
     "podman",
+    "docker.io",
+    "containerd",
+    "docker-compose",
     "busybox-static",
     "apparmor",
     "prometheus",

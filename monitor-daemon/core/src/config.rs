@@ -78,6 +78,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter (`info`, `capmon=debug`, ...).
     pub log_level: String,
+    /// How capability checks are hooked: `auto` (the best this kernel attaches), `tp_btf`,
+    /// `fexit` or `kprobe` (forced: no other is tried).
+    pub probe_mode: String,
 }
 
 impl Default for Config {
@@ -92,6 +95,7 @@ impl Default for Config {
             docker_socket: PathBuf::from("/var/run/docker.sock"),
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            probe_mode: "auto".into(),
         }
     }
 }
@@ -122,6 +126,9 @@ pub struct Overrides {
     /// Log filter, e.g. info or capmon=debug [default: info].
     #[arg(long, env = "CAPMON_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// How capability checks are hooked: auto, tp_btf, fexit or kprobe [default: auto].
+    #[arg(long, env = "CAPMON_PROBE_MODE")]
+    pub probe_mode: Option<String>,
 }
 
 impl Config {
@@ -165,6 +172,9 @@ impl Config {
         }
         if let Some(v) = o.log_level {
             cfg.log_level = v;
+        }
+        if let Some(v) = o.probe_mode {
+            cfg.probe_mode = v;
         }
         cfg.validate()?;
         Ok(cfg)
@@ -219,6 +229,16 @@ impl Config {
             24 * 366 * 10,
             "must be at most ten years",
         )?;
+        if !matches!(
+            self.probe_mode.as_str(),
+            "auto" | "tp_btf" | "fexit" | "kprobe"
+        ) {
+            return Err(ConfigError::Value {
+                key: "probe_mode",
+                value: self.probe_mode.clone(),
+                problem: "must be auto, tp_btf, fexit or kprobe",
+            });
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return Err(ConfigError::Value {
                 key: "log_level",
@@ -302,6 +322,13 @@ mod tests {
             c.validate().expect_err("range").to_string(),
             "bad config value poll_interval_ms = 0: must be between 50 and 60000"
         );
+        let c = Config::from_toml(p, "probe_mode = \"fentry\"\n").expect("parses");
+        assert_eq!(
+            c.validate().expect_err("mode").to_string(),
+            "bad config value probe_mode = fentry: must be auto, tp_btf, fexit or kprobe"
+        );
+        let c = Config::from_toml(p, "probe_mode = \"kprobe\"\n").expect("parses");
+        assert!(c.validate().is_ok());
         let err = Config::load(
             Some(Path::new("/nonexistent/capmon.toml")),
             &Overrides::default(),

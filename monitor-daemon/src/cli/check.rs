@@ -8,7 +8,7 @@ use aya::Btf;
 use crate::{
     containers::cgroup,
     kernel::{
-        loader::{Probes, missing_caps},
+        loader::{Probes, missing_caps, requested_mode},
         probe_table::{ProbeMode, has_tracepoint, kprobes_available},
     },
 };
@@ -33,6 +33,8 @@ pub struct Check {
     pub items: Vec<Item>,
     /// The probe mode that will be used, if any.
     pub mode: Option<ProbeMode>,
+    /// Why that mode (confirmed by attaching, or only expected when nothing was loaded).
+    pub why: String,
 }
 
 impl Check {
@@ -56,7 +58,11 @@ impl Check {
         }
         match self.mode {
             Some(mode) => {
-                out.push_str(&format!("probe mode: {}, attaching:\n", mode.name()));
+                out.push_str(&format!(
+                    "probe mode: {} ({}), attaching:\n",
+                    mode.name(),
+                    self.why
+                ));
                 for p in mode.programs() {
                     out.push_str(&format!(
                         "  {:<20} {:<26} minimum kernel {}\n",
@@ -119,22 +125,52 @@ pub fn run(try_load: bool) -> Check {
         Err(e) => item("cgroup2 mount", false, true, e.to_string()),
     });
     let privileges = privileges();
-    let mode = btf.as_ref().ok().and_then(ProbeMode::detect);
-    if try_load && privileges.ok && mode.is_some() {
-        items.push(privileges);
-        items.push(match Probes::attach() {
-            Ok(_) => item(
-                "load and attach",
-                true,
-                true,
-                "all probes loaded and attached, then detached",
-            ),
-            Err(e) => item("load and attach", false, true, e.to_string()),
-        });
+    let can_load = privileges.ok;
+    items.push(privileges);
+    let requested = match requested_mode() {
+        Ok(r) => r,
+        Err(e) => {
+            items.push(item("CAPMON_PROBE_MODE", false, true, e.to_string()));
+            return Check {
+                items,
+                mode: None,
+                why: String::new(),
+            };
+        }
+    };
+    // Without loading, the best candidate is only expected: whether the kernel allows
+    // trampolines is known by trying.
+    let expected = requested.or_else(|| {
+        btf.as_ref()
+            .ok()
+            .and_then(|b| ProbeMode::candidates(b).first().copied())
+    });
+    let (mode, why) = if try_load && can_load && btf.is_ok() {
+        match Probes::attach_mode(requested) {
+            Ok(p) => {
+                items.push(item(
+                    "load and attach",
+                    true,
+                    true,
+                    "all probes loaded and attached, then detached",
+                ));
+                (Some(p.mode()), p.why().to_owned())
+            }
+            Err(e) => {
+                items.push(item("load and attach", false, true, e.to_string()));
+                (None, String::new())
+            }
+        }
     } else {
-        items.push(privileges);
-    }
-    Check { items, mode }
+        (
+            expected,
+            match requested {
+                Some(_) => "asked for; not loaded".to_owned(),
+                None => "expected; not loaded (needs root)".to_owned(),
+            },
+        )
+    };
+    Check { items, mode, why }
 }
 
 fn kernel_release() -> Item {
@@ -202,7 +238,7 @@ fn kprobes() -> Item {
         if kprobes {
             "available"
         } else {
-            "not available (CONFIG_KPROBES unset); only needed without the cap_capable tracepoint"
+            "not available (CONFIG_KPROBES unset); only needed without the cap_capable tracepoint where the kernel allows no BPF trampolines (fexit)"
         },
     )
 }

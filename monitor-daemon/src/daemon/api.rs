@@ -166,6 +166,7 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
     Json(json!({
         "status": "ok",
         "probe_mode": s.health.mode,
+        "probe_mode_reason": s.health.mode_reason,
         "probes_attached": s.health.attached.load(Ordering::Relaxed),
         "containers": {"running": running, "exited": exited},
         "store": s.db_path.display().to_string(),

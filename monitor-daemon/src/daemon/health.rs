@@ -49,6 +49,8 @@ pub use monitor_common::counter::LOSS_REASONS;
 pub struct Health {
     /// Probe mode name.
     pub mode: &'static str,
+    /// Why that mode (and what failed before it).
+    pub mode_reason: String,
     /// Attached programs.
     pub attached: AtomicU64,
     /// Kernel loss counters by reason, as last read.
@@ -88,6 +90,7 @@ impl Health {
         )?;
         Ok(Health {
             mode,
+            mode_reason: String::new(),
             attached: AtomicU64::new(attached),
             kernel_lost: Mutex::new(BTreeMap::new()),
             dropped: AtomicU64::new(0),

@@ -149,7 +149,9 @@ pub async fn run(
         })?;
     let mount = cgroup::find_cgroup2_mount()?;
     let startup_cgroups: HashSet<u64> = cgroup::all_cgroup_ids(&mount).into_iter().collect();
-    let recorder = KernelReader::start()?;
+    let requested = crate::kernel::loader::parse_mode(&config.probe_mode)
+        .map_err(crate::kernel::reader::KernelError::from)?;
+    let recorder = KernelReader::start_with(requested)?;
     // Loading parsed the kernel's BTF and symbol table (tens of MB, now freed): give the
     // memory back to the system rather than keep it in the allocator's free lists.
     #[cfg(target_env = "gnu")]
@@ -159,13 +161,15 @@ pub async fn run(
     }
     let mode = recorder.probes().mode().name();
     let attached = recorder.probes().attached() as u64;
+    let mut health = Health::new(mode, attached).map_err(DaemonError::HealthMetrics)?;
+    health.mode_reason = recorder.probes().why().to_owned();
     let shared = Arc::new(Shared {
         model: Mutex::new(Model::from_store(stored)),
-        health: Health::new(mode, attached).map_err(DaemonError::HealthMetrics)?,
+        health,
         db_path: store.path().to_owned(),
         config: RwLock::new(config.clone()),
     });
-    tracing::info!(mode, listen = %config.listen, "capmon running");
+    tracing::info!(mode, why = %shared.health.mode_reason, listen = %config.listen, "capmon running");
 
     let (snap_tx, snap_rx) = mpsc::channel::<Snapshot>(config.queue_capacity);
     let (req_tx, req_rx) = std::sync::mpsc::channel();

@@ -7,7 +7,7 @@
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, KProbe},
+    programs::{BtfTracePoint, FExit, KProbe},
 };
 use capmon_core::names::Arch;
 use monitor_common::CpuState;
@@ -23,6 +23,7 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 enum Link {
     Tp(aya::programs::tp_btf::BtfTracePointLinkId),
     Kprobe(aya::programs::kprobe::KProbeLinkId),
+    Fexit(aya::programs::fexit::FExitLinkId),
 }
 
 /// The capabilities capmon needs (found with capmon itself, see the README): `CAP_BPF` to
@@ -59,11 +60,17 @@ pub enum ProbeError {
     /// A program is missing from the object (a build problem).
     #[error("the eBPF object has no program `{0}`")]
     MissingProgram(&'static str),
-    /// Neither the cap_capable tracepoint nor kprobes are available.
+    /// No probe mode works on this kernel.
     #[error(
-        "this kernel has neither the capability:cap_capable tracepoint (Linux >= 6.14) nor kprobes (CONFIG_KPROBES): capability checks cannot be observed"
+        "no way to observe capability checks on this kernel: no capability:cap_capable tracepoint (Linux >= 6.14), {tried}"
     )]
-    NoMode,
+    NoMode {
+        /// What was tried, and why it failed.
+        tried: String,
+    },
+    /// `CAPMON_PROBE_MODE` / `probe_mode` names no mode.
+    #[error("probe mode {0:?}: expected auto, tp_btf, fexit or kprobe")]
+    BadMode(String),
     /// A program failed to load or attach.
     #[error("cannot load or attach {program} to {hook}: {source}")]
     Attach {
@@ -118,7 +125,27 @@ fn raise_memlock() {
 pub struct Probes {
     ebpf: Ebpf,
     mode: ProbeMode,
+    /// Why this mode (and what failed before it).
+    why: String,
     links: Vec<(&'static str, Hook, Link)>,
+}
+
+/// The probe mode asked for in `CAPMON_PROBE_MODE` (`auto` or unset: none).
+pub fn requested_mode() -> Result<Option<ProbeMode>, ProbeError> {
+    match std::env::var("CAPMON_PROBE_MODE") {
+        Ok(v) => parse_mode(&v),
+        Err(_) => Ok(None),
+    }
+}
+
+/// `auto` (none), or a mode's name.
+pub fn parse_mode(text: &str) -> Result<Option<ProbeMode>, ProbeError> {
+    match text {
+        "" | "auto" => Ok(None),
+        other => ProbeMode::parse(other)
+            .map(Some)
+            .ok_or_else(|| ProbeError::BadMode(other.to_owned())),
+    }
 }
 
 /// The error for a map the object lacks (a build problem).
@@ -127,11 +154,61 @@ fn missing_map(name: &'static str) -> ProbeError {
 }
 
 impl Probes {
-    /// Loads the object and every program of the mode this kernel supports.
+    /// Loads the object and every program of the best mode this kernel loads (without
+    /// attaching).
     pub fn load() -> Result<Self, ProbeError> {
-        let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
-        let mode = ProbeMode::detect(&btf).ok_or(ProbeError::NoMode)?;
-        Self::load_mode(mode)
+        Self::first_working(None, |_| Ok(()))
+    }
+
+    /// The modes to try: `requested` alone, or this kernel's candidates, best first.
+    fn candidates(requested: Option<ProbeMode>) -> Result<Vec<ProbeMode>, ProbeError> {
+        Ok(match requested {
+            Some(m) => vec![m],
+            None => ProbeMode::candidates(&Btf::from_sys_fs().map_err(ProbeError::Btf)?),
+        })
+    }
+
+    /// The first mode (of `requested`, or this kernel's candidates) whose programs load and
+    /// pass `then`; a mode asked for is not replaced by another.
+    fn first_working(
+        requested: Option<ProbeMode>,
+        then: impl Fn(&mut Probes) -> Result<(), ProbeError>,
+    ) -> Result<Self, ProbeError> {
+        let mut failed: Vec<String> = Vec::new();
+        let mut last = None;
+        for mode in Self::candidates(requested)? {
+            let tried = Self::load_mode(mode).and_then(|mut p| then(&mut p).map(|()| p));
+            match tried {
+                Ok(mut p) => {
+                    p.why = match (requested, failed.is_empty()) {
+                        (Some(_), _) => format!("asked for ({})", mode.why()),
+                        (None, true) => mode.why().to_owned(),
+                        (None, false) => format!("{}; {}", failed.join("; "), mode.why()),
+                    };
+                    return Ok(p);
+                }
+                Err(e) => {
+                    tracing::info!(mode = mode.name(), "probe mode unavailable: {e}");
+                    failed.push(format!("{} failed: {e}", mode.name()));
+                    last = Some(e);
+                }
+            }
+        }
+        match (requested, last) {
+            (Some(_), Some(e)) => Err(e),
+            _ => Err(ProbeError::NoMode {
+                tried: if failed.is_empty() {
+                    "no kprobes (CONFIG_KPROBES)".into()
+                } else {
+                    failed.join("; ")
+                },
+            }),
+        }
+    }
+
+    /// Why this mode was chosen (and what failed before it).
+    pub fn why(&self) -> &str {
+        &self.why
     }
 
     /// Number of attached programs.
@@ -170,11 +247,16 @@ impl Probes {
                     let prog: &mut KProbe = prog.try_into().map_err(err)?;
                     prog.load().map_err(err)?;
                 }
+                Hook::Fexit(function) => {
+                    let prog: &mut FExit = prog.try_into().map_err(err)?;
+                    prog.load(function, &btf).map_err(err)?;
+                }
             }
         }
         let mut probes = Self {
             ebpf,
             mode,
+            why: mode.why().to_owned(),
             links: Vec::new(),
         };
         probes.mark_running_cgroups();
@@ -230,11 +312,16 @@ impl Probes {
         }
     }
 
-    /// Loads and attaches every program; fails on the first that cannot attach.
+    /// Loads and attaches every program of the mode `CAPMON_PROBE_MODE` asks for, else of the
+    /// best mode that attaches here.
     pub fn attach() -> Result<Self, ProbeError> {
-        let mut probes = Self::load()?;
-        probes.attach_all()?;
-        Ok(probes)
+        Self::attach_mode(requested_mode()?)
+    }
+
+    /// Loads and attaches every program of `requested`, or of the best mode that attaches
+    /// here; fails on the first program that cannot attach.
+    pub fn attach_mode(requested: Option<ProbeMode>) -> Result<Self, ProbeError> {
+        Self::first_working(requested, Probes::attach_all)
     }
 
     /// Attaches every loaded program that is not attached.
@@ -269,6 +356,10 @@ impl Probes {
                     let prog: &mut KProbe = prog.try_into().map_err(err)?;
                     Link::Kprobe(prog.attach(function, 0).map_err(err)?)
                 }
+                Hook::Fexit(_) => {
+                    let prog: &mut FExit = prog.try_into().map_err(err)?;
+                    Link::Fexit(prog.attach().map_err(err)?)
+                }
             };
             self.links.push((program, hook, link));
         }
@@ -287,6 +378,10 @@ impl Probes {
                 }
                 Link::Kprobe(link) => {
                     let prog: &mut KProbe = prog.try_into().map_err(err)?;
+                    prog.detach(link).map_err(err)?;
+                }
+                Link::Fexit(link) => {
+                    let prog: &mut FExit = prog.try_into().map_err(err)?;
                     prog.detach(link).map_err(err)?;
                 }
             }

@@ -15,6 +15,8 @@ pub enum Hook {
     Kprobe(&'static str),
     /// kretprobe on a kernel function.
     Kretprobe(&'static str),
+    /// fexit (BPF trampoline) on a kernel function.
+    Fexit(&'static str),
 }
 
 impl std::fmt::Display for Hook {
@@ -23,6 +25,7 @@ impl std::fmt::Display for Hook {
             Hook::TpBtf(n) => write!(f, "tp_btf/{n}"),
             Hook::Kprobe(n) => write!(f, "kprobe/{n}"),
             Hook::Kretprobe(n) => write!(f, "kretprobe/{n}"),
+            Hook::Fexit(n) => write!(f, "fexit/{n}"),
         }
     }
 }
@@ -32,13 +35,15 @@ impl std::fmt::Display for Hook {
 pub enum ProbeMode {
     /// The `capability:cap_capable` BTF tracepoint (Linux >= 6.14).
     Tracepoint,
-    /// kprobe + kretprobe on `cap_capable` (older kernels with CONFIG_KPROBES; the options
-    /// argument tells no-audit checks apart directly).
+    /// One fexit program on `cap_capable` (older kernels that allow BPF trampolines: the
+    /// arguments, with the options telling no-audit checks apart, and the return value).
+    Fexit,
+    /// kprobe + kretprobe on `cap_capable` (older kernels with CONFIG_KPROBES).
     Kprobe,
 }
 
-/// Both modes.
-const BOTH: &[ProbeMode] = &[ProbeMode::Tracepoint, ProbeMode::Kprobe];
+/// Every mode.
+const ALL: &[ProbeMode] = &[ProbeMode::Tracepoint, ProbeMode::Fexit, ProbeMode::Kprobe];
 
 /// One program of the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +72,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.11",
         fallback: "none",
         optional: "no",
-        modes: BOTH,
+        modes: ALL,
     },
     Probe {
         program: "cgroup_attach_task",
@@ -75,7 +80,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.5",
         fallback: "none",
         optional: "no",
-        modes: BOTH,
+        modes: ALL,
     },
     Probe {
         program: "cgroup_mkdir",
@@ -83,7 +88,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.5",
         fallback: "none (a cgroup is then found by scanning)",
         optional: "no",
-        modes: BOTH,
+        modes: ALL,
     },
     Probe {
         program: "cgroup_rmdir",
@@ -91,7 +96,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.5",
         fallback: "none (an exit is then seen by scanning)",
         optional: "no",
-        modes: BOTH,
+        modes: ALL,
     },
     Probe {
         program: "sched_process_exec",
@@ -99,7 +104,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.5",
         fallback: "none",
         optional: "no",
-        modes: BOTH,
+        modes: ALL,
     },
     Probe {
         program: "sys_enter",
@@ -107,7 +112,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.11 (task storage)",
         fallback: "none",
         optional: "no",
-        modes: BOTH,
+        modes: ALL,
     },
     Probe {
         program: "sys_exit",
@@ -115,15 +120,23 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.11",
         fallback: "none",
         optional: "no",
-        modes: BOTH,
+        modes: ALL,
     },
     Probe {
         program: "cap_capable",
         hook: Hook::TpBtf("cap_capable"),
         min_kernel: "6.14 (the tracepoint)",
-        fallback: "`cap_capable_entry` + `cap_capable_return`",
+        fallback: "`cap_capable_fexit`",
         optional: "no",
         modes: &[ProbeMode::Tracepoint],
+    },
+    Probe {
+        program: "cap_capable_fexit",
+        hook: Hook::Fexit("cap_capable"),
+        min_kernel: "5.5 with BPF trampolines (x86_64; arm64 6.0)",
+        fallback: "`cap_capable_entry` + `cap_capable_return`",
+        optional: "used only without the tracepoint",
+        modes: &[ProbeMode::Fexit],
     },
     Probe {
         program: "cap_capable_entry",
@@ -155,15 +168,40 @@ pub fn has_tracepoint(btf: &Btf, name: &str) -> bool {
 }
 
 impl ProbeMode {
-    /// The mode this kernel supports, preferring the tracepoint; `None` when neither works.
-    pub fn detect(btf: &Btf) -> Option<Self> {
+    /// The modes worth trying on this kernel, best first: the tracepoint where it exists, else
+    /// fexit (whether the kernel allows trampolines is known only by trying), then kprobes
+    /// where the kernel has them.
+    pub fn candidates(btf: &Btf) -> Vec<Self> {
         if has_tracepoint(btf, "cap_capable") {
-            Some(ProbeMode::Tracepoint)
-        } else if kprobes_available() {
-            Some(ProbeMode::Kprobe)
-        } else {
-            None
+            return vec![ProbeMode::Tracepoint];
         }
+        let mut v = vec![ProbeMode::Fexit];
+        if kprobes_available() {
+            v.push(ProbeMode::Kprobe);
+        }
+        v
+    }
+
+    /// Why this mode is the one to try first on a kernel where it is a candidate.
+    pub fn why(self) -> &'static str {
+        match self {
+            ProbeMode::Tracepoint => "the capability:cap_capable tracepoint exists (Linux >= 6.14)",
+            ProbeMode::Fexit => {
+                "no capability:cap_capable tracepoint (Linux < 6.14); fexit on cap_capable (one \
+                 BPF trampoline program) attached"
+            }
+            ProbeMode::Kprobe => {
+                "no capability:cap_capable tracepoint (Linux < 6.14); kprobe + kretprobe on \
+                 cap_capable"
+            }
+        }
+    }
+
+    /// Parses `tp_btf`, `fexit`, `kprobe` (the names [`ProbeMode::name`] gives).
+    pub fn parse(text: &str) -> Option<Self> {
+        [ProbeMode::Tracepoint, ProbeMode::Fexit, ProbeMode::Kprobe]
+            .into_iter()
+            .find(|m| m.name() == text)
     }
 
     /// The programs of this mode, in attach order.
@@ -171,10 +209,11 @@ impl ProbeMode {
         PROBES.iter().filter(move |p| p.modes.contains(&self))
     }
 
-    /// `tp_btf` or `kprobe` (a metric label).
+    /// `tp_btf`, `fexit` or `kprobe` (a metric label).
     pub fn name(self) -> &'static str {
         match self {
             ProbeMode::Tracepoint => "tp_btf",
+            ProbeMode::Fexit => "fexit",
             ProbeMode::Kprobe => "kprobe",
         }
     }
@@ -218,6 +257,11 @@ mod tests {
             names(ProbeMode::Kprobe)[7..],
             ["cap_capable_entry", "cap_capable_return"]
         );
+        assert_eq!(names(ProbeMode::Fexit)[7..], ["cap_capable_fexit"]);
+        for m in [ProbeMode::Tracepoint, ProbeMode::Fexit, ProbeMode::Kprobe] {
+            assert_eq!(ProbeMode::parse(m.name()), Some(m));
+        }
+        assert_eq!(ProbeMode::parse("fentry"), None);
     }
 
     #[test]

@@ -104,11 +104,19 @@ impl LifecycleBuffer {
 const LIFECYCLE_CAP: usize = 65_536;
 
 impl KernelReader {
-    /// Checks the preconditions, loads and attaches the probes.
+    /// Checks the preconditions, loads and attaches the probes of the mode
+    /// `CAPMON_PROBE_MODE` asks for, else of the best mode this kernel attaches.
     pub fn start() -> Result<Self, KernelError> {
+        Self::start_with(super::loader::requested_mode()?)
+    }
+
+    /// [`KernelReader::start`] with the mode `requested` (none: the best that attaches).
+    pub fn start_with(
+        requested: Option<super::probe_table::ProbeMode>,
+    ) -> Result<Self, KernelError> {
         preflight()?;
         let symbolizer = Symbolizer::from_kallsyms().map_err(KernelError::Kallsyms)?;
-        let mut probes = Probes::attach()?;
+        let mut probes = Probes::attach_mode(requested)?;
         let ring = probes.take_events()?;
         Ok(Self {
             probes,
