@@ -10,3 +10,5 @@ pub mod containers;
 pub mod daemon;
 pub mod kernel;
 pub mod record;
+#[cfg(any(feature = "test-support", feature = "bench"))]
+pub mod testbed;

@@ -43,8 +43,9 @@ pub struct Model {
     /// cgroups of exited containers whose kernel entries were dropped, with the time: a
     /// snapshot taken before that and read after must not bring them back.
     gone: HashMap<u64, i64>,
-    /// cgroup ids in snapshots that no scan found yet, with when they were first seen.
-    unknown: HashMap<u64, i64>,
+    /// cgroup ids in snapshots that no record or scan names yet, with when they were first
+    /// seen and [`Model::snapshots`] then.
+    unknown: HashMap<u64, (i64, u64)>,
     /// Ids deleted by retention, to delete from the store.
     pruned: Vec<String>,
     /// Snapshots applied so far.
@@ -201,9 +202,12 @@ impl Model {
         self.not_containers.insert(cgroup_id);
     }
 
-    /// No scan found the cgroup (yet): kept for a while, then dropped as unattributed.
+    /// No record or scan names the cgroup (yet): kept for a while, then dropped as
+    /// unattributed.
     pub fn not_found_yet(&mut self, cgroup_id: u64, now: i64) {
-        self.unknown.entry(cgroup_id).or_insert(now);
+        self.unknown
+            .entry(cgroup_id)
+            .or_insert((now, self.snapshots));
     }
 
     /// cgroups that are not containers (their counts are never reported).
@@ -355,8 +359,10 @@ impl Model {
         swept
     }
 
-    /// Exited cgroups that are not containers, and cgroups unknown for two seconds (several
-    /// scans: the cgroup came and went between scans): their kernel entries go.
+    /// Exited cgroups that are not containers, and cgroups still unknown two snapshots and
+    /// two seconds after their first counts: their kernel entries go. (A cgroup created
+    /// while the maps are read has counts in that snapshot and its record of creation, with
+    /// its path, in the next: the wait is counted in snapshots, whatever the poll interval.)
     fn sweep_others(&mut self, input: &SweepInput<'_>) -> Swept {
         let mut swept = Swept::default();
         for id in input.exited {
@@ -365,10 +371,11 @@ impl Model {
                 swept.untracked.push(*id);
             }
         }
+        let snapshots = self.snapshots;
         let stale: Vec<u64> = self
             .unknown
             .iter()
-            .filter(|(_, first)| input.now - **first >= 2)
+            .filter(|(_, (first, at))| input.now - *first >= 2 && snapshots >= at + 2)
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
@@ -500,9 +507,10 @@ mod tests {
     }
 
     #[test]
-    fn cgroups_no_scan_finds_are_dropped_as_unattributed() {
+    fn cgroups_nothing_names_are_dropped_as_unattributed_two_snapshots_and_seconds_later() {
         let mut m = Model::default();
         m.not_found_yet(7, 100);
+        m.snapshot_applied();
         m.not_found_yet(7, 101);
         let exists = |_: &str| true;
         let mut input = SweepInput {
@@ -512,7 +520,11 @@ mod tests {
             cgroup_exists: &exists,
         };
         assert_eq!(m.sweep(&input), Swept::default());
-        input.now = 102;
+        // Two seconds are not enough while the snapshot that may name it is still to come
+        // (a long poll interval).
+        input.now = 110;
+        assert_eq!(m.sweep(&input), Swept::default());
+        m.snapshot_applied();
         let swept = m.sweep(&input);
         assert_eq!(swept.unattributed, 1);
         assert_eq!(swept.forget, BTreeSet::from([7]));

@@ -138,9 +138,15 @@ impl ModelWorker {
                 Lifecycle::Created {
                     cgroup_id,
                     path: Some(path),
-                } => self.index.learn(*cgroup_id, path),
+                } => {
+                    tracing::trace!(cgroup_id, path, "created");
+                    self.index.learn(*cgroup_id, path)
+                }
                 // Cut short: found by scanning while its directory exists.
-                Lifecycle::Created { path: None, .. } => {}
+                Lifecycle::Created {
+                    path: None,
+                    cgroup_id,
+                } => tracing::debug!(cgroup_id, "created, its path cut short: found by scanning"),
                 Lifecycle::Removed { cgroup_id } => removed.push(*cgroup_id),
                 Lifecycle::FirstExec(e) => self.first_exec(e),
             }
@@ -183,6 +189,7 @@ impl ModelWorker {
                 self.index.mark_exited(id);
                 self.removed.insert(id);
             } else {
+                tracing::debug!(cgroup_id = id, "removed with nothing recorded: forgotten");
                 self.index.remove(id);
             }
         }
@@ -238,6 +245,10 @@ impl ModelWorker {
                 None
             }
             Found::Unknown => {
+                tracing::debug!(
+                    cgroup_id,
+                    "counts for a cgroup no record or scan names (yet)"
+                );
                 if let Ok(mut m) = self.shared.model.lock() {
                     m.not_found_yet(cgroup_id, now());
                 }

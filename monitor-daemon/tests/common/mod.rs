@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod engines;
+
 use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
@@ -84,23 +86,7 @@ pub fn bundle_with(
     edit: impl FnOnce(&mut Value),
 ) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("capmon-bundle-{}", container_id()));
-    let bin = dir.join("rootfs/bin");
-    fs::create_dir_all(&bin).expect("mkdir rootfs");
-    for d in ["proc", "dev", "sys", "tmp", "etc"] {
-        fs::create_dir_all(dir.join("rootfs").join(d)).expect("mkdir");
-    }
-    fs::write(dir.join("rootfs/etc/hostname"), "capmon-test\n").expect("hostname");
-    fs::copy("/bin/busybox", bin.join("busybox"))
-        .expect("copy busybox (Debian package busybox-static)");
-    let list = Command::new("/bin/busybox")
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
-    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("symlink");
-        }
-    }
+    capmon::testbed::rootfs::busybox(&dir.join("rootfs")).expect("the busybox rootfs");
     let out = Command::new("runc")
         .args(["spec", "--bundle"])
         .arg(&dir)
@@ -343,6 +329,15 @@ pub fn get_json(port: u16, path: &str) -> (u16, Value) {
     (status, v)
 }
 
+/// The `capmon_pipeline_dropped_total` sample of `stage` in the daemon's `/metrics`.
+pub fn dropped(port: u16, stage: &str) -> Option<f64> {
+    let (_, text) = http_get(port, "/metrics")?;
+    let prefix = format!("capmon_pipeline_dropped_total{{stage=\"{stage}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// A running `capmon run`.
 pub struct Daemon {
     pub child: Child,
@@ -373,12 +368,19 @@ impl Daemon {
             }
             None => Command::new(capmon),
         };
-        let child = cmd
-            .args(["run", "--state-dir"])
+        cmd.args(["run", "--state-dir"])
             .arg(state)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--poll-interval-ms", "200", "--batch-interval-ms", "200"])
-            .args(["--docker-socket", "/nonexistent/docker.sock"])
+            .args(["--batch-interval-ms", "200"]);
+        // Quick polls unless the test sets its own interval.
+        if !extra.contains(&"--poll-interval-ms") {
+            cmd.args(["--poll-interval-ms", "200"]);
+        }
+        // No Docker Engine unless the test says where it is (the engine tests do).
+        if !extra.contains(&"--docker-socket") {
+            cmd.args(["--docker-socket", "/nonexistent/docker.sock"]);
+        }
+        let child = cmd
             .args(extra)
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("log file"))

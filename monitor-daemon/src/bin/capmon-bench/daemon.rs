@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 
 const CONTAINERS: usize = 200;
 
-fn get(port: u16, path: &str) -> Option<String> {
+pub(crate) fn get(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
@@ -24,7 +24,7 @@ fn get(port: u16, path: &str) -> Option<String> {
 }
 
 /// Sum of a metric's samples whose line starts with `prefix`.
-fn metric(text: &str, prefix: &str) -> f64 {
+pub(crate) fn metric(text: &str, prefix: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -76,7 +76,7 @@ fn spawn_in(dir: &Path, args: &[&str]) -> anyhow::Result<Child> {
     Ok(cmd.spawn()?)
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
+pub(crate) fn cpu_ticks(pid: u32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
     let f: Vec<u64> = after
@@ -87,7 +87,7 @@ fn cpu_ticks(pid: u32) -> u64 {
     f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
 }
 
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
@@ -119,6 +119,47 @@ fn remove_tree(dir: &Path) {
     }
 }
 
+/// Starts `capmon run` on `port` with its store in `state`, following the Docker Engine at
+/// `docker_socket`; it gets SIGTERM (a clean stop) when the benchmark dies.
+pub(crate) fn start(
+    capmon: &Path,
+    port: u16,
+    state: &Path,
+    docker_socket: &str,
+) -> anyhow::Result<Child> {
+    let mut daemon = Command::new(capmon);
+    daemon
+        .args([
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--state-dir",
+        ])
+        .arg(state)
+        .args(["--docker-socket", docker_socket])
+        .stdout(Stdio::null());
+    // The daemon's log, when asked for (CAPMON_BENCH_DAEMON_LOG=FILE; CAPMON_LOG sets its
+    // filter).
+    match std::env::var_os("CAPMON_BENCH_DAEMON_LOG") {
+        Some(path) => {
+            daemon.stderr(fs::File::create(&path).with_context(|| format!("create {path:?}"))?)
+        }
+        None => daemon.stderr(Stdio::null()),
+    };
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        daemon.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    daemon
+        .spawn()
+        .with_context(|| format!("starting {}", capmon.display()))
+}
+
 pub fn bench() -> anyhow::Result<()> {
     let capmon = std::env::current_exe()?.with_file_name("capmon");
     let mount = capmon::containers::cgroup::find_cgroup2_mount()?;
@@ -148,31 +189,7 @@ pub fn bench() -> anyhow::Result<()> {
             ],
         )?);
     }
-    let mut daemon = Command::new(&capmon);
-    daemon
-        .args([
-            "run",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--state-dir",
-        ])
-        .arg(&state)
-        .args(["--docker-socket", "/nonexistent"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: prctl is async-signal-safe. The daemon gets SIGTERM (a clean stop) when the
-    // benchmark dies.
-    unsafe {
-        daemon.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut daemon = daemon
-        .spawn()
-        .with_context(|| format!("starting {}", capmon.display()))?;
+    let mut daemon = start(&capmon, port, &state, "/nonexistent")?;
     let pid = daemon.id();
     let result = (|| -> anyhow::Result<()> {
         let t = Instant::now();

@@ -4,7 +4,9 @@
 //! hash-map design.
 //!
 //! Each round runs every configuration once, in a rotating order, on one pinned CPU; the table
-//! shows medians over the rounds.
+//! shows medians over the rounds. Then the daemon with 200 containers (`daemon.rs`) and a
+//! one-shot storm with real runc and Docker Engine (`storm.rs`).
+//! `CAPMON_BENCH_ONLY=probes|daemon|storm` runs one part.
 
 use aya::Btf;
 use capmon::kernel::loader::Probes;
@@ -44,6 +46,7 @@ impl Config {
 
 mod daemon;
 mod probes;
+mod storm;
 
 use probes::*;
 
@@ -61,8 +64,10 @@ fn main() -> anyhow::Result<()> {
             std::io::Error::last_os_error()
         );
     }
-    if std::env::var("CAPMON_BENCH_ONLY").as_deref() == Ok("daemon") {
-        return daemon::bench();
+    match std::env::var("CAPMON_BENCH_ONLY").as_deref() {
+        Ok("daemon") => return daemon::bench(),
+        Ok("storm") => return storm::bench(),
+        _ => {}
     }
     let rounds: usize = std::env::var("CAPMON_BENCH_ROUNDS")
         .ok()
@@ -176,5 +181,6 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     println!();
-    daemon::bench()
+    daemon::bench()?;
+    storm::bench()
 }
