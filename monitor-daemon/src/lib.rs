@@ -10,5 +10,4 @@ pub mod containers;
 pub mod daemon;
 pub mod kernel;
 pub mod record;
-#[cfg(any(feature = "test-support", feature = "bench"))]
 pub mod testbed;
