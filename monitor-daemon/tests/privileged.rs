@@ -642,6 +642,37 @@ fn every_probe_mode_that_attaches_records_the_same_chown() {
     eprintln!("probe modes attached on this kernel: {attached:?}");
 }
 
+/// An mmap below `vm.mmap_min_addr` checks `CAP_SYS_RAWIO` in `cap_mmap_addr`; kernel builds
+/// that inline `cap_capable` there (Debian's 6.1 and 6.12) hide it from the fexit and kprobe
+/// hooks on `cap_capable`, so `cap_mmap_addr` is hooked too. Granted as root, denied without
+/// it, counted once, in whatever mode this kernel gets (`CAPMON_PROBE_MODE` picks one).
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run `cargo xtask test`"]
+fn a_low_mmap_checks_cap_sys_rawio_once_in_every_mode() {
+    require_root();
+    let min: u64 = fs::read_to_string("/proc/sys/vm/mmap_min_addr")
+        .expect("read vm.mmap_min_addr")
+        .trim()
+        .parse()
+        .expect("a number");
+    if min <= 4096 {
+        eprintln!("skipped: vm.mmap_min_addr is {min}, so an mmap at 4096 checks nothing");
+        return;
+    }
+    let (r, out) = record(&[], &[STRESS, "mmap-low"]);
+    assert!(out.status.success(), "mapped at 4096: {out:?}");
+    assert_eq!(count_of(&r, "CAP_SYS_RAWIO", "used"), 1, "{r:#}");
+    assert!(strings(&r["capabilities"]["used"]).contains(&"CAP_SYS_RAWIO".to_owned()));
+    let (r, out) = record(&[], &[STRESS, "mmap-low", "--refused"]);
+    assert!(out.status.success(), "refused with EPERM: {out:?}");
+    assert_eq!(count_of(&r, "CAP_SYS_RAWIO", "denied"), 1, "{r:#}");
+    assert_eq!(
+        strings(&r["capabilities"]["denied"]),
+        ["CAP_SYS_RAWIO"],
+        "{r:#}"
+    );
+}
+
 #[test]
 #[ignore = "needs root and a BPF-capable kernel: run `cargo xtask test`"]
 fn kprobe_mode_programs_pass_the_verifier() {

@@ -31,8 +31,8 @@ use monitor_common::{
 use crate::{
     events::emit,
     maps::{
-        CAP_CACHE, CAP_CACHE_SLOTS, CAP_CHECKS, CPU_STATE, KPROBE_ARGS, SETID_BASE, SETID_MASK,
-        STACK_SCRATCH, STACKS, bump, count, insert_failed, per_cpu_mut,
+        CAP_CACHE, CAP_CACHE_SLOTS, CAP_CHECKS, CPU_STATE, KPROBE_ARGS, RAWIO_SEEN, SETID_BASE,
+        SETID_MASK, STACK_SCRATCH, STACKS, bump, count, insert_failed, per_cpu_mut,
     },
     state::{exec_seen, running_state},
     task::{cgroup_id, cred_ids, current_task, real_cred},
@@ -40,6 +40,23 @@ use crate::{
 
 /// `CAP_OPT_NOAUDIT` in `include/linux/security.h` (since 5.1).
 const CAP_OPT_NOAUDIT: u32 = 1 << 1;
+
+/// `CAP_SYS_RAWIO` in `include/uapi/linux/capability.h`.
+pub const CAP_SYS_RAWIO: i32 = 17;
+
+/// Notes that the `cap_capable` hook (fexit or kprobe mode) counted a `CAP_SYS_RAWIO` check
+/// of this thread on this CPU, so that the `cap_mmap_addr` hook ([`crate::mmap_addr`]) does
+/// not count it again.
+#[inline(always)]
+fn note_rawio_check(cap: i32) {
+    if cap != CAP_SYS_RAWIO {
+        return;
+    }
+    // SAFETY: this CPU's entry, taken once by the running program.
+    if let Some(seen) = unsafe { per_cpu_mut(&RAWIO_SEEN, 0) } {
+        *seen = bpf_get_current_pid_tgid();
+    }
+}
 
 #[btf_tracepoint(function = "cap_capable")]
 pub fn cap_capable(ctx: BtfTracePointContext) -> i32 {
@@ -65,7 +82,9 @@ pub fn cap_capable_fexit(ctx: FExitContext) -> i32 {
     } else {
         0
     };
-    check(&ctx, ctx.arg(0), ctx.arg(2), ctx.arg(4), extra);
+    let cap: i32 = ctx.arg(2);
+    note_rawio_check(cap);
+    check(&ctx, ctx.arg(0), cap, ctx.arg(4), extra);
     0
 }
 
@@ -115,13 +134,14 @@ fn try_cap_capable_return(ctx: &RetProbeContext) -> Option<()> {
     } else {
         0
     };
+    note_rawio_check(args.cap as i32);
     check(ctx, args.cred, args.cap as i32, ret, extra);
     Some(())
 }
 
-/// One capability check, from either mode.
+/// One capability check, from any mode (and from [`crate::mmap_addr`]).
 #[inline(always)]
-fn check<C: EbpfContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_context: u32) {
+pub fn check<C: EbpfContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_context: u32) {
     if !fast_check(cred, cap, ret, extra_context) {
         check_slow(ctx, cred, cap, ret, extra_context);
     }

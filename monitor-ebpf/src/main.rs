@@ -11,8 +11,12 @@
 //! | program | hook | module |
 //! | --- | --- | --- |
 //! | `cap_capable` | `tp_btf/cap_capable` | [`capability`] |
+//! | `cap_capable_fexit` | `fexit/cap_capable` | [`capability`] |
 //! | `cap_capable_entry` | `kprobe/cap_capable` | [`capability`] |
 //! | `cap_capable_return` | `kretprobe/cap_capable` | [`capability`] |
+//! | `cap_mmap_addr_fexit` | `fexit/cap_mmap_addr` | [`mmap_addr`] |
+//! | `cap_mmap_addr_entry` | `kprobe/cap_mmap_addr` | [`mmap_addr`] |
+//! | `cap_mmap_addr_return` | `kretprobe/cap_mmap_addr` | [`mmap_addr`] |
 //! | `sys_enter` | `tp_btf/sys_enter` | [`syscall`] |
 //! | `sys_exit` | `tp_btf/sys_exit` | [`syscall`] |
 //! | `sched_switch` | `tp_btf/sched_switch` | [`sched`] |
@@ -62,6 +66,8 @@ mod cgroup;
 mod events;
 #[cfg(any(target_arch = "bpf", clippy))]
 mod maps;
+#[cfg(any(target_arch = "bpf", clippy))]
+mod mmap_addr;
 #[cfg(any(target_arch = "bpf", clippy))]
 mod sched;
 #[cfg(any(target_arch = "bpf", clippy))]

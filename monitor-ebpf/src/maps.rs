@@ -189,6 +189,25 @@ pub static EXEC_CACHE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
+/// The address below which `cap_mmap_addr` checks `CAP_SYS_RAWIO` (`vm.mmap_min_addr`, read
+/// by the loader); see [`crate::mmap_addr`].
+#[unsafe(no_mangle)]
+pub static MMAP_MIN_ADDR: Global<u64> = Global::new(0);
+
+/// Per-CPU: the pid_tgid of the last `CAP_SYS_RAWIO` check the `cap_capable` hook counted
+/// (fexit and kprobe modes), for [`crate::mmap_addr`].
+#[map]
+pub static RAWIO_SEEN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU: low-mmap checks counted by the `cap_mmap_addr` hook (0) and already counted by
+/// the `cap_capable` hook (1).
+#[map]
+pub static MMAP_ADDR: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+/// `cap_mmap_addr`'s address by pid_tgid, from its kprobe to its kretprobe (kprobe mode).
+#[map]
+pub static MMAP_ARGS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(4096, 0);
+
 /// Entry arguments by pid_tgid, from the kprobe to the kretprobe (kprobe mode).
 #[map]
 pub static KPROBE_ARGS: LruHashMap<u64, KprobeArgs> = LruHashMap::with_max_entries(16384, 0);

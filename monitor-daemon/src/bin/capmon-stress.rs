@@ -8,6 +8,11 @@
 //! seccomp profile is expected to refuse with `EPERM` (so the first syscall after each switch
 //! is one that never reaches `sys_enter`).
 //!
+//! `capmon-stress mmap-low [--refused]`: one anonymous mmap at address 4096, below
+//! `vm.mmap_min_addr` (`cap_mmap_addr` checks `CAP_SYS_RAWIO`): mapped, then unmapped. With
+//! `--refused`, `CAP_SYS_RAWIO` is first dropped from the effective set, and the mmap must fail
+//! with `EPERM`.
+//!
 //! Exits 1 if any call did not behave as expected.
 
 use std::process::ExitCode;
@@ -62,8 +67,49 @@ fn switch(n: u64) -> bool {
     ok
 }
 
+/// The `mmap-low` workload; true when the mmap behaved as expected.
+fn mmap_low(refused: bool) -> bool {
+    if refused
+        && caps::drop(
+            None,
+            caps::CapSet::Effective,
+            caps::Capability::CAP_SYS_RAWIO,
+        )
+        .is_err()
+    {
+        return false;
+    }
+    let addr = 4096usize;
+    // SAFETY: an anonymous private mapping at a fixed address that must not replace anything
+    // (MAP_FIXED_NOREPLACE); unmapped at once when it succeeds.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            4096,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return refused && std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    }
+    // SAFETY: the mapping made just above.
+    unsafe { libc::munmap(p, 4096) };
+    !refused && p as usize == addr
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("mmap-low") {
+        let refused = args.get(1).is_some_and(|a| a == "--refused");
+        return if mmap_low(refused) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
     if let (Some("switch"), Some(Ok(n))) = (
         args.first().map(String::as_str),
         args.get(1).map(|s| s.parse::<u64>()),
@@ -79,7 +125,9 @@ fn main() -> ExitCode {
         args.get(1).map(|s| s.parse::<u64>()),
         args.get(2).map(|s| s.parse::<u64>()),
     ) else {
-        eprintln!("usage: capmon-stress acct PER_THREAD THREADS [--refused] | switch N");
+        eprintln!(
+            "usage: capmon-stress acct PER_THREAD THREADS [--refused] | switch N | mmap-low [--refused]"
+        );
         return ExitCode::from(2);
     };
     let refused = args.get(3).is_some_and(|a| a == "--refused");

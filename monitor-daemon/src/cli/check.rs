@@ -154,6 +154,13 @@ pub fn run(try_load: bool) -> Check {
                     true,
                     "all probes loaded and attached, then detached",
                 ));
+                let low = crate::kernel::inlined::probe_low_mmap(&p);
+                items.push(item(
+                    "low mmap checks",
+                    low.counted(),
+                    false,
+                    low.describe(),
+                ));
                 (Some(p.mode()), p.why().to_owned())
             }
             Err(e) => {

@@ -167,6 +167,7 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
         "status": "ok",
         "probe_mode": s.health.mode,
         "probe_mode_reason": s.health.mode_reason,
+        "low_mmap_checks": s.health.low_mmap,
         "probes_attached": s.health.attached.load(Ordering::Relaxed),
         "containers": {"running": running, "exited": exited},
         "store": s.db_path.display().to_string(),

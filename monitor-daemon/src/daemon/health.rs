@@ -51,6 +51,8 @@ pub struct Health {
     pub mode: &'static str,
     /// Why that mode (and what failed before it).
     pub mode_reason: String,
+    /// Which hook counts low mmaps' `CAP_SYS_RAWIO` checks here (`kernel::inlined`).
+    pub low_mmap: String,
     /// Attached programs.
     pub attached: AtomicU64,
     /// Kernel loss counters by reason, as last read.
@@ -91,6 +93,7 @@ impl Health {
         Ok(Health {
             mode,
             mode_reason: String::new(),
+            low_mmap: String::new(),
             attached: AtomicU64::new(attached),
             kernel_lost: Mutex::new(BTreeMap::new()),
             dropped: AtomicU64::new(0),

@@ -163,6 +163,13 @@ pub async fn run(
     let attached = recorder.probes().attached() as u64;
     let mut health = Health::new(mode, attached).map_err(DaemonError::HealthMetrics)?;
     health.mode_reason = recorder.probes().why().to_owned();
+    let low = crate::kernel::inlined::probe_low_mmap(recorder.probes());
+    if low.counted() {
+        tracing::info!("low mmap checks: {}", low.describe());
+    } else {
+        tracing::warn!("low mmap checks: {}", low.describe());
+    }
+    health.low_mmap = low.describe();
     let shared = Arc::new(Shared {
         model: Mutex::new(Model::from_store(stored)),
         health,

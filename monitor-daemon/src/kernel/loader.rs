@@ -14,7 +14,7 @@ use monitor_common::CpuState;
 
 use super::{
     offsets::{KernelOffsets, setid_syscalls, syscall_nr_offset},
-    probe_table::{Hook, ProbeMode},
+    probe_table::{Hook, Probe, ProbeMode},
 };
 
 /// The eBPF object built by `build.rs` from `monitor-ebpf`.
@@ -99,6 +99,63 @@ fn attach_error(
     }
 }
 
+/// `vm.mmap_min_addr`: below it, an mmap needs `CAP_SYS_RAWIO` (`cap_mmap_addr`). Read once,
+/// when the programs load (a later `sysctl` is not followed); 0 (no check counted) if
+/// unreadable.
+fn mmap_min_addr() -> u64 {
+    match std::fs::read_to_string("/proc/sys/vm/mmap_min_addr") {
+        Ok(text) => text.trim().parse().unwrap_or(0),
+        Err(e) => {
+            tracing::warn!(
+                "cannot read /proc/sys/vm/mmap_min_addr ({e}): low mmaps' CAP_SYS_RAWIO checks are not counted where cap_capable is inlined"
+            );
+            0
+        }
+    }
+}
+
+/// Loads one program of the table (the verifier runs here).
+fn load_one(ebpf: &mut Ebpf, btf: &Btf, probe: &Probe) -> Result<(), ProbeError> {
+    let (program, hook) = (probe.program, probe.hook);
+    let err = attach_error(program, hook);
+    let prog = program_mut(ebpf, program)?;
+    match hook {
+        Hook::TpBtf(name) => {
+            let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
+            prog.load(name, btf).map_err(err)
+        }
+        Hook::Kprobe(_) | Hook::Kretprobe(_) => {
+            let prog: &mut KProbe = prog.try_into().map_err(err)?;
+            prog.load().map_err(err)
+        }
+        Hook::Fexit(function) => {
+            let prog: &mut FExit = prog.try_into().map_err(err)?;
+            prog.load(function, btf).map_err(err)
+        }
+    }
+}
+
+/// Attaches one loaded program of the table.
+fn attach_one(ebpf: &mut Ebpf, probe: &Probe) -> Result<Link, ProbeError> {
+    let (program, hook) = (probe.program, probe.hook);
+    let err = attach_error(program, hook);
+    let prog = program_mut(ebpf, program)?;
+    Ok(match hook {
+        Hook::TpBtf(_) => {
+            let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
+            Link::Tp(prog.attach().map_err(err)?)
+        }
+        Hook::Kprobe(function) | Hook::Kretprobe(function) => {
+            let prog: &mut KProbe = prog.try_into().map_err(err)?;
+            Link::Kprobe(prog.attach(function, 0).map_err(err)?)
+        }
+        Hook::Fexit(_) => {
+            let prog: &mut FExit = prog.try_into().map_err(err)?;
+            Link::Fexit(prog.attach().map_err(err)?)
+        }
+    })
+}
+
 /// `program` in the object, or the error for a program it lacks (a build problem).
 fn program_mut<'a>(
     ebpf: &'a mut Ebpf,
@@ -128,6 +185,8 @@ pub struct Probes {
     /// Why this mode (and what failed before it).
     why: String,
     links: Vec<(&'static str, Hook, Link)>,
+    /// Programs that are not required and could not load or attach here, with why.
+    skipped: Vec<(&'static str, String)>,
 }
 
 /// The probe mode asked for in `CAPMON_PROBE_MODE` (`auto` or unset: none).
@@ -211,6 +270,11 @@ impl Probes {
         &self.why
     }
 
+    /// Programs that are not required and could not load or attach here, with why.
+    pub fn skipped(&self) -> &[(&'static str, String)] {
+        &self.skipped
+    }
+
     /// Number of attached programs.
     pub fn attached(&self) -> usize {
         self.links.len()
@@ -234,23 +298,15 @@ impl Probes {
             loader.override_global(name, value, true);
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(ProbeError::Load)?;
+        let mut skipped = Vec::new();
         for probe in mode.programs() {
-            let (program, hook) = (probe.program, probe.hook);
-            let err = attach_error(program, hook);
-            let prog = program_mut(&mut ebpf, program)?;
-            match hook {
-                Hook::TpBtf(name) => {
-                    let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
-                    prog.load(name, &btf).map_err(err)?;
+            match load_one(&mut ebpf, &btf, probe) {
+                Ok(()) => {}
+                Err(e) if !probe.required => {
+                    tracing::warn!("{e}: skipped ({})", probe.fallback);
+                    skipped.push((probe.program, e.to_string()));
                 }
-                Hook::Kprobe(_) | Hook::Kretprobe(_) => {
-                    let prog: &mut KProbe = prog.try_into().map_err(err)?;
-                    prog.load().map_err(err)?;
-                }
-                Hook::Fexit(function) => {
-                    let prog: &mut FExit = prog.try_into().map_err(err)?;
-                    prog.load(function, &btf).map_err(err)?;
-                }
+                Err(e) => return Err(e),
             }
         }
         let mut probes = Self {
@@ -258,6 +314,7 @@ impl Probes {
             mode,
             why: mode.why().to_owned(),
             links: Vec::new(),
+            skipped,
         };
         probes.mark_running_cgroups();
         Ok(probes)
@@ -265,7 +322,7 @@ impl Probes {
 
     /// The read-only globals the programs read, as (name, value), for this kernel: syscall
     /// numbers and the BTF offsets of the fields the programs read.
-    fn globals() -> [(&'static str, u64); 16] {
+    fn globals() -> [(&'static str, u64); 17] {
         let arch = Arch::host();
         let fields = KernelOffsets::from_kernel();
         let (setid_base, setid_mask) = setid_syscalls(arch);
@@ -292,6 +349,7 @@ impl Probes {
             ("CGROUP_ROOT_HIERARCHY_ID_OFFSET", fields.cgroup_root[1]),
             ("SETID_BASE", setid_base),
             ("SETID_MASK", setid_mask),
+            ("MMAP_MIN_ADDR", mmap_min_addr()),
         ]
     }
 
@@ -341,27 +399,20 @@ impl Probes {
                 .map_err(|e| ProbeError::Map("CPU_STATE", e))?;
         }
         for probe in self.mode.programs() {
-            let (program, hook) = (probe.program, probe.hook);
-            if self.links.iter().any(|(p, _, _)| *p == program) {
+            let program = probe.program;
+            if self.links.iter().any(|(p, _, _)| *p == program)
+                || self.skipped.iter().any(|(p, _)| *p == program)
+            {
                 continue;
             }
-            let err = attach_error(program, hook);
-            let prog = program_mut(&mut self.ebpf, program)?;
-            let link = match hook {
-                Hook::TpBtf(_) => {
-                    let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
-                    Link::Tp(prog.attach().map_err(err)?)
+            match attach_one(&mut self.ebpf, probe) {
+                Ok(link) => self.links.push((program, probe.hook, link)),
+                Err(e) if !probe.required => {
+                    tracing::warn!("{e}: skipped ({})", probe.fallback);
+                    self.skipped.push((program, e.to_string()));
                 }
-                Hook::Kprobe(function) | Hook::Kretprobe(function) => {
-                    let prog: &mut KProbe = prog.try_into().map_err(err)?;
-                    Link::Kprobe(prog.attach(function, 0).map_err(err)?)
-                }
-                Hook::Fexit(_) => {
-                    let prog: &mut FExit = prog.try_into().map_err(err)?;
-                    Link::Fexit(prog.attach().map_err(err)?)
-                }
-            };
-            self.links.push((program, hook, link));
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }

@@ -232,4 +232,17 @@ impl Probes {
         }
         Ok(out)
     }
+
+    /// Low-mmap `CAP_SYS_RAWIO` checks since the programs were loaded: (counted by the
+    /// `cap_mmap_addr` hook because `cap_capable` is inlined into it, seen by the
+    /// `cap_capable` hook). Both 0 in tracepoint mode, which needs no `cap_mmap_addr` hook.
+    pub fn mmap_addr_checks(&self) -> Result<(u64, u64), ProbeError> {
+        let map: PerCpuArray<_, u64> = self.map("MMAP_ADDR")?;
+        let get = |i: u32| {
+            map.get(&i, 0)
+                .map(|v| sum(&v))
+                .map_err(|e| ProbeError::Map("MMAP_ADDR", e))
+        };
+        Ok((get(0)?, get(1)?))
+    }
 }

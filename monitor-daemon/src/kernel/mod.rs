@@ -12,9 +12,11 @@
 //! | [`events`] | decoding ring-buffer records |
 //! | [`kallsyms`] | kernel addresses to function names |
 //! | [`reader`] | [`reader::KernelReader`]: probes + ring buffer + symbols, by cgroup |
+//! | [`inlined`] | which hook sees the checks of `cap_capable` copies inlined into callers |
 
 pub mod btf;
 pub mod events;
+pub mod inlined;
 pub mod kallsyms;
 pub mod loader;
 pub mod maps;

@@ -58,6 +58,8 @@ pub struct Probe {
     pub fallback: &'static str,
     /// Whether capmon runs without it.
     pub optional: &'static str,
+    /// Whether its mode fails when it cannot load or attach (else it is skipped, and said).
+    pub required: bool,
     /// The probe modes that attach it.
     pub modes: &'static [ProbeMode],
 }
@@ -72,6 +74,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.11",
         fallback: "none",
         optional: "no",
+        required: true,
         modes: ALL,
     },
     Probe {
@@ -80,6 +83,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.5",
         fallback: "none",
         optional: "no",
+        required: true,
         modes: ALL,
     },
     Probe {
@@ -88,6 +92,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.5",
         fallback: "none (a cgroup is then found by scanning)",
         optional: "no",
+        required: true,
         modes: ALL,
     },
     Probe {
@@ -96,6 +101,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.5",
         fallback: "none (an exit is then seen by scanning)",
         optional: "no",
+        required: true,
         modes: ALL,
     },
     Probe {
@@ -104,6 +110,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.5",
         fallback: "none",
         optional: "no",
+        required: true,
         modes: ALL,
     },
     Probe {
@@ -112,6 +119,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.11 (task storage)",
         fallback: "none",
         optional: "no",
+        required: true,
         modes: ALL,
     },
     Probe {
@@ -120,6 +128,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.11",
         fallback: "none",
         optional: "no",
+        required: true,
         modes: ALL,
     },
     Probe {
@@ -128,6 +137,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "6.14 (the tracepoint)",
         fallback: "`cap_capable_fexit`",
         optional: "no",
+        required: true,
         modes: &[ProbeMode::Tracepoint],
     },
     Probe {
@@ -136,6 +146,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.5 with BPF trampolines (x86_64; arm64 6.0)",
         fallback: "`cap_capable_entry` + `cap_capable_return`",
         optional: "used only without the tracepoint",
+        required: true,
         modes: &[ProbeMode::Fexit],
     },
     Probe {
@@ -144,6 +155,7 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.11 with `CONFIG_KPROBES`",
         fallback: "none",
         optional: "used only without the tracepoint",
+        required: true,
         modes: &[ProbeMode::Kprobe],
     },
     Probe {
@@ -152,6 +164,34 @@ pub const PROBES: &[Probe] = &[
         min_kernel: "5.11 with `CONFIG_KPROBES`",
         fallback: "none",
         optional: "used only without the tracepoint",
+        required: true,
+        modes: &[ProbeMode::Kprobe],
+    },
+    Probe {
+        program: "cap_mmap_addr_fexit",
+        hook: Hook::Fexit("cap_mmap_addr"),
+        min_kernel: "5.5 with BPF trampolines",
+        fallback: "none (low mmaps' `CAP_SYS_RAWIO` checks unseen where `cap_capable` is inlined)",
+        optional: "yes; fexit mode only",
+        required: false,
+        modes: &[ProbeMode::Fexit],
+    },
+    Probe {
+        program: "cap_mmap_addr_entry",
+        hook: Hook::Kprobe("cap_mmap_addr"),
+        min_kernel: "5.11 with `CONFIG_KPROBES`",
+        fallback: "none (as above)",
+        optional: "yes; kprobe mode only",
+        required: false,
+        modes: &[ProbeMode::Kprobe],
+    },
+    Probe {
+        program: "cap_mmap_addr_return",
+        hook: Hook::Kretprobe("cap_mmap_addr"),
+        min_kernel: "5.11 with `CONFIG_KPROBES`",
+        fallback: "none (as above)",
+        optional: "yes; kprobe mode only",
+        required: false,
         modes: &[ProbeMode::Kprobe],
     },
 ];
@@ -255,9 +295,21 @@ mod tests {
         );
         assert_eq!(
             names(ProbeMode::Kprobe)[7..],
-            ["cap_capable_entry", "cap_capable_return"]
+            [
+                "cap_capable_entry",
+                "cap_capable_return",
+                "cap_mmap_addr_entry",
+                "cap_mmap_addr_return"
+            ]
         );
-        assert_eq!(names(ProbeMode::Fexit)[7..], ["cap_capable_fexit"]);
+        assert_eq!(
+            names(ProbeMode::Fexit)[7..],
+            ["cap_capable_fexit", "cap_mmap_addr_fexit"]
+        );
+        // Only the cap_mmap_addr hooks may be missing.
+        for p in PROBES.iter().filter(|p| !p.required) {
+            assert!(p.program.starts_with("cap_mmap_addr"), "{p:?}");
+        }
         for m in [ProbeMode::Tracepoint, ProbeMode::Fexit, ProbeMode::Kprobe] {
             assert_eq!(ProbeMode::parse(m.name()), Some(m));
         }
