@@ -188,16 +188,21 @@ fn kernel_release() -> Item {
 }
 
 fn preemption() -> Item {
-    let rt = std::fs::read_to_string("/sys/kernel/realtime").is_ok_and(|v| v.trim() == "1");
+    use crate::kernel::preemption::Preemption;
+    let model = Preemption::of_running_kernel();
     item(
         "preemption",
-        !rt,
+        true,
         false,
-        if rt {
-            "PREEMPT_RT: tracepoint programs may be preempted, and capmon's per-CPU syscall state \
-             can then (rarely) mix two tasks' syscalls"
-        } else {
-            "not PREEMPT_RT: the probes run with preemption disabled"
+        match model {
+            Preemption::Voluntary => {
+                "voluntary: no probe program is interrupted by another task".to_owned()
+            }
+            m => format!(
+                "{}: tracepoint and kprobe programs still run with preemption disabled; fexit \
+                 programs do not, so the kprobe mode comes before fexit here",
+                m.name()
+            ),
         },
     )
 }

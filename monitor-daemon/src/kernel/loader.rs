@@ -14,6 +14,7 @@ use monitor_common::CpuState;
 
 use super::{
     offsets::{KernelOffsets, setid_syscalls, syscall_nr_offset},
+    preemption::Preemption,
     probe_table::{Hook, Probe, ProbeMode},
 };
 
@@ -97,6 +98,11 @@ fn attach_error(
         hook,
         source,
     }
+}
+
+/// Whether the running kernel can preempt a fexit program (see [`Preemption`]).
+fn preempts_fexit() -> bool {
+    Preemption::of_running_kernel().preempts_fexit()
 }
 
 /// `vm.mmap_min_addr`: below it, an mmap needs `CAP_SYS_RAWIO` (`cap_mmap_addr`). Read once,
@@ -239,10 +245,19 @@ impl Probes {
             let tried = Self::load_mode(mode).and_then(|mut p| then(&mut p).map(|()| p));
             match tried {
                 Ok(mut p) => {
+                    let why = match mode {
+                        ProbeMode::Kprobe if preempts_fexit() => format!(
+                            "{}, before fexit: this kernel preempts kernel code ({}), and fexit \
+                             programs run with migration disabled only",
+                            mode.why(),
+                            Preemption::of_running_kernel().name()
+                        ),
+                        _ => mode.why().to_owned(),
+                    };
                     p.why = match (requested, failed.is_empty()) {
-                        (Some(_), _) => format!("asked for ({})", mode.why()),
-                        (None, true) => mode.why().to_owned(),
-                        (None, false) => format!("{}; {}", failed.join("; "), mode.why()),
+                        (Some(_), _) => format!("asked for ({why})"),
+                        (None, true) => why,
+                        (None, false) => format!("{}; {why}", failed.join("; ")),
                     };
                     return Ok(p);
                 }

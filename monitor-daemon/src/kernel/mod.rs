@@ -12,6 +12,7 @@
 //! | [`events`] | decoding ring-buffer records |
 //! | [`kallsyms`] | kernel addresses to function names |
 //! | [`reader`] | [`reader::KernelReader`]: probes + ring buffer + symbols, by cgroup |
+//! | [`preemption`] | the kernel's preemption model, and which probe modes it makes unsafe |
 //! | [`inlined`] | which hook sees the checks of `cap_capable` copies inlined into callers |
 
 pub mod btf;
@@ -21,5 +22,6 @@ pub mod kallsyms;
 pub mod loader;
 pub mod maps;
 pub mod offsets;
+pub mod preemption;
 pub mod probe_table;
 pub mod reader;

@@ -211,15 +211,31 @@ impl ProbeMode {
     /// The modes worth trying on this kernel, best first: the tracepoint where it exists, else
     /// fexit (whether the kernel allows trampolines is known only by trying), then kprobes
     /// where the kernel has them.
+    /// On a kernel that preempts kernel code (`PREEMPT_RT`, full preemption), kprobes come
+    /// before fexit: fexit programs run with migration disabled only, so another task could
+    /// use the CPU's syscall slot in the middle of one (see [`super::preemption`]).
     pub fn candidates(btf: &Btf) -> Vec<Self> {
-        if has_tracepoint(btf, "cap_capable") {
+        Self::candidates_for(
+            has_tracepoint(btf, "cap_capable"),
+            kprobes_available(),
+            super::preemption::Preemption::of_running_kernel(),
+        )
+    }
+
+    /// [`ProbeMode::candidates`] from what the kernel has.
+    pub fn candidates_for(
+        tracepoint: bool,
+        kprobes: bool,
+        preemption: super::preemption::Preemption,
+    ) -> Vec<Self> {
+        if tracepoint {
             return vec![ProbeMode::Tracepoint];
         }
-        let mut v = vec![ProbeMode::Fexit];
-        if kprobes_available() {
-            v.push(ProbeMode::Kprobe);
+        match (kprobes, preemption.preempts_fexit()) {
+            (true, true) => vec![ProbeMode::Kprobe, ProbeMode::Fexit],
+            (true, false) => vec![ProbeMode::Fexit, ProbeMode::Kprobe],
+            (false, _) => vec![ProbeMode::Fexit],
         }
-        v
     }
 
     /// Why this mode is the one to try first on a kernel where it is a candidate.
@@ -314,6 +330,29 @@ mod tests {
             assert_eq!(ProbeMode::parse(m.name()), Some(m));
         }
         assert_eq!(ProbeMode::parse("fentry"), None);
+    }
+
+    #[test]
+    fn kprobes_come_first_where_the_kernel_preempts_fexit_programs() {
+        use crate::kernel::preemption::Preemption::*;
+        use ProbeMode::*;
+        assert_eq!(
+            ProbeMode::candidates_for(true, true, Realtime),
+            [Tracepoint]
+        );
+        assert_eq!(
+            ProbeMode::candidates_for(false, true, Voluntary),
+            [Fexit, Kprobe]
+        );
+        assert_eq!(
+            ProbeMode::candidates_for(false, true, Realtime),
+            [Kprobe, Fexit]
+        );
+        assert_eq!(
+            ProbeMode::candidates_for(false, true, Full),
+            [Kprobe, Fexit]
+        );
+        assert_eq!(ProbeMode::candidates_for(false, false, Realtime), [Fexit]);
     }
 
     #[test]
