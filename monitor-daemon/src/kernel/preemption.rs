@@ -73,7 +73,7 @@ impl Evidence {
         if let Some(word) = self.cmdline.as_deref().and_then(|c| {
             c.split_whitespace()
                 .filter_map(|w| w.strip_prefix("preempt="))
-                .last()
+                .next_back()
         }) {
             return match word {
                 "full" => Preemption::Full,
