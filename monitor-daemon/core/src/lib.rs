@@ -17,6 +17,7 @@
 //! | [`oci`] | an OCI runtime spec: what the runtime applied, Kubernetes names from annotations |
 //! | [`mountinfo`] | the cgroup2 mount in `/proc/self/mountinfo` |
 //! | [`runtime_api`] | a Docker-compatible API's container inspect answer |
+//! | [`workload`] | containers -> workloads (replicas, restarts): the rule table |
 
 pub mod attribution;
 pub mod classify;
@@ -30,3 +31,4 @@ pub mod replay;
 pub mod report;
 pub mod runtime_api;
 pub mod seccomp;
+pub mod workload;
