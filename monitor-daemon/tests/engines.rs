@@ -230,11 +230,16 @@ fn docker_advice_for_a_one_shot_works_in_docker_run_and_fails_without_its_capabi
 /// `ctr -n k8s.io run --rm` with the annotations containerd's CRI plugin writes, in a
 /// kubepods cgroup; returns the container id.
 fn cri_container(pod_uid: &str, pod: &str, container: &str, kind: &str) -> String {
+    cri_container_in("shop", pod_uid, pod, container, kind)
+}
+
+/// [`cri_container`] in namespace `ns`.
+fn cri_container_in(ns: &str, pod_uid: &str, pod: &str, container: &str, kind: &str) -> String {
     let id = container_id();
     let cgroup = format!("/kubepods/besteffort/pod{pod_uid}/{id}");
     let annotations = [
         ("io.kubernetes.cri.sandbox-name", pod),
-        ("io.kubernetes.cri.sandbox-namespace", "shop"),
+        ("io.kubernetes.cri.sandbox-namespace", ns),
         ("io.kubernetes.cri.container-name", container),
         ("io.kubernetes.cri.container-type", kind),
         ("io.kubernetes.cri.sandbox-id", &id[..12]),
@@ -416,4 +421,156 @@ fn the_applied_profile_is_compared_with_what_the_container_did() {
         "no would-deny series for {custom}:\n{metrics}"
     );
     let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore = "needs root, Docker Engine, containerd and a kernel with BTF: run by `cargo xtask test`"]
+fn replicas_and_restarts_merge_into_workloads_across_daemon_restarts() {
+    let _engines = Engines::start();
+    let state = std::env::temp_dir().join(format!("capmon-engines-wl-{}", container_id()));
+    let port = free_port();
+    let start = || Daemon::start(CAPMON, &state, port, &["--docker-socket", DOCKER_SOCK]);
+    let d = start();
+    let hex = container_id();
+    let pod_uid = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
+    // Two pods of one Deployment (two ReplicaSets: a rollout), each with its app container.
+    let ns = format!("wl{}", &hex[32..38]);
+    let pods = ["web-7d9f8b6c5-x2x4z", "web-6b8c9d7f4-k2p5w"];
+    let mut ids: Vec<String> = pods
+        .iter()
+        .map(|pod| cri_container_in(&ns, &pod_uid, pod, "app", "container"))
+        .collect();
+    // A compose service run twice (a restart).
+    let project = format!("shop{}", &hex[40..44]);
+    let compose = |n: usize| {
+        let name = format!("{project}-web-{n}");
+        let out = docker_run(
+            &[
+                "--name",
+                &name,
+                "--label",
+                &format!("com.docker.compose.project={project}"),
+                "--label",
+                "com.docker.compose.service=web",
+            ],
+            CHOWN,
+        );
+        assert!(out.status.success(), "{out:?}");
+        name
+    };
+    let names = vec![compose(1), compose(2)];
+    let deployment = format!("k8s:{ns}:web:app");
+    let service = format!("compose:{project}:web");
+    let wait_members = |d: &Daemon, name: &str, n: u64| {
+        d.wait_for("/v1/workloads", "the workloads", |v| {
+            v["workloads"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|w| w["name"] == name && w["containers"]["total"] == n)
+            })
+        })
+    };
+    wait_members(&d, &deployment, 2);
+    let all = wait_members(&d, &service, 2);
+    let w = all["workloads"]
+        .as_array()
+        .and_then(|a| a.iter().find(|w| w["name"] == deployment.as_str()))
+        .expect("listed");
+    assert_eq!(w["kind"], "deployment", "{w:#}");
+    assert_eq!(w["used"], json!(["CAP_CHOWN"]), "{w:#}");
+    assert_eq!(set(&w["granted"]), docker_caps().into_iter().collect());
+    // Coverage: both replicas used CAP_CHOWN.
+    let (status, one) = get_json(d.port, &format!("/v1/workloads/{deployment}"));
+    assert_eq!(status, 200, "{one:#}");
+    assert_eq!(
+        one["coverage"]["capabilities"],
+        json!([{"name": "CAP_CHOWN", "containers": 2, "of": 2}]),
+        "{one:#}"
+    );
+    assert_eq!(one["incomplete"], json!([]));
+    // The merged advice, applied to a replica with the real Docker Engine, runs it.
+    let (status, profile) =
+        http_get(d.port, &format!("/v1/workloads/{service}/seccomp")).expect("p");
+    assert_eq!(status, 200, "{profile}");
+    let (status, advice) = http_get(
+        d.port,
+        &format!("/v1/workloads/{service}/recommendation?format=docker"),
+    )
+    .expect("advice");
+    assert_eq!(status, 200, "{advice}");
+    assert!(
+        advice.contains("--cap-drop ALL --cap-add CHOWN"),
+        "{advice}"
+    );
+    let dir = std::env::temp_dir().join(format!("capmon-wl-{}", container_id()));
+    fs::create_dir_all(&dir).expect("mkdir");
+    let file = dir.join("profile.json");
+    fs::write(&file, &profile).expect("write");
+    let opt = format!("seccomp={}", file.display());
+    let out = docker_run(
+        &[
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CHOWN",
+            "--security-opt",
+            "no-new-privileges",
+            "--security-opt",
+            &opt,
+        ],
+        CHOWN,
+    );
+    assert!(
+        out.status.success(),
+        "the merged profile runs a replica: {out:?}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1:2\n");
+    // The command line.
+    let out = Command::new(CAPMON)
+        .args([
+            "report",
+            "--workloads",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .output()
+        .expect("capmon report --workloads");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains(&deployment), "{text}");
+    let out = Command::new(CAPMON)
+        .args([
+            "profile",
+            "--format",
+            "docker",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--workload", &service])
+        .output()
+        .expect("capmon profile --workload");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), advice);
+    // Membership survives a daemon restart: a third replica adds to the same workload.
+    let (status, _) = d.terminate();
+    assert!(status.success());
+    let d = start();
+    ids.push(cri_container_in(
+        &ns,
+        &pod_uid,
+        "web-6b8c9d7f4-q9n2m",
+        "app",
+        "container",
+    ));
+    wait_members(&d, &deployment, 3);
+    wait_members(&d, &service, 2);
+    let _ = (names, ids);
+    remove_pod_cgroups(&pod_uid);
+    let _ = fs::remove_dir_all(&dir);
+    drop(d);
+    let _ = fs::remove_dir_all(&state);
 }

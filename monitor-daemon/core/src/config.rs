@@ -81,6 +81,9 @@ pub struct Config {
     /// How capability checks are hooked: `auto` (the best this kernel attaches), `tp_btf`,
     /// `fexit` or `kprobe` (forced: no other is tried).
     pub probe_mode: String,
+    /// Whether `/metrics` carries `capmon_workload_syscall_observed` (one series per
+    /// workload and syscall it made: the largest family; off for very large nodes).
+    pub workload_syscall_series: bool,
 }
 
 impl Default for Config {
@@ -96,6 +99,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             probe_mode: "auto".into(),
+            workload_syscall_series: true,
         }
     }
 }
@@ -129,6 +133,10 @@ pub struct Overrides {
     /// How capability checks are hooked: auto, tp_btf, fexit or kprobe [default: auto].
     #[arg(long, env = "CAPMON_PROBE_MODE")]
     pub probe_mode: Option<String>,
+    /// Whether /metrics has one series per workload and syscall
+    /// (capmon_workload_syscall_observed) [default: true].
+    #[arg(long, env = "CAPMON_WORKLOAD_SYSCALL_SERIES")]
+    pub workload_syscall_series: Option<bool>,
 }
 
 impl Config {
@@ -175,6 +183,9 @@ impl Config {
         }
         if let Some(v) = o.probe_mode {
             cfg.probe_mode = v;
+        }
+        if let Some(v) = o.workload_syscall_series {
+            cfg.workload_syscall_series = v;
         }
         cfg.validate()?;
         Ok(cfg)

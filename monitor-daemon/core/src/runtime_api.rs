@@ -24,6 +24,9 @@ pub struct ContainerNames {
     pub compose_project: Option<String>,
     /// Compose service (`com.docker.compose.service`).
     pub compose_service: Option<String>,
+    /// The workload it belongs to, when a `capmon.workload` label says
+    /// ([`crate::workload::WORKLOAD_LABEL`]).
+    pub workload: Option<String>,
 }
 
 /// Label of a compose project.
@@ -52,6 +55,7 @@ impl ContainerNames {
             k8s_container: labels.get(K8S_CONTAINER).cloned(),
             compose_project: labels.get(COMPOSE_PROJECT).cloned(),
             compose_service: labels.get(COMPOSE_SERVICE).cloned(),
+            workload: labels.get(crate::workload::WORKLOAD_LABEL).cloned(),
         }
     }
 }

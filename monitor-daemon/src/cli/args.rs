@@ -34,7 +34,7 @@ pub enum Command {
     /// Settings: defaults, then the TOML file (--config, or /etc/capmon/capmon.toml when it
     /// exists), then environment variables, then flags. Keys of the file: listen, state_dir,
     /// poll_interval_ms, batch_interval_ms, retention_hours, queue_capacity, docker_socket,
-    /// log_format, log_level.
+    /// log_format, log_level, probe_mode, workload_syscall_series.
     Run {
         /// TOML config file.
         #[arg(long, env = "CAPMON_CONFIG", value_name = "FILE")]
@@ -50,7 +50,11 @@ pub enum Command {
         /// Print the API's JSON.
         #[arg(long)]
         json: bool,
-        /// A container: full id, short id or name.
+        /// Workloads (containers merged: replicas, restarts) instead of containers; with a
+        /// NAME, that workload with each capability's and syscall's coverage.
+        #[arg(long)]
+        workloads: bool,
+        /// A container (full id, short id or name); with --workloads, a workload's name.
         container: Option<String>,
     },
     /// A container's least-privilege recommendation, from the daemon.
@@ -61,8 +65,17 @@ pub enum Command {
         /// docker, compose, kubernetes, apparmor, seccomp, oci or spo.
         #[arg(long, value_parser = parse_format)]
         format: Format,
+        /// A workload's merged recommendation (`capmon report --workloads` lists them)
+        /// instead of a container's; written only when every container of it was seen from
+        /// its start.
+        #[arg(
+            long,
+            conflicts_with = "container",
+            required_unless_present = "container"
+        )]
+        workload: Option<String>,
         /// A container: full id, short id or name.
-        container: String,
+        container: Option<String>,
     },
     /// What this kernel supports and which probe mode will be used; exit 0 only when capmon can run.
     Check,

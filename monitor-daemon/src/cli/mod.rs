@@ -8,6 +8,7 @@ pub mod record;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod workloads;
 
 use std::process::ExitCode;
 
@@ -69,13 +70,27 @@ fn dispatch(log_format: LogFormat, command: Command) -> Outcome {
         Command::Report {
             addr,
             json,
+            workloads: false,
             container,
         } => report::report(&addr, json, container.as_deref()),
+        Command::Report {
+            addr,
+            json,
+            workloads: true,
+            container,
+        } => workloads::report(&addr, json, container.as_deref()),
         Command::Profile {
             addr,
             format,
+            workload: Some(w),
+            ..
+        } => workloads::profile(&addr, format, &w),
+        Command::Profile {
+            addr,
+            format,
+            workload: None,
             container,
-        } => report::profile(&addr, format, &container),
+        } => report::profile(&addr, format, container.as_deref().unwrap_or_default()),
         Command::Check => Ok(check::main()),
         Command::Record {
             json,

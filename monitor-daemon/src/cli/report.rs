@@ -53,7 +53,7 @@ pub fn profile(addr: &str, format: Format, container: &str) -> Outcome {
 }
 
 /// The body as JSON holding `key` (an array for `containers`, an object for `container`).
-fn checked(addr: &str, path: &str, body: &str, key: &str) -> Result<Value, BadAnswer> {
+pub(super) fn checked(addr: &str, path: &str, body: &str, key: &str) -> Result<Value, BadAnswer> {
     let bad = |what| BadAnswer {
         addr: addr.to_owned(),
         path: path.to_owned(),
@@ -62,7 +62,7 @@ fn checked(addr: &str, path: &str, body: &str, key: &str) -> Result<Value, BadAn
     };
     let value: Value = serde_json::from_str(body).map_err(|_| bad("something that is not JSON"))?;
     let ok = match key {
-        "containers" => value[key].is_array(),
+        "containers" | "workloads" => value[key].is_array(),
         _ => value[key].is_object(),
     };
     if ok {
@@ -72,7 +72,7 @@ fn checked(addr: &str, path: &str, body: &str, key: &str) -> Result<Value, BadAn
     }
 }
 
-fn strs(v: &Value) -> Vec<&str> {
+pub(super) fn strs(v: &Value) -> Vec<&str> {
     v.as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default()

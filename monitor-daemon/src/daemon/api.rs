@@ -9,6 +9,10 @@
 //! | `GET /v1/containers/{id}` | one container (full id, short id or name): report, analysis, posture |
 //! | `GET /v1/containers/{id}/seccomp` | its generated Docker-format profile |
 //! | `GET /v1/containers/{id}/recommendation?format=...` | its recommendation in one format |
+//! | `GET /v1/workloads` | every workload's summary (containers merged) |
+//! | `GET /v1/workloads/{name}` | one workload: summary, members, coverage, analysis |
+//! | `GET /v1/workloads/{name}/seccomp` | its merged profile (all members complete) |
+//! | `GET /v1/workloads/{name}/recommendation?format=...` | its merged recommendation |
 //!
 //! Errors are JSON `{"error": "..."}` with 404 (unknown container or path), 400 (bad format),
 //! 409 (no profile can be written for it).
@@ -30,6 +34,7 @@ use super::{
     container::ContainerState,
     metrics,
     model::{FindError, Shared},
+    workloads,
 };
 
 /// The API's routes.
@@ -41,6 +46,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/containers/{id}", get(one))
         .route("/v1/containers/{id}/seccomp", get(seccomp))
         .route("/v1/containers/{id}/recommendation", get(recommendation))
+        .route("/v1/workloads", get(workload_list))
+        .route("/v1/workloads/{name}", get(workload_one))
+        .route("/v1/workloads/{name}/seccomp", get(workload_seccomp))
+        .route(
+            "/v1/workloads/{name}/recommendation",
+            get(workload_recommendation),
+        )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path".into()) })
         .with_state(shared)
 }
@@ -226,16 +238,21 @@ async fn recommendation(
     render(&s, &id, q.format)
 }
 
-fn render(s: &Shared, id: &str, format: Option<String>) -> Response {
+/// The format asked for, or why there is none (a 400).
+fn format_of(format: Option<String>) -> Result<Format, String> {
     let Some(format) = format else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("missing ?format=: use one of {}", Format::NAMES.join(", ")),
-        );
+        return Err(format!(
+            "missing ?format=: use one of {}",
+            Format::NAMES.join(", ")
+        ));
     };
-    let format: Format = match format.parse() {
+    format.parse().map_err(|e| format!("{e}"))
+}
+
+fn render(s: &Shared, id: &str, format: Option<String>) -> Response {
+    let format = match format_of(format) {
         Ok(f) => f,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("{e}")),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let Ok(m) = s.model.lock() else {
         return poisoned();
@@ -247,7 +264,12 @@ fn render(s: &Shared, id: &str, format: Option<String>) -> Response {
     let report = c.report();
     let name = c.info.display_name().to_owned();
     drop(m);
-    match report.advice(&name).render(format) {
+    rendered(&report, &name, format)
+}
+
+/// `report`'s advice for `name` in `format`, or 409 when it cannot be written.
+fn rendered(report: &capmon_core::report::RecordReport, name: &str, format: Format) -> Response {
+    match report.advice(name).render(format) {
         Ok(text) => {
             let ctype = match format {
                 Format::Seccomp | Format::Oci => "application/json",
@@ -258,6 +280,92 @@ fn render(s: &Shared, id: &str, format: Option<String>) -> Response {
         }
         Err(e) => error(StatusCode::CONFLICT, e.to_string()),
     }
+}
+
+async fn workload_list(State(s): State<Arc<Shared>>) -> Response {
+    let Ok(m) = s.model.lock() else {
+        return poisoned();
+    };
+    let all: Vec<workloads::Summary> = workloads::groups(&m).iter().map(|g| g.summary()).collect();
+    Json(json!({ "workloads": all })).into_response()
+}
+
+fn no_workload(name: &str) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no workload named {name:?}"))
+}
+
+async fn workload_one(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    let Ok(m) = s.model.lock() else {
+        return poisoned();
+    };
+    let Some(g) = workloads::find(&m, &name) else {
+        return no_workload(&name);
+    };
+    let (capabilities, syscalls) = g.coverage();
+    let members: Vec<serde_json::Value> = g
+        .members
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.info.id,
+                "short_id": c.info.short_id,
+                "name": c.info.name,
+                "running": c.running(),
+                "complete": c.info.complete,
+            })
+        })
+        .collect();
+    let report = g.report();
+    Json(json!({
+        "workload": g.summary(),
+        "members": members,
+        "coverage": {"capabilities": capabilities, "syscalls": syscalls},
+        "incomplete": g.incomplete(),
+        "analysis": report.analysis,
+    }))
+    .into_response()
+}
+
+async fn workload_seccomp(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    render_workload(&s, &name, Some(Format::Seccomp.name().to_owned()))
+}
+
+async fn workload_recommendation(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Query(q): Query<FormatQuery>,
+) -> Response {
+    render_workload(&s, &name, q.format)
+}
+
+/// A workload's merged advice; 409 naming the members whose history is incomplete.
+fn render_workload(s: &Shared, name: &str, format: Option<String>) -> Response {
+    let format = match format_of(format) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let Ok(m) = s.model.lock() else {
+        return poisoned();
+    };
+    let Some(g) = workloads::find(&m, name) else {
+        return no_workload(name);
+    };
+    let incomplete = g.incomplete();
+    if !incomplete.is_empty() {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "no profile for workload {name:?}: capmon did not see {} of its {} containers \
+                 start, so their syscall histories are incomplete: {}",
+                incomplete.len(),
+                g.members.len(),
+                incomplete.join(", ")
+            ),
+        );
+    }
+    let report = g.report();
+    drop(m);
+    rendered(&report, &workloads::file_name(name), format)
 }
 
 async fn scrape(State(s): State<Arc<Shared>>) -> Response {

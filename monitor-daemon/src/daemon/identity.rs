@@ -154,6 +154,8 @@ pub struct Names {
     pub k8s_container: Option<String>,
     /// A pod's sandbox (pause) container.
     pub sandbox: Option<bool>,
+    /// The `capmon.workload` label or annotation.
+    pub workload: Option<String>,
 }
 
 impl Names {
@@ -168,6 +170,7 @@ impl Names {
             pod: n.pod_name,
             k8s_container: n.k8s_container,
             sandbox: None,
+            workload: n.workload,
         }
     }
 
@@ -198,6 +201,7 @@ impl Names {
         take(&mut self.pod, later.pod);
         take(&mut self.k8s_container, later.k8s_container);
         take(&mut self.sandbox, later.sandbox);
+        take(&mut self.workload, later.workload);
     }
 }
 
@@ -223,12 +227,17 @@ impl Learned {
 
     /// Everything a spec says.
     pub fn from_spec(a: &Applied, host_bounding: u64) -> Self {
+        let mut names = a
+            .kubernetes
+            .as_ref()
+            .map(Names::from_kubernetes)
+            .unwrap_or_default();
+        names.workload = a
+            .annotations
+            .get(capmon_core::workload::WORKLOAD_LABEL)
+            .cloned();
         Learned {
-            names: a
-                .kubernetes
-                .as_ref()
-                .map(Names::from_kubernetes)
-                .unwrap_or_default(),
+            names,
             applied: Some(AppliedSpec::of(a)),
             spec_posture: Some(posture::from_spec(a, host_bounding)),
         }

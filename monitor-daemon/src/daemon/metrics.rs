@@ -1,7 +1,8 @@
 //! `/metrics`: the Prometheus exposition, built from the model and the daemon's health on
-//! each scrape (series of pruned containers are gone with them). Two groups of metric
-//! families: per-container series ([`ContainerFamilies`]) and the daemon's own health
-//! ([`DaemonFamilies`]).
+//! each scrape (series of pruned containers are gone with them). Three groups of metric
+//! families: per-container series ([`ContainerFamilies`]), per-workload series for a fleet
+//! ([`WorkloadFamilies`]: labels bounded by workloads x syscalls, never container ids) and
+//! the daemon's own health ([`DaemonFamilies`]).
 
 use std::sync::atomic::Ordering;
 
@@ -283,11 +284,85 @@ impl DaemonFamilies {
     }
 }
 
+/// Per-workload series (containers merged by `capmon_core::workload`'s rules).
+struct WorkloadFamilies {
+    syscall: Option<IntGaugeVec>,
+    capability: IntGaugeVec,
+    containers: IntGaugeVec,
+}
+
+impl WorkloadFamilies {
+    fn new(syscall_series: bool) -> prometheus::Result<Self> {
+        Ok(WorkloadFamilies {
+            syscall: syscall_series
+                .then(|| {
+                    gauge(
+                        "capmon_workload_syscall_observed",
+                        "1 for each syscall any container of the workload made.",
+                        &["workload", "kind", "syscall"],
+                    )
+                })
+                .transpose()?,
+            capability: gauge(
+                "capmon_workload_capability_used",
+                "Number of the workload's containers that used the capability.",
+                &["workload", "kind", "capability"],
+            )?,
+            containers: gauge(
+                "capmon_workload_containers",
+                "The workload's containers on this node, by state (running, exited).",
+                &["workload", "kind", "state"],
+            )?,
+        })
+    }
+
+    fn register(&self, reg: &Registry) -> prometheus::Result<()> {
+        let mut all: Vec<Box<dyn Collector>> = vec![
+            Box::new(self.capability.clone()),
+            Box::new(self.containers.clone()),
+        ];
+        if let Some(s) = &self.syscall {
+            all.push(Box::new(s.clone()));
+        }
+        register(reg, all)
+    }
+
+    fn add(&self, g: &super::workloads::Group<'_>) {
+        let (name, kind) = (g.workload.name.as_str(), g.workload.kind.as_str());
+        let s = g.summary();
+        let running = s.containers.running as i64;
+        self.containers
+            .with_label_values(&[name, kind, "running"])
+            .set(running);
+        self.containers
+            .with_label_values(&[name, kind, "exited"])
+            .set(s.containers.total as i64 - running);
+        let (caps, syscalls) = g.coverage();
+        for c in caps {
+            self.capability
+                .with_label_values(&[name, kind, &c.name])
+                .set(c.containers as i64);
+        }
+        if let Some(family) = &self.syscall {
+            for c in syscalls {
+                family.with_label_values(&[name, kind, &c.name]).set(1);
+            }
+        }
+    }
+}
+
 /// The exposition in Prometheus' text format.
 pub fn render(s: &Shared) -> prometheus::Result<String> {
     let reg = Registry::new();
     let containers = ContainerFamilies::new()?;
     containers.register(&reg)?;
+    let syscall_series = s
+        .config
+        .read()
+        .map(|c| c.workload_syscall_series)
+        .unwrap_or(true);
+    let workloads = WorkloadFamilies::new(syscall_series)?;
+    workloads.register(&reg)?;
     let daemon = DaemonFamilies::new()?;
     daemon.register(&reg)?;
     reg.register(Box::new(s.health.store_write.clone()))?;
@@ -298,6 +373,9 @@ pub fn render(s: &Shared) -> prometheus::Result<String> {
             .map_err(|_| prometheus::Error::Msg("model lock poisoned".into()))?;
         for c in m.containers.values() {
             containers.add(c);
+        }
+        for g in super::workloads::groups(&m) {
+            workloads.add(&g);
         }
         m.counts()
     };
@@ -352,6 +430,40 @@ mod tests {
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
             .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
             .to_owned()
+    }
+
+    #[test]
+    fn workload_series_and_the_setting_that_drops_the_syscall_ones() {
+        let s = shared();
+        let text = render(&s).expect("render");
+        let (k, w) = (r#"kind="container""#, r#"workload="container:-:web""#);
+        assert_eq!(
+            value(
+                &text,
+                &format!(r#"capmon_workload_containers{{{k},state="running",{w}}}"#)
+            ),
+            "1"
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!(r#"capmon_workload_capability_used{{capability="CAP_CHOWN",{k},{w}}}"#)
+            ),
+            "1"
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!(r#"capmon_workload_syscall_observed{{{k},syscall="fchownat",{w}}}"#)
+            ),
+            "1"
+        );
+        if let Ok(mut c) = s.config.write() {
+            c.workload_syscall_series = false;
+        }
+        let text = render(&s).expect("render");
+        assert!(!text.contains("capmon_workload_syscall_observed"), "{text}");
+        assert!(text.contains("capmon_workload_capability_used"));
     }
 
     #[test]

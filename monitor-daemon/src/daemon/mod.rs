@@ -33,6 +33,7 @@ pub mod probe_thread;
 pub mod store;
 pub mod store_thread;
 pub mod worker;
+pub mod workloads;
 
 use std::{
     collections::HashSet,
@@ -308,6 +309,7 @@ fn reload(shared: &Shared, file: Option<&Path>, overrides: &Overrides) {
             cur.poll_interval_ms = new.poll_interval_ms;
             cur.retention_hours = new.retention_hours;
             cur.docker_socket = new.docker_socket;
+            cur.workload_syscall_series = new.workload_syscall_series;
             tracing::info!(
                 poll_interval_ms = cur.poll_interval_ms,
                 retention_hours = cur.retention_hours,

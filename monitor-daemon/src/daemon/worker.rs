@@ -339,6 +339,7 @@ impl ModelWorker {
             compose_project: None,
             compose_service: None,
             sandbox: false,
+            workload_label: None,
             applied: None,
             pod_uid: ident.pod_uid.clone(),
             qos: ident.qos,

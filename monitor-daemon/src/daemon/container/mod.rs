@@ -45,6 +45,8 @@ pub struct Container {
     pub compose_service: Option<String>,
     /// A pod's sandbox (pause) container.
     pub sandbox: bool,
+    /// The `capmon.workload` label or annotation, when it has one.
+    pub workload_label: Option<String>,
     /// What its runtime applied (its OCI spec), when capmon could read it.
     pub applied: Option<AppliedSpec>,
     /// Kubernetes pod UID.
@@ -179,6 +181,25 @@ impl Container {
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.short_id)
     }
+
+    /// Its workload (`capmon_core::workload`'s rules); `None` for a pod's sandbox and for a
+    /// container known by its id alone.
+    pub fn workload(&self) -> Option<capmon_core::workload::Workload> {
+        if self.sandbox {
+            return None;
+        }
+        capmon_core::workload::of(&capmon_core::workload::Names {
+            label: self.workload_label.as_deref(),
+            namespace: self.namespace.as_deref(),
+            pod: self.pod.as_deref(),
+            k8s_container: self.k8s_container.as_deref(),
+            compose_project: self.compose_project.as_deref(),
+            compose_service: self.compose_service.as_deref(),
+            systemd_unit: None,
+            name: self.name.as_deref(),
+            image: self.image.as_deref(),
+        })
+    }
 }
 
 impl ContainerState {
@@ -252,6 +273,7 @@ impl ContainerState {
             (&mut info.namespace, n.namespace),
             (&mut info.pod, n.pod),
             (&mut info.k8s_container, n.k8s_container),
+            (&mut info.workload_label, n.workload),
         ] {
             if v.is_some() {
                 *slot = v;
@@ -426,7 +448,7 @@ impl ContainerState {
 
     /// Its check sites as reports list them: by capability name, then class, result, site
     /// and syscall names (the order the API has always listed them in).
-    fn cap_checks(&self) -> Vec<CapCheck> {
+    pub(crate) fn cap_checks(&self) -> Vec<CapCheck> {
         let mut checks: Vec<CapCheck> = self
             .checks
             .iter()

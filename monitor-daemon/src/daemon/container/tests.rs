@@ -16,6 +16,7 @@ pub(crate) fn container(id: &str, t: i64) -> Container {
         compose_project: None,
         compose_service: None,
         sandbox: false,
+        workload_label: None,
         applied: None,
         pod_uid: None,
         qos: None,

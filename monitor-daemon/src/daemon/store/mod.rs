@@ -152,6 +152,8 @@ const MIGRATIONS: &[&str] = &[
         digest TEXT PRIMARY KEY,
         profile TEXT NOT NULL
     );",
+    // 3: the workload a label or annotation names (the other rules use the names above).
+    "ALTER TABLE containers ADD COLUMN workload_label TEXT;",
 ];
 
 /// The schema version this capmon writes.
@@ -417,15 +419,15 @@ fn write_containers(tx: &Transaction<'_>, batch: &Batch) -> rusqlite::Result<()>
         "INSERT INTO containers (id, short_id, runtime, name, image, namespace, pod,
             k8s_container, pod_uid, qos, cgroup_path, cgroup_id, first_seen,
             last_seen, exited_at, complete, granted, posture, uid, compose_project,
-            compose_service, sandbox, applied)
+            compose_service, sandbox, applied, workload_label)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-            ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
+            ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)
          ON CONFLICT(id) DO UPDATE SET short_id = ?2, runtime = ?3, name = ?4,
             image = ?5, namespace = ?6, pod = ?7, k8s_container = ?8,
             pod_uid = ?9, qos = ?10, cgroup_path = ?11, cgroup_id = ?12,
             first_seen = ?13, last_seen = ?14, exited_at = ?15, complete = ?16,
             granted = ?17, posture = ?18, uid = ?19, compose_project = ?20,
-            compose_service = ?21, sandbox = ?22, applied = ?23",
+            compose_service = ?21, sandbox = ?22, applied = ?23, workload_label = ?24",
     )?;
     let mut profile = tx.prepare_cached(
         "INSERT OR IGNORE INTO seccomp_profiles (digest, profile) VALUES (?1, ?2)",
@@ -456,6 +458,7 @@ fn write_containers(tx: &Transaction<'_>, batch: &Batch) -> rusqlite::Result<()>
             r.compose_service,
             r.sandbox,
             r.applied,
+            r.workload_label,
         ])?;
         if let Some(a) = &c.applied
             && let (Some(digest), Some(p)) = (&a.seccomp_digest, &a.seccomp)

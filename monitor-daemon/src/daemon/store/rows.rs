@@ -87,13 +87,15 @@ pub(super) struct ContainerRow {
     pub sandbox: bool,
     /// JSON `identity::AppliedSpec` (its seccomp profile by digest).
     pub applied: Option<String>,
+    pub workload_label: Option<String>,
 }
 
 impl ContainerRow {
     /// Columns in the order [`ContainerRow::read`] reads them.
     pub const COLUMNS: &str = "id, short_id, runtime, name, image, namespace, pod, \
         k8s_container, pod_uid, qos, cgroup_path, cgroup_id, first_seen, last_seen, exited_at, \
-        complete, granted, posture, uid, compose_project, compose_service, sandbox, applied";
+        complete, granted, posture, uid, compose_project, compose_service, sandbox, applied, \
+        workload_label";
 
     pub fn from_model(c: &Container) -> Self {
         ContainerRow {
@@ -122,6 +124,7 @@ impl ContainerRow {
             compose_project: c.compose_project.clone(),
             compose_service: c.compose_service.clone(),
             sandbox: c.sandbox,
+            workload_label: c.workload_label.clone(),
             applied: c
                 .applied
                 .as_ref()
@@ -172,6 +175,7 @@ impl ContainerRow {
             compose_project: self.compose_project,
             compose_service: self.compose_service,
             sandbox: self.sandbox,
+            workload_label: self.workload_label,
             applied,
         })
     }
@@ -201,6 +205,7 @@ impl ContainerRow {
             compose_service: r.get(20)?,
             sandbox: r.get(21)?,
             applied: r.get(22)?,
+            workload_label: r.get(23)?,
         })
     }
 }

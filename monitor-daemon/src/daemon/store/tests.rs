@@ -282,6 +282,7 @@ fn applied_specs_round_trip_and_profiles_are_stored_once() {
         c.compose_service = Some("web".into());
         c.sandbox = true;
     }
+    b.workload_label = Some("storefront".into());
     {
         let mut s = Store::open(&d).expect("open");
         s.write(&Batch {
