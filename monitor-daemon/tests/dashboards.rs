@@ -6,7 +6,6 @@
 use std::{
     fs,
     path::PathBuf,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -17,15 +16,6 @@ mod common;
 use common::*;
 
 const CAPMON: &str = env!("CARGO_BIN_EXE_capmon");
-
-struct Prometheus(Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn queries() -> Vec<(String, String, String)> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-queries.json");
@@ -79,34 +69,8 @@ fn every_dashboard_panel_returns_data_from_a_real_prometheus() {
     );
     b.wait_for_workload("sleep");
 
-    let prom_port = free_port();
-    let config = dir.join("prometheus.yml");
-    fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: capmon\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-        ),
-    )
-    .expect("prometheus.yml");
-    let check = Command::new("promtool")
-        .args(["check", "config"])
-        .arg(&config)
-        .output()
-        .expect("promtool (Debian package prometheus; `cargo xtask setup` installs it)");
-    assert!(check.status.success(), "{check:?}");
-    let _prom = Prometheus(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian package prometheus)"),
-    );
+    let prom = Prometheus::start(&dir, &[port]);
+    let prom_port = prom.port;
     let query = |q: &str| -> Value {
         let expr = q.replace("$node", ".*").replace("$container", ".*");
         let (status, v) = get_json(

@@ -574,3 +574,122 @@ fn replicas_and_restarts_merge_into_workloads_across_daemon_restarts() {
     drop(d);
     let _ = fs::remove_dir_all(&state);
 }
+
+#[test]
+#[ignore = "needs root, containerd, Docker Engine, prometheus and a kernel with BTF: run by `cargo xtask test`"]
+fn capmon_fleet_merges_a_workload_from_a_real_prometheus() {
+    let _engines = Engines::start();
+    let dir = std::env::temp_dir().join(format!("capmon-fleet-{}", container_id()));
+    fs::create_dir_all(&dir).expect("mkdir");
+    let d = daemon("fleet");
+    let hex = container_id();
+    let pod_uid = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
+    let ns = format!("fl{}", &hex[32..38]);
+    for pod in ["api-7d9f8b6c5-x2x4z", "api-7d9f8b6c5-q9n2m"] {
+        cri_container_in(&ns, &pod_uid, pod, "app", "container");
+    }
+    let workload = format!("k8s:{ns}:api:app");
+    d.wait_for("/v1/workloads", "the workload", |v| {
+        v["workloads"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|w| w["name"] == workload.as_str() && w["containers"]["total"] == 2)
+        })
+    });
+    let prom = common::Prometheus::start(&dir, &[d.port]);
+    let url = format!("http://127.0.0.1:{}", prom.port);
+    let fleet = |args: &[&str]| {
+        Command::new(CAPMON)
+            .args(["fleet", "--prometheus", &url, "--since", "10m"])
+            .args(args)
+            .output()
+            .expect("capmon fleet")
+    };
+    // Until Prometheus has scraped the workload series.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let table = loop {
+        let out = fleet(&[]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains(&workload) || std::time::Instant::now() > deadline {
+            assert!(out.status.success(), "{out:?}");
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    };
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&workload))
+        .unwrap_or_else(|| panic!("{workload} not in\n{table}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cols[1..],
+        ["deployment", "1", "2", cols[4], "CAP_CHOWN"],
+        "{line}"
+    );
+    let out = fleet(&["--workload", &workload]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("CAP_CHOWN                used on 1/1 nodes by 2 containers"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("chown ") && l.ends_with("made on 1/1 nodes")),
+        "{text}"
+    );
+    // The merged profile from Prometheus runs a replica's workload under real Docker.
+    let out = fleet(&["--workload", &workload, "--format", "seccomp"]);
+    assert!(out.status.success(), "{out:?}");
+    let file = dir.join("fleet.json");
+    fs::write(&file, &out.stdout).expect("write");
+    let opt = format!("seccomp={}", file.display());
+    let run = docker_run(
+        &[
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CHOWN",
+            "--security-opt",
+            "no-new-privileges",
+            "--security-opt",
+            &opt,
+        ],
+        CHOWN,
+    );
+    assert!(
+        run.status.success(),
+        "the fleet's profile runs the workload: {run:?}"
+    );
+    // Every workload's SeccompProfile, as files; errors name what is wrong.
+    let out = fleet(&["--output-dir", dir.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{out:?}");
+    let spo = dir.join(format!(
+        "{}-seccompprofile.yaml",
+        capmon::daemon::workloads::file_name(&workload)
+    ));
+    assert!(spo.exists(), "{}", spo.display());
+    let out = fleet(&["--workload", "no-such-workload"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no workload named"),
+        "{out:?}"
+    );
+    let out = Command::new(CAPMON)
+        .args(["fleet", "--prometheus", "https://example.invalid"])
+        .output()
+        .expect("capmon fleet");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("https is not supported"),
+        "{out:?}"
+    );
+    remove_pod_cgroups(&pod_uid);
+    drop(prom);
+    drop(d);
+    let _ = fs::remove_dir_all(&dir);
+}

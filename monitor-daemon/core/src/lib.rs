@@ -17,11 +17,13 @@
 //! | [`oci`] | an OCI runtime spec: what the runtime applied, Kubernetes names from annotations |
 //! | [`mountinfo`] | the cgroup2 mount in `/proc/self/mountinfo` |
 //! | [`runtime_api`] | a Docker-compatible API's container inspect answer |
+//! | [`fleet`] | a fleet's workloads merged from Prometheus query answers, with coverage |
 //! | [`workload`] | containers -> workloads (replicas, restarts): the rule table |
 
 pub mod attribution;
 pub mod classify;
 pub mod config;
+pub mod fleet;
 pub mod mountinfo;
 pub mod names;
 pub mod oci;

@@ -57,6 +57,26 @@ pub enum Command {
         /// A container (full id, short id or name); with --workloads, a workload's name.
         container: Option<String>,
     },
+    /// Workloads merged across every node Prometheus scraped (or Thanos, Mimir,
+    /// VictoriaMetrics): a table; one workload's coverage (--workload); its merged
+    /// recommendation (--workload --format); every workload's, as files (--output-dir).
+    Fleet {
+        /// The query API: http://HOST:PORT[/PATH].
+        #[arg(long, env = "CAPMON_PROMETHEUS")]
+        prometheus: String,
+        /// One workload (as `capmon fleet` lists them).
+        #[arg(long)]
+        workload: Option<String>,
+        /// How far back to look, as a PromQL duration.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// docker, compose, kubernetes, apparmor, seccomp, oci or spo.
+        #[arg(long, value_parser = parse_format)]
+        format: Option<Format>,
+        /// Write every workload's recommendation (--format, default spo) here.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+    },
     /// A container's least-privilege recommendation, from the daemon.
     Profile {
         /// Address of the daemon's API.

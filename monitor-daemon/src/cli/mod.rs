@@ -4,6 +4,7 @@
 pub mod args;
 pub mod check;
 pub mod client;
+pub mod fleet;
 pub mod record;
 pub mod replay;
 pub mod report;
@@ -92,6 +93,19 @@ fn dispatch(log_format: LogFormat, command: Command) -> Outcome {
             container,
         } => report::profile(&addr, format, container.as_deref().unwrap_or_default()),
         Command::Check => Ok(check::main()),
+        Command::Fleet {
+            prometheus,
+            workload,
+            since,
+            format,
+            output_dir,
+        } => fleet::main(
+            &prometheus,
+            workload.as_deref(),
+            &since,
+            format,
+            output_dir.as_deref(),
+        ),
         Command::Record {
             json,
             format,

@@ -289,6 +289,7 @@ struct WorkloadFamilies {
     syscall: Option<IntGaugeVec>,
     capability: IntGaugeVec,
     containers: IntGaugeVec,
+    incomplete: IntGaugeVec,
 }
 
 impl WorkloadFamilies {
@@ -313,6 +314,11 @@ impl WorkloadFamilies {
                 "The workload's containers on this node, by state (running, exited).",
                 &["workload", "kind", "state"],
             )?,
+            incomplete: gauge(
+                "capmon_workload_incomplete_containers",
+                "The workload's containers capmon did not see start (no profile while any).",
+                &["workload", "kind"],
+            )?,
         })
     }
 
@@ -320,6 +326,7 @@ impl WorkloadFamilies {
         let mut all: Vec<Box<dyn Collector>> = vec![
             Box::new(self.capability.clone()),
             Box::new(self.containers.clone()),
+            Box::new(self.incomplete.clone()),
         ];
         if let Some(s) = &self.syscall {
             all.push(Box::new(s.clone()));
@@ -337,6 +344,9 @@ impl WorkloadFamilies {
         self.containers
             .with_label_values(&[name, kind, "exited"])
             .set(s.containers.total as i64 - running);
+        self.incomplete
+            .with_label_values(&[name, kind])
+            .set(g.incomplete().len() as i64);
         let (caps, syscalls) = g.coverage();
         for c in caps {
             self.capability

@@ -338,6 +338,54 @@ pub fn dropped(port: u16, stage: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// A real Prometheus (Debian package) scraping capmon daemons on loopback every second.
+pub struct Prometheus {
+    child: Child,
+    pub port: u16,
+}
+
+impl Prometheus {
+    /// Starts it with its config and data under `dir`, scraping `127.0.0.1:<target>`.
+    pub fn start(dir: &Path, targets: &[u16]) -> Prometheus {
+        let port = free_port();
+        let config = dir.join("prometheus.yml");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'127.0.0.1:{t}'")).collect();
+        fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: capmon\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        )
+        .expect("prometheus.yml");
+        let check = Command::new("promtool")
+            .args(["check", "config"])
+            .arg(&config)
+            .output()
+            .expect("promtool (Debian package prometheus; `cargo xtask setup` installs it)");
+        assert!(check.status.success(), "{check:?}");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package prometheus)");
+        Prometheus { child, port }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A running `capmon run`.
 pub struct Daemon {
     pub child: Child,
