@@ -688,6 +688,26 @@ fn capmon_fleet_merges_a_workload_from_a_real_prometheus() {
         String::from_utf8_lossy(&out.stderr).contains("https is not supported"),
         "{out:?}"
     );
+    // Every panel of the workloads dashboard has data from this Prometheus.
+    let panels: Vec<_> = common::dashboard_queries()
+        .into_iter()
+        .filter(|(file, ..)| file == "capmon-workloads.json")
+        .collect();
+    assert!(panels.len() >= 6, "{panels:?}");
+    let empty = |(_, title, expr): &(String, String, String)| {
+        let q = expr.replace("$workload", ".*").replace("$node", ".*");
+        let (status, v) = get_json(
+            prom.port,
+            &format!("/api/v1/query?query={}", capmon::cli::client::segment(&q)),
+        );
+        assert_eq!(status, 200, "{title}: {q}: {v}");
+        v["data"]["result"].as_array().is_none_or(|r| r.is_empty())
+    };
+    let failing: Vec<&String> = panels.iter().filter(|p| empty(p)).map(|p| &p.1).collect();
+    assert!(
+        failing.is_empty(),
+        "workload panels without data: {failing:?}"
+    );
     remove_pod_cgroups(&pod_uid);
     drop(prom);
     drop(d);

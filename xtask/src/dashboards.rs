@@ -42,7 +42,7 @@ pub const GRAFANA_SCHEMA_VERSION: &str = "13.2.3";
 const DATASOURCE_UID: &str = "${datasource}";
 const DATASOURCE_TYPE: &str = "prometheus";
 /// Template variables that PromQL expressions may use (the e2e test substitutes these).
-const QUERY_VARIABLES: &[&str] = &["node", "container"];
+const QUERY_VARIABLES: &[&str] = &["node", "container", "workload"];
 
 /// Where the npm packages and generated TypeScript live, relative to the repository root.
 const CACHE_DIR: &str = "target/dashboard-check";
@@ -642,6 +642,7 @@ mod tests {
             "capmon-fleet.json",
             "capmon-container.json",
             "capmon-daemon.json",
+            "capmon-workloads.json",
         ] {
             assert!(queries.iter().any(|q| q.0 == file), "no query from {file}");
         }

@@ -11,7 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::report::{self, BuildContext, Capabilities, RecordReport, Syscalls};
+use crate::{
+    recommend::{Format, RecommendError},
+    report::{self, BuildContext, Capabilities, RecordReport, Syscalls},
+};
 
 /// A query answer that is not what the Prometheus API promises.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -179,7 +182,33 @@ pub fn merge(
     out
 }
 
+/// The annotation of a fleet SPO `SeccompProfile` that carries its coverage (JSON).
+pub const COVERAGE_ANNOTATION: &str = "capmon.io/coverage";
+
 impl FleetWorkload {
+    /// Its recommendation in `format`; the SPO `SeccompProfile` carries the coverage as the
+    /// [`COVERAGE_ANNOTATION`] annotation (nodes, containers, each syscall and capability).
+    pub fn render(&self, file_name: &str, format: Format) -> Result<String, RecommendError> {
+        let report = self.report();
+        let text = report.advice(file_name).render(format)?;
+        if format != Format::Spo {
+            return Ok(text);
+        }
+        let (header, yaml) = text.split_once('\n').unwrap_or(("", &text));
+        let mut doc: serde_json::Value = serde_norway::from_str(yaml)?;
+        let coverage = serde_json::json!({
+            "workload": self.name,
+            "kind": self.kind,
+            "nodes": self.nodes,
+            "containers": self.containers,
+            "capabilities": self.capability_coverage(),
+            "syscalls": self.syscall_coverage(),
+        });
+        doc["metadata"]["annotations"] =
+            serde_json::json!({ COVERAGE_ANNOTATION: coverage.to_string() });
+        Ok(format!("{header}\n{}", serde_norway::to_string(&doc)?))
+    }
+
     /// Its syscalls, with the nodes where it made each.
     pub fn syscall_coverage(&self) -> Vec<Coverage> {
         self.syscalls
@@ -306,6 +335,21 @@ mod tests {
             .flat_map(|s| s.names.iter().map(String::as_str))
             .collect();
         assert!(allowed.contains(&"fchownat") && allowed.contains(&"read"));
+        let spo: serde_json::Value =
+            serde_norway::from_str(&w.render("web", Format::Spo).expect("spo")).expect("yaml");
+        assert_eq!(spo["kind"], "SeccompProfile");
+        let cov: serde_json::Value = serde_json::from_str(
+            spo["metadata"]["annotations"][COVERAGE_ANNOTATION]
+                .as_str()
+                .expect("annotation"),
+        )
+        .expect("JSON");
+        assert_eq!(cov["nodes"], serde_json::json!(["a:9477", "b:9477"]));
+        assert_eq!(cov["capabilities"][0]["containers"], 2);
+        assert_eq!(
+            cov["syscalls"][1],
+            serde_json::json!({"name": "read", "nodes": 2, "of_nodes": 2})
+        );
     }
 
     #[test]

@@ -128,7 +128,7 @@ pub fn main(
         let format = format.unwrap_or(Format::Spo);
         for w in all.values() {
             let name = crate::daemon::workloads::file_name(&w.name);
-            let text = w.report().advice(&name).render(format)?;
+            let text = w.render(&name, format)?;
             let path = dir.join(format!("{name}-{}", format.file_name()));
             std::fs::write(&path, text).map_err(|source| FleetCliError::Write {
                 path: path.display().to_string(),
@@ -147,9 +147,7 @@ pub fn main(
             match format {
                 Some(f) => print!(
                     "{}",
-                    w.report()
-                        .advice(&crate::daemon::workloads::file_name(name))
-                        .render(f)?
+                    w.render(&crate::daemon::workloads::file_name(name), f)?
                 ),
                 None => print!("{}", coverage(w)),
             }

@@ -338,6 +338,19 @@ pub fn dropped(port: u16, stage: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Every panel query of the Grafana dashboards, as (file, panel title, PromQL), from
+/// `target/dashboard-queries.json` (`cargo xtask test` writes it from `dashboards/*.json`).
+pub fn dashboard_queries() -> Vec<(String, String, String)> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-queries.json");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: `cargo xtask test` writes it from dashboards/*.json before this tier",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).expect("queries JSON")
+}
+
 /// A real Prometheus (Debian package) scraping capmon daemons on loopback every second.
 pub struct Prometheus {
     child: Child,
