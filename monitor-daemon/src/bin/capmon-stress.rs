@@ -13,6 +13,10 @@
 //! `--refused`, `CAP_SYS_RAWIO` is first dropped from the effective set, and the mmap must fail
 //! with `EPERM`.
 //!
+//! `capmon-stress sleeper N`: N times, a 1 ms `clock_nanosleep` then a `getppid()`: run at a
+//! real-time priority on the CPU of a busy task, it preempts that task N times, in the
+//! middle of its syscalls.
+//!
 //! Exits 1 if any call did not behave as expected.
 
 use std::process::ExitCode;
@@ -102,6 +106,29 @@ fn mmap_low(refused: bool) -> bool {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let (Some("sleeper"), Some(Ok(n))) = (
+        args.first().map(String::as_str),
+        args.get(1).map(|s| s.parse::<u64>()),
+    ) {
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        for _ in 0..n {
+            // SAFETY: a relative sleep with a valid timespec and no remainder wanted.
+            unsafe {
+                libc::clock_nanosleep(
+                    libc::CLOCK_MONOTONIC,
+                    0,
+                    &raw const pause,
+                    std::ptr::null_mut(),
+                )
+            };
+            // SAFETY: no arguments, no side effects.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+        }
+        return ExitCode::SUCCESS;
+    }
     if args.first().map(String::as_str) == Some("mmap-low") {
         let refused = args.get(1).is_some_and(|a| a == "--refused");
         return if mmap_low(refused) {
@@ -126,7 +153,7 @@ fn main() -> ExitCode {
         args.get(2).map(|s| s.parse::<u64>()),
     ) else {
         eprintln!(
-            "usage: capmon-stress acct PER_THREAD THREADS [--refused] | switch N | mmap-low [--refused]"
+            "usage: capmon-stress acct PER_THREAD THREADS [--refused] | switch N | mmap-low [--refused] | sleeper N"
         );
         return ExitCode::from(2);
     };
