@@ -122,11 +122,11 @@ fn chown_uses_cap_chown_and_fchownat() {
     assert!(used.contains(&"fchownat".to_owned()), "{used:?}");
     assert!(used.contains(&"execve".to_owned()), "{used:?}");
     assert_eq!(r["syscalls"]["denied"], serde_json::json!([]));
-    // The mmap/exec CAP_SYS_ADMIN noise is a no-audit probe, not a use.
-    assert!(
-        strings(&r["capabilities"]["probe"]).contains(&"CAP_SYS_ADMIN".to_owned()),
-        "{r:#}"
-    );
+    // The mmap/exec CAP_SYS_ADMIN noise is a no-audit probe, not a use (unseen where a
+    // function hook misses cap_vm_enough_memory's inlined check).
+    let admin_probe = strings(&r["capabilities"]["probe"]).contains(&"CAP_SYS_ADMIN".to_owned());
+    assert!(admin_probe || !common::tracepoint_mode(), "{r:#}");
+    assert!(!strings(&r["capabilities"]["used"]).contains(&"CAP_SYS_ADMIN".to_owned()));
     // The evidence names the process and the syscall.
     let check = r["capabilities"]["checks"]
         .as_array()

@@ -338,6 +338,17 @@ pub fn dropped(port: u16, stage: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Whether capability checks are seen through the `cap_capable` tracepoint, which sees the
+/// checks of `cap_capable` copies that a kernel build inlined into callers (the fexit and
+/// kprobe modes do not: `cap_vm_enough_memory`'s no-audit `CAP_SYS_ADMIN` probe stays unseen
+/// there, as the README says). Follows `CAPMON_PROBE_MODE` as capmon does.
+pub fn tracepoint_mode() -> bool {
+    let forced = std::env::var("CAPMON_PROBE_MODE").unwrap_or_default();
+    let has = aya::Btf::from_sys_fs()
+        .is_ok_and(|b| capmon::kernel::probe_table::has_tracepoint(&b, "cap_capable"));
+    has && matches!(forced.as_str(), "" | "auto" | "tp_btf")
+}
+
 /// Every panel query of the Grafana dashboards, as (file, panel title, PromQL), from
 /// `target/dashboard-queries.json` (`cargo xtask test` writes it from `dashboards/*.json`).
 pub fn dashboard_queries() -> Vec<(String, String, String)> {
