@@ -69,8 +69,9 @@ fn daemon_api_store_restart_and_clients() {
     let daemon = start(&state, port);
     let (status, health) = get_json(port, "/healthz");
     assert_eq!(status, 200);
-    assert_eq!(health["probe_mode"], "tp_btf");
-    assert_eq!(health["probes_attached"], 8);
+    let mode = common::expected_probe_mode();
+    assert_eq!(health["probe_mode"], mode.as_str());
+    assert_eq!(health["probes_attached"], common::programs_in_mode(&mode));
 
     // A: Docker's capabilities, chown used, chmod refused by seccomp.
     let a = Running::start(

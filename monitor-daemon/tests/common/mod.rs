@@ -23,6 +23,32 @@ use serde_json::Value;
 
 pub use capmon_core::seccomp::DOCKER_DEFAULT_CAPS;
 
+/// The line a test prints when it skips itself; `cargo xtask vm` reports such a test as
+/// skipped, with the reason (xtask/src/vm/libtest.rs).
+pub const SKIP_MARKER: &str = "capmon-test: skipped: ";
+
+/// Skips the calling test, which returns right after: prints `reason` where the kernel
+/// matrix's report finds it. For a prerequisite this machine lacks, never for a wrong result.
+pub fn skip(reason: &str) {
+    println!("{SKIP_MARKER}{reason}");
+}
+
+/// The probe mode capmon must pick: the one `CAPMON_PROBE_MODE` forces (the kernel matrix runs
+/// the tier once per mode in its guests), else `tp_btf`, the mode of 6.14+ kernels such as the
+/// build machines'.
+pub fn expected_probe_mode() -> String {
+    match std::env::var("CAPMON_PROBE_MODE") {
+        Ok(m) if !m.is_empty() && m != "auto" => m,
+        _ => "tp_btf".to_owned(),
+    }
+}
+
+/// How many programs the daemon attaches in `mode`: seven syscall and lifecycle programs, and
+/// one capability hook (two in kprobe mode: the kprobe and its kretprobe).
+pub fn programs_in_mode(mode: &str) -> u64 {
+    if mode == "kprobe" { 9 } else { 8 }
+}
+
 pub fn require_root_and_runc() {
     assert!(
         nix::unistd::geteuid().is_root(),
