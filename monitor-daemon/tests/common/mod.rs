@@ -160,6 +160,23 @@ pub fn bundle_with(
     dir
 }
 
+/// Creates a container's cgroup directory. Another test thread's clean-up may remove a shared
+/// empty parent (`/capmon-test/docker`) between the steps of `create_dir_all` (seen with four
+/// threads of one-shots on a slow machine): then try again.
+fn create_cgroup(path: &Path) {
+    for _ in 0..50 {
+        match fs::create_dir_all(path) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("create the container's cgroup {}: {e}", path.display()),
+        }
+    }
+    panic!(
+        "create the container's cgroup {}: a parent kept disappearing",
+        path.display()
+    );
+}
+
 pub struct Run {
     pub output: Output,
     pub observed: capmon_core::report::Observed,
@@ -182,7 +199,7 @@ pub fn run_with(
 ) -> Run {
     let mount = capmon::containers::cgroup::find_cgroup2_mount().expect("cgroup2 mount");
     let cg = mount.join(cgroups_path.trim_start_matches('/'));
-    fs::create_dir_all(&cg).expect("create the container's cgroup");
+    create_cgroup(&cg);
     let cgroup_id = capmon::containers::cgroup::cgroup_id(&cg).expect("cgroup id");
     let dir = bundle_with(args, caps, cgroups_path, edit);
     let name = dir
@@ -255,7 +272,7 @@ impl Running {
     ) -> Running {
         let mount = capmon::containers::cgroup::find_cgroup2_mount().expect("cgroup2 mount");
         let cgroup = mount.join(cgroups_path.trim_start_matches('/'));
-        fs::create_dir_all(&cgroup).expect("create the container's cgroup");
+        create_cgroup(&cgroup);
         let cgroup_id = capmon::containers::cgroup::cgroup_id(&cgroup).expect("cgroup id");
         let bundle = bundle_with(args, caps, cgroups_path, edit);
         let name = bundle

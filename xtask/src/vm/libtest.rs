@@ -72,7 +72,9 @@ pub fn parse(text: &str) -> Parsed {
             parsed.summary_seen = true;
         }
         if let Some(rest) = line.strip_prefix("test ")
-            && let Some((name, result)) = rest.split_once(" ... ")
+            && let Some((name, result)) = rest
+                .split_once(" ... ")
+                .or_else(|| Some((rest.strip_suffix(" ...")?, "")))
             && !name.contains(' ')
         {
             match parse_result(result) {
@@ -237,6 +239,8 @@ test result: FAILED. 2 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; 
         assert_eq!(p.results.len(), 1);
         assert_eq!(p.unfinished.as_deref(), Some("hangs"));
         assert!(!p.summary_seen);
+        let trimmed = parse("running 3 tests\ntest one ... ok\ntest hangs ...");
+        assert_eq!(trimmed.unfinished.as_deref(), Some("hangs"));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - [`binaries`]: building the test binaries and copying them into the share;
 //! - [`script`]: what a guest runs; [`guest`]: booting it, bounded;
 //! - [`host`]: the host's row; [`libtest`] and [`collect`]: reading results;
-//! - [`skips`]: tests the guests cannot run; [`report`]: the table.
+//! - [`skips`]: tests the guests cannot run; [`known`]: failures already understood;
+//!   [`report`]: the table.
 
 mod binaries;
 mod collect;
@@ -15,6 +16,7 @@ mod guest;
 mod host;
 mod initramfs;
 mod kernels;
+mod known;
 mod libtest;
 mod report;
 mod script;
@@ -295,6 +297,14 @@ fn guest_row(job: &Job, built: &Built, share: &Path, args: &VmArgs) -> Result<Ro
     }
     row.mode = mode.to_owned();
     row.logs = out.clone();
+    row.known = row
+        .results
+        .iter()
+        .filter_map(|(b, t)| {
+            let why = known::reason(known::KNOWN, &row.kernel, mode, b, &t.name)?;
+            Some((format!("{b}::{}", t.name), why))
+        })
+        .collect();
     match exit {
         guest::Exit::TimedOut(after) => row.problems.push(format!(
             "guest of kernel {} ({mode}) did not finish within {} s and was killed; console {}:\n{}",
@@ -347,7 +357,8 @@ fn read_guest(out: &Path, built: &Built, skipped: &[Vec<(&str, &'static str)>]) 
                 .map(|t| (t.as_str(), "not run: capmon check failed in this mode"))
                 .collect();
         }
-        let log = read_trimmed(&out.join(format!("{}.log", binary.name)));
+        // Not trimmed: `test NAME ... ` without its result is the test a binary died in.
+        let log = fs::read_to_string(out.join(format!("{}.log", binary.name))).ok();
         let status =
             read_trimmed(&out.join(format!("{}.rc", binary.name))).and_then(|s| s.parse().ok());
         let (results, problems) = collect(&BinaryOutput {

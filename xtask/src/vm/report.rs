@@ -21,6 +21,8 @@ pub struct Row {
     pub took: Duration,
     /// Where each binary's whole output is (`<binary>.log`).
     pub logs: PathBuf,
+    /// Failed tests whose failure is already understood (`binary::test`, why): still failures.
+    pub known: Vec<(String, &'static str)>,
 }
 
 impl Row {
@@ -38,6 +40,22 @@ impl Row {
 
     pub fn skipped(&self) -> usize {
         self.count(|o| matches!(o, Outcome::Skipped(_)))
+    }
+
+    /// Why `binary::test` is known to fail here, if it is.
+    fn known_reason(&self, binary: &str, test: &str) -> Option<&'static str> {
+        let name = format!("{binary}::{test}");
+        self.known.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
+    }
+
+    /// How many of the failed tests are known failures.
+    pub fn known_failed(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|(b, t)| {
+                t.outcome == Outcome::Failed && self.known_reason(b, &t.name).is_some()
+            })
+            .count()
     }
 
     /// Whether anything failed (a problem counts).
@@ -63,8 +81,8 @@ pub fn table(rows: &[Row]) -> String {
         .unwrap_or(0)
         .max("kernel".len());
     let mut s = format!(
-        "{:<width$}  {:<7} {:>6} {:>6} {:>7} {:>6}  result\n",
-        "kernel", "mode", "passed", "failed", "skipped", "time"
+        "{:<width$}  {:<7} {:>6} {:>6} {:>5} {:>7} {:>6}  result\n",
+        "kernel", "mode", "passed", "failed", "known", "skipped", "time"
     );
     for r in rows {
         let result = match (r.ok(), r.problems.len()) {
@@ -74,11 +92,12 @@ pub fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<width$}  {:<7} {:>6} {:>6} {:>7} {:>5}s  {result}",
+            "{:<width$}  {:<7} {:>6} {:>6} {:>5} {:>7} {:>5}s  {result}",
             r.label(),
             r.mode,
             r.passed(),
             r.failed(),
+            r.known_failed(),
             r.skipped(),
             r.took.as_secs()
         );
@@ -101,6 +120,10 @@ pub fn skips(rows: &[Row]) -> String {
     }
     let mut s = String::new();
     for (reason, tests) in by_reason {
+        if reason == super::skips::NOT_SELECTED {
+            let _ = writeln!(s, "skipped: {reason}: {} tests", tests.len());
+            continue;
+        }
         let _ = writeln!(s, "skipped: {reason}");
         for t in compress(&tests) {
             let _ = writeln!(s, "    {t}");
@@ -162,6 +185,9 @@ pub fn failures(rows: &[Row], max_lines: usize) -> String {
                 t.name,
                 r.logs.join(format!("{binary}.log")).display()
             );
+            if let Some(why) = r.known_reason(binary, &t.name) {
+                let _ = writeln!(s, "    known: {why}");
+            }
             // From the panic on: what the test printed before it is in the log.
             let lines: Vec<&str> = t.output.lines().filter(|l| !l.trim().is_empty()).collect();
             let from = lines
@@ -202,6 +228,7 @@ mod tests {
                 problems: vec![],
                 took: Duration::from_secs(140),
                 logs: "/host".into(),
+                known: vec![],
             },
             Row {
                 kernel: "6.1".into(),
@@ -214,6 +241,7 @@ mod tests {
                 problems: vec!["guest timed out".into()],
                 took: Duration::from_secs(300),
                 logs: "/logs".into(),
+                known: vec![("privileged::a".into(), "issue 13")],
             },
         ]
     }
@@ -225,10 +253,13 @@ mod tests {
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].starts_with("kernel"), "{t}");
         assert!(lines[1].starts_with("host (6.18.44)"), "{t}");
-        assert!(lines[1].ends_with("2      0       0   140s  ok"), "{t}");
+        assert!(
+            lines[1].ends_with("2      0     0       0   140s  ok"),
+            "{t}"
+        );
         assert!(lines[2].contains("kprobe"), "{t}");
         assert!(
-            lines[2].ends_with("0      1       1   300s  FAILED (1 problem)"),
+            lines[2].ends_with("0      1     1       1   300s  FAILED (1 problem)"),
             "{t}"
         );
     }
@@ -240,7 +271,7 @@ mod tests {
         assert!(
             f.contains(
                 "FAILED 6.1/kprobe: privileged::a (output: /logs/privileged.log)\n    \
-                 thread 'x' panicked at a.rs:1:1:\n    boom\n"
+                 known: issue 13\n    thread 'x' panicked at a.rs:1:1:\n    boom\n"
             ),
             "{f}"
         );

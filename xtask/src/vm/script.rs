@@ -37,11 +37,19 @@ impl GuestScript<'_> {
              # libtest's --report-time is unstable: allowed for the test binaries only.\n\
              export RUSTC_BOOTSTRAP=1\n\
              # podman: containers/storage refuses overlay on the guest's tmpfs /var/lib.\n\
-             export STORAGE_DRIVER=vfs\n",
+             printf '[storage]\\ndriver = \"vfs\"\\nrunroot = \"/run/containers/storage\"\\n\
+             graphroot = \"/var/lib/containers/storage\"\\n' > /tmp/storage.conf\n\
+             export CONTAINERS_STORAGE_CONF=/tmp/storage.conf\n",
         );
         s.push_str(&format!("export CAPMON_PROBE_MODE={}\n", quote(self.mode)));
         s.push_str(&format!("S={GUEST_SHARE}\nO=$S/{}\n", self.out));
         s.push_str("cd /tmp\nuname -r > $O/uname\n");
+        // For post-mortems of a hung test: the process table (with where each process
+        // sleeps in the kernel) every minute.
+        s.push_str(
+            "( while sleep 60; do echo \"== $(cut -d' ' -f1 /proc/uptime) s\"; \
+             ps -eo pid,ppid,stat,etimes,wchan:24,args; done ) > $O/ps.log 2>&1 &\n",
+        );
         s
     }
 
