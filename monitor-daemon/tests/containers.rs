@@ -386,8 +386,14 @@ fn posture_flags_privileged_and_accepts_a_confined_container() {
 #[ignore = "needs root and runc: run `cargo xtask test`"]
 fn a_container_started_before_capmon_is_found_and_its_checks_count() {
     require_root_and_runc();
+    // The workload waits for /go (written below once capmon runs), however long capmon takes
+    // to start (seconds under the kernel matrix's TCG).
     let c = Running::start(
-        &["/bin/sh", "-c", "sleep 3; chown 65534 /etc/hostname"],
+        &[
+            "/bin/sh",
+            "-c",
+            "until [ -e /go ]; do sleep 0.2; done; chown 65534 /etc/hostname",
+        ],
         &docker_caps(),
         &format!("/capmon-test/docker/{}", container_id()),
         |_| {},
@@ -398,6 +404,7 @@ fn a_container_started_before_capmon_is_found_and_its_checks_count() {
     let mut rec = KernelReader::start().expect("probes");
     let mut index = capmon::containers::cgroup::CgroupIndex::new(c.mount.clone());
     index.scan();
+    fs::write(c.bundle.join("rootfs/go"), "").expect("let the workload go on");
     let id = c.cgroup_id;
     assert_eq!(
         index

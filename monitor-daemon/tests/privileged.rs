@@ -510,7 +510,8 @@ fn check_passes_on_this_machine() {
     let out = capmon(&["check"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("probe mode: tp_btf"), "{text}");
+    let mode = common::expected_probe_mode();
+    assert!(text.contains(&format!("probe mode: {mode} ")), "{text}");
     assert!(text.contains("[ok  ] load and attach"), "{text}");
     assert!(text.contains("result: capmon can run here"), "{text}");
 }

@@ -46,6 +46,10 @@ fn toolchain_packages(llvm: u32) -> Vec<String> {
 /// listed so that a minimal image gets them too. `docker.io` and `containerd` are the real
 /// Docker Engine and containerd (with `ctr`) the engine tests start and stop themselves;
 /// `docker-compose` runs the compose advice on that engine.
+/// The kernel matrix (`cargo xtask vm`): `qemu-system-x86` boots Debian's kernels under TCG,
+/// `kmod` (`depmod -b`, `modprobe --show-depends`), `xz-utils` and `cpio` build their
+/// initramfs; `crun` is the second OCI runtime, which refuses this hybrid-cgroup host and
+/// runs in the guests (pure cgroup2).
 const TEST_PACKAGES: &[&str] = &[
     "runc",
     "podman",
@@ -59,6 +63,11 @@ const TEST_PACKAGES: &[&str] = &[
     "tar",
     "util-linux",
     "coreutils",
+    "qemu-system-x86",
+    "kmod",
+    "cpio",
+    "xz-utils",
+    "crun",
 ];
 
 fn quiet(cmd: &mut Command) -> Option<String> {

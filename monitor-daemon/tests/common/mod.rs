@@ -25,6 +25,32 @@ use serde_json::Value;
 
 pub use capmon_core::seccomp::DOCKER_DEFAULT_CAPS;
 
+/// The line a test prints when it skips itself; `cargo xtask vm` reports such a test as
+/// skipped, with the reason (xtask/src/vm/libtest.rs).
+pub const SKIP_MARKER: &str = "capmon-test: skipped: ";
+
+/// Skips the calling test, which returns right after: prints `reason` where the kernel
+/// matrix's report finds it. For a prerequisite this machine lacks, never for a wrong result.
+pub fn skip(reason: &str) {
+    println!("{SKIP_MARKER}{reason}");
+}
+
+/// The probe mode capmon must pick: the one `CAPMON_PROBE_MODE` forces (the kernel matrix runs
+/// the tier once per mode in its guests), else `tp_btf`, the mode of 6.14+ kernels such as the
+/// build machines'.
+pub fn expected_probe_mode() -> String {
+    match std::env::var("CAPMON_PROBE_MODE") {
+        Ok(m) if !m.is_empty() && m != "auto" => m,
+        _ => "tp_btf".to_owned(),
+    }
+}
+
+/// How many programs the daemon attaches in `mode`: seven syscall and lifecycle programs, and
+/// one capability hook (two in kprobe mode: the kprobe and its kretprobe).
+pub fn programs_in_mode(mode: &str) -> u64 {
+    if mode == "kprobe" { 9 } else { 8 }
+}
+
 pub fn require_root_and_runc() {
     assert!(
         nix::unistd::geteuid().is_root(),
@@ -120,6 +146,23 @@ pub fn bundle_with(
     dir
 }
 
+/// Creates a container's cgroup directory. Another test thread's clean-up may remove a shared
+/// empty parent (`/capmon-test/docker`) between the steps of `create_dir_all` (seen with four
+/// threads of one-shots on a slow machine): then try again.
+fn create_cgroup(path: &Path) {
+    for _ in 0..50 {
+        match fs::create_dir_all(path) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("create the container's cgroup {}: {e}", path.display()),
+        }
+    }
+    panic!(
+        "create the container's cgroup {}: a parent kept disappearing",
+        path.display()
+    );
+}
+
 pub struct Run {
     pub output: Output,
     pub observed: capmon_core::report::Observed,
@@ -142,7 +185,7 @@ pub fn run_with(
 ) -> Run {
     let mount = capmon::containers::cgroup::find_cgroup2_mount().expect("cgroup2 mount");
     let cg = mount.join(cgroups_path.trim_start_matches('/'));
-    fs::create_dir_all(&cg).expect("create the container's cgroup");
+    create_cgroup(&cg);
     let cgroup_id = capmon::containers::cgroup::cgroup_id(&cg).expect("cgroup id");
     let dir = bundle_with(args, caps, cgroups_path, edit);
     let name = dir
@@ -215,7 +258,7 @@ impl Running {
     ) -> Running {
         let mount = capmon::containers::cgroup::find_cgroup2_mount().expect("cgroup2 mount");
         let cgroup = mount.join(cgroups_path.trim_start_matches('/'));
-        fs::create_dir_all(&cgroup).expect("create the container's cgroup");
+        create_cgroup(&cgroup);
         let cgroup_id = capmon::containers::cgroup::cgroup_id(&cgroup).expect("cgroup id");
         let bundle = bundle_with(args, caps, cgroups_path, edit);
         let name = bundle

@@ -1,0 +1,130 @@
+//! The host's own row: the same test binaries run on this machine's kernel, in the mode capmon
+//! picks here (`tp_btf` on 6.14+), in parallel as libtest does by default.
+
+use std::{
+    fs,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+
+use super::{
+    binaries::Built,
+    collect::{BinaryOutput, collect},
+    report::Row,
+};
+
+/// `probe mode: kprobe (why...)` in `capmon check`'s output -> `kprobe`.
+pub fn probe_mode_of(check: &str) -> Option<String> {
+    check
+        .lines()
+        .find_map(|l| l.strip_prefix("probe mode: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|m| m.trim_end_matches(',').to_owned())
+}
+
+/// The mode capmon picks on this host (`capmon check`), or `auto` when it cannot tell.
+fn host_mode(built: &Built) -> String {
+    let Some((_, capmon)) = built.programs.iter().find(|(n, _)| n == "capmon") else {
+        return "auto".into();
+    };
+    Command::new(capmon)
+        .arg("check")
+        .env_remove("CAPMON_PROBE_MODE")
+        .output()
+        .ok()
+        .and_then(|o| probe_mode_of(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or_else(|| "auto".into())
+}
+
+/// Runs every binary on the host but the tests in `skipped` (one list per binary), with its
+/// output under `logs/`; each binary is bounded by `bound`.
+pub fn run(
+    built: &Built,
+    skipped: &[Vec<(&str, &'static str)>],
+    logs: &Path,
+    bound: Duration,
+) -> Result<Row> {
+    fs::create_dir_all(logs).with_context(|| format!("mkdir {}", logs.display()))?;
+    let start = Instant::now();
+    let mut row = Row {
+        kernel: "host".into(),
+        release: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        mode: host_mode(built),
+        logs: logs.to_owned(),
+        ..Row::default()
+    };
+    for (binary, skipped) in built.tests.iter().zip(skipped) {
+        let log = logs.join(format!("{}.log", binary.name));
+        let t = Instant::now();
+        let (log_text, status) = if skipped.len() == binary.tests.len() {
+            (None, None)
+        } else {
+            let mut cmd = Command::new(&binary.path);
+            cmd.args(["--ignored", "--show-output"])
+                .args(["-Z", "unstable-options", "--report-time"])
+                // --report-time is unstable: allowed for the test binary only.
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env_remove("CAPMON_PROBE_MODE");
+            if !skipped.is_empty() {
+                cmd.arg("--exact");
+                for (test, _) in skipped {
+                    cmd.args(["--skip", test]);
+                }
+            }
+            let status = super::tools::run_bounded(&mut cmd, &log, bound)?;
+            // Killed after the bound: reported like the guests' `timeout -s KILL`.
+            (
+                Some(fs::read_to_string(&log).unwrap_or_default()),
+                Some(status.unwrap_or(137)),
+            )
+        };
+        let (results, problems) = collect(&BinaryOutput {
+            binary,
+            log: log_text,
+            status,
+            skipped: skipped.clone(),
+        });
+        let part = Row {
+            results: results
+                .into_iter()
+                .map(|r| (binary.name.clone(), r))
+                .collect(),
+            ..Row::default()
+        };
+        eprintln!(
+            "host: {}: {} passed, {} failed, {} skipped ({} s; {})",
+            binary.name,
+            part.passed(),
+            part.failed(),
+            part.skipped(),
+            t.elapsed().as_secs(),
+            log.display()
+        );
+        row.results.extend(part.results);
+        row.problems.extend(problems);
+    }
+    row.took = start.elapsed();
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mode_line_of_capmon_check() {
+        let check = "[ok  ] load and attach          all probes\n\
+                     probe mode: fexit (no capability:cap_capable tracepoint), attaching:\n";
+        assert_eq!(probe_mode_of(check).as_deref(), Some("fexit"));
+        assert_eq!(
+            probe_mode_of("probe mode: tp_btf, attaching:\n").as_deref(),
+            Some("tp_btf")
+        );
+        assert_eq!(probe_mode_of("result: no"), None);
+    }
+}
