@@ -260,6 +260,37 @@ fn cri_container_in(ns: &str, pod_uid: &str, pod: &str, container: &str, kind: &
     id
 }
 
+/// A pod UID made from 32 hex digits of `hex`.
+fn pod_uid_of(hex: &str) -> String {
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// [`CHOWN`] under the least privilege capmon advises for it: only `CAP_CHOWN`,
+/// no-new-privileges, and the seccomp profile in `profile`.
+fn chown_confined(profile: &std::path::Path) -> std::process::Output {
+    let opt = format!("seccomp={}", profile.display());
+    docker_run(
+        &[
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CHOWN",
+            "--security-opt",
+            "no-new-privileges",
+            "--security-opt",
+            &opt,
+        ],
+        CHOWN,
+    )
+}
+
 /// Removes the pod's cgroup folders that runc leaves behind (every hierarchy).
 fn remove_pod_cgroups(pod_uid: &str) {
     let base = std::path::Path::new("/sys/fs/cgroup");
@@ -282,14 +313,7 @@ fn containerd_cri_annotations_give_kubernetes_names_and_mark_the_sandbox() {
     let _engines = Engines::start();
     let d = daemon("cri");
     let hex = container_id();
-    let pod_uid = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    );
+    let pod_uid = pod_uid_of(&hex);
     let pod = format!("web-7d9f8b6c5-{}", &hex[32..37]);
     let sandbox = cri_container(&pod_uid, &pod, "POD", "sandbox");
     let app = cri_container(&pod_uid, &pod, "app", "container");
@@ -432,14 +456,7 @@ fn replicas_and_restarts_merge_into_workloads_across_daemon_restarts() {
     let start = || Daemon::start(CAPMON, &state, port, &["--docker-socket", DOCKER_SOCK]);
     let d = start();
     let hex = container_id();
-    let pod_uid = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    );
+    let pod_uid = pod_uid_of(&hex);
     // Two pods of one Deployment (two ReplicaSets: a rollout), each with its app container.
     let ns = format!("wl{}", &hex[32..38]);
     let pods = ["web-7d9f8b6c5-x2x4z", "web-6b8c9d7f4-k2p5w"];
@@ -512,20 +529,7 @@ fn replicas_and_restarts_merge_into_workloads_across_daemon_restarts() {
     fs::create_dir_all(&dir).expect("mkdir");
     let file = dir.join("profile.json");
     fs::write(&file, &profile).expect("write");
-    let opt = format!("seccomp={}", file.display());
-    let out = docker_run(
-        &[
-            "--cap-drop",
-            "ALL",
-            "--cap-add",
-            "CHOWN",
-            "--security-opt",
-            "no-new-privileges",
-            "--security-opt",
-            &opt,
-        ],
-        CHOWN,
-    );
+    let out = chown_confined(&file);
     assert!(
         out.status.success(),
         "the merged profile runs a replica: {out:?}"
@@ -583,14 +587,7 @@ fn capmon_fleet_merges_a_workload_from_a_real_prometheus() {
     fs::create_dir_all(&dir).expect("mkdir");
     let d = daemon("fleet");
     let hex = container_id();
-    let pod_uid = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    );
+    let pod_uid = pod_uid_of(&hex);
     let ns = format!("fl{}", &hex[32..38]);
     for pod in ["api-7d9f8b6c5-x2x4z", "api-7d9f8b6c5-q9n2m"] {
         cri_container_in(&ns, &pod_uid, pod, "app", "container");
@@ -648,20 +645,7 @@ fn capmon_fleet_merges_a_workload_from_a_real_prometheus() {
     assert!(out.status.success(), "{out:?}");
     let file = dir.join("fleet.json");
     fs::write(&file, &out.stdout).expect("write");
-    let opt = format!("seccomp={}", file.display());
-    let run = docker_run(
-        &[
-            "--cap-drop",
-            "ALL",
-            "--cap-add",
-            "CHOWN",
-            "--security-opt",
-            "no-new-privileges",
-            "--security-opt",
-            &opt,
-        ],
-        CHOWN,
-    );
+    let run = chown_confined(&file);
     assert!(
         run.status.success(),
         "the fleet's profile runs the workload: {run:?}"

@@ -45,19 +45,7 @@ pub fn require_all() -> Result<()> {
 
 /// Runs `cmd`, its output shown only when it fails.
 pub fn run_quiet(cmd: &mut Command) -> Result<()> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    output_of(cmd).map(|_| ())
 }
 
 /// Runs `cmd` and returns its standard output; fails with its standard error.
