@@ -198,7 +198,7 @@ fn runc_setup_checks_are_not_attributed_to_the_workload() {
         .capabilities
         .checks
         .iter()
-        .filter(|c| c.comm.starts_with("runc"))
+        .filter(|c| c.comm.starts_with(&runtime()))
         .collect();
     assert!(
         !runc.is_empty(),
@@ -233,14 +233,24 @@ fn two_containers_side_by_side_are_attributed_to_the_right_identity() {
     let docker_id = container_id();
     let pod = "4f8e2a1c-7b3d-4e5f-9a0b-1c2d3e4f5a6b";
     let k8s_id = container_id();
+    // Each waits for /go once its work is done, so that both run at the same time however slow
+    // the machine (the kernel matrix's TCG guests).
     let a = Running::start(
-        &["/bin/sh", "-c", "chown 65534 /etc/hostname; sleep 1"],
+        &[
+            "/bin/sh",
+            "-c",
+            "chown 65534 /etc/hostname; until [ -e /go ]; do sleep 0.2; done",
+        ],
         &docker_caps(),
         &format!("/capmon-test/docker/{docker_id}"),
         |_| {},
     );
     let b = Running::start(
-        &["/bin/sh", "-c", "ping -c 1 127.0.0.1 > /dev/null; sleep 1"],
+        &[
+            "/bin/sh",
+            "-c",
+            "ping -c 1 127.0.0.1 > /dev/null; until [ -e /go ]; do sleep 0.2; done",
+        ],
         &docker_caps(),
         &format!("/capmon-test/kubepods/burstable/pod{pod}/{k8s_id}"),
         |_| {},
@@ -250,6 +260,9 @@ fn two_containers_side_by_side_are_attributed_to_the_right_identity() {
     b.wait_for_workload("sleep");
     let mut index = capmon::containers::cgroup::CgroupIndex::new(a.mount.clone());
     index.scan();
+    for c in [&a, &b] {
+        fs::write(c.bundle.join("rootfs/go"), "").expect("let the workload end");
+    }
     let (a_id, b_id) = (a.cgroup_id, b.cgroup_id);
     let ia = index.lookup(a_id).expect("a is indexed").identity.clone();
     let ib = index.lookup(b_id).expect("b is indexed").identity.clone();

@@ -102,11 +102,12 @@ fn the_kernel_reports_a_cgroups_life_and_its_first_exec_credentials() {
     }
 }
 
-/// Runs a runc container to completion in cgroup `/docker/<id>`; returns its id.
+/// Runs a runc (or `CAPMON_TEST_RUNTIME`) container to completion in cgroup `/docker/<id>`;
+/// returns its id.
 fn runc_oneshot(args: &[&str], caps: &[String]) -> String {
     let id = container_id();
     let dir = bundle(args, caps, &format!("/docker/{id}"));
-    let out = Command::new("runc")
+    let out = Command::new(common::runtime())
         .arg("run")
         .arg("--bundle")
         .arg(&dir)
@@ -114,7 +115,7 @@ fn runc_oneshot(args: &[&str], caps: &[String]) -> String {
         .output()
         .expect("runc run");
     assert!(out.status.success(), "runc run: {out:?}");
-    let _ = Command::new("runc")
+    let _ = Command::new(common::runtime())
         .args(["delete", "--force", &id])
         .output();
     let _ = fs::remove_dir_all(&dir);

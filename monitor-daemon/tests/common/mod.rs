@@ -51,17 +51,28 @@ pub fn programs_in_mode(mode: &str) -> u64 {
     if mode == "kprobe" { 9 } else { 8 }
 }
 
+/// The OCI runtime the container tests use: `runc`, or the one `CAPMON_TEST_RUNTIME` names
+/// (the kernel matrix runs the container tests with `crun` too: crun refuses the build
+/// machines' hybrid cgroups, not the guests' pure cgroup2).
+pub fn runtime() -> String {
+    std::env::var("CAPMON_TEST_RUNTIME")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "runc".to_owned())
+}
+
 pub fn require_root_and_runc() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "needs root: run `cargo xtask test` as root"
     );
+    let rt = runtime();
     assert!(
-        Command::new("runc")
+        Command::new(&rt)
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success()),
-        "runc is not installed: `cargo xtask setup` installs it (Debian package runc)"
+        "{rt} is not installed: `cargo xtask setup` installs it (Debian package {rt})"
     );
 }
 
@@ -113,12 +124,12 @@ pub fn bundle_with(
 ) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("capmon-bundle-{}", container_id()));
     capmon::testbed::rootfs::busybox(&dir.join("rootfs")).expect("the busybox rootfs");
-    let out = Command::new("runc")
+    let out = Command::new(runtime())
         .args(["spec", "--bundle"])
         .arg(&dir)
         .output()
-        .expect("runc spec");
-    assert!(out.status.success(), "runc spec: {out:?}");
+        .expect("runtime spec");
+    assert!(out.status.success(), "{} spec: {out:?}", runtime());
     let path = dir.join("config.json");
     let mut spec: Value =
         serde_json::from_str(&fs::read_to_string(&path).expect("config.json")).expect("json");
@@ -193,14 +204,14 @@ pub fn run_with(
         .expect("name")
         .to_string_lossy()
         .into_owned();
-    let output = Command::new("runc")
+    let output = Command::new(runtime())
         .arg("run")
         .arg("--bundle")
         .arg(&dir)
         .arg(&name)
         .output()
         .expect("runc run");
-    let _ = Command::new("runc")
+    let _ = Command::new(runtime())
         .args(["delete", "--force", &name])
         .output();
     let observed = recorder.observe(cgroup_id).expect("observe");
@@ -266,7 +277,7 @@ impl Running {
             .expect("name")
             .to_string_lossy()
             .into_owned();
-        let child = Command::new("runc")
+        let child = Command::new(runtime())
             .arg("run")
             .arg("--bundle")
             .arg(&bundle)
@@ -301,7 +312,7 @@ impl Running {
 
     /// Kills the container's processes and cleans up.
     pub fn stop(self) -> Output {
-        let _ = Command::new("runc")
+        let _ = Command::new(runtime())
             .args(["kill", "--all", &self.name, "KILL"])
             .output();
         self.wait()
@@ -309,7 +320,7 @@ impl Running {
 
     pub fn wait(self) -> Output {
         let out = self.child.wait_with_output().expect("wait runc");
-        let _ = Command::new("runc")
+        let _ = Command::new(runtime())
             .args(["delete", "--force", &self.name])
             .output();
         let mut p: &Path = &self.cgroup;

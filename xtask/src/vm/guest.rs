@@ -33,6 +33,8 @@ pub struct Boot<'a> {
     /// Where the serial console goes.
     pub console: PathBuf,
     pub timeout: Duration,
+    /// `-accel tcg,thread=`: `single` or `multi`.
+    pub tcg: &'a str,
 }
 
 /// Guest memory (MiB) and CPUs.
@@ -42,7 +44,7 @@ const CPUS: u32 = 2;
 impl Boot<'_> {
     fn command(&self) -> Command {
         let mut c = Command::new("qemu-system-x86_64");
-        c.args(["-accel", "tcg,thread=multi", "-cpu", "max"])
+        c.args(["-accel", &format!("tcg,thread={}", self.tcg), "-cpu", "max"])
             .args(["-m", &MEMORY_MIB.to_string(), "-smp", &CPUS.to_string()])
             .args(["-nographic", "-no-reboot", "-net", "none"])
             .arg("-kernel")

@@ -55,9 +55,10 @@ mount -t cgroup2 cgroup2 $R/sys/fs/cgroup || stop "cannot mount cgroup2"
 mount -t bpf bpf $R/sys/fs/bpf
 mount -t tracefs tracefs $R/sys/kernel/tracing
 mount -t debugfs debugfs $R/sys/kernel/debug
-# Container engines keep their state under /var/lib: writable, empty, as on a fresh host.
-for d in containers docker containerd; do
-    [ -d $R/var/lib/$d ] && mount -t tmpfs -o mode=711 tmpfs $R/var/lib/$d
+# Container engines keep their state under /var/lib (and podman's images pass through
+# /var/tmp): writable, empty, as on a fresh host.
+for d in lib/containers lib/docker lib/containerd tmp; do
+    [ -d $R/var/$d ] && mount -t tmpfs -o mode=1777 tmpfs $R/var/$d
 done
 mkdir -p $R@SHARE@
 mount --move /share $R@SHARE@

@@ -15,6 +15,7 @@ mod collect;
 mod guest;
 mod host;
 mod initramfs;
+mod jobs;
 mod kernels;
 mod known;
 mod libtest;
@@ -24,24 +25,17 @@ mod skips;
 mod tools;
 
 use std::{
-    fs,
     path::{Path, PathBuf},
     process::Command,
-    sync::{
-        Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 
 use self::{
-    binaries::Built,
-    collect::{BinaryOutput, collect},
+    jobs::{Job, Settings},
     kernels::Kernel,
     report::Row,
-    script::GuestScript,
 };
 
 /// Probe modes a guest is tested in, in this order, unless `--mode` says otherwise. Debian's
@@ -67,17 +61,31 @@ pub struct VmArgs {
     /// still running then is killed and reported as failed.
     #[arg(long, default_value_t = 900, value_name = "SECONDS")]
     pub timeout: u64,
+    /// Bound for one test binary in a guest, in seconds (a `runc run` that never returns, as
+    /// seen under TCG, then costs this, not the whole guest's bound).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub binary_timeout: u64,
+    /// qemu's TCG threading: `single` (the guest's vCPUs take turns on one host thread) or
+    /// `multi` (one host thread per vCPU). Multi-threaded TCG once left a stale int3 of the
+    /// kernel's live code patching in a guest (an Oops in `__alloc_pages`); single is
+    /// sequentially consistent, and the guests booted side by side keep the cores busy.
+    #[arg(long, default_value = "single", value_parser = ["single", "multi"])]
+    pub tcg: String,
     /// libtest's --test-threads in the guests.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub test_threads: u32,
-    /// Guests booted at a time. Each has two vCPUs, but the tests mostly keep one busy and
-    /// often wait, so two guests share a two-core machine well.
-    #[arg(long, default_value_t = 2, value_name = "N")]
+    /// Guests booted at a time. A guest keeps at most one host core busy with single-threaded
+    /// TCG, and its tests often wait: three share a two-core machine well.
+    #[arg(long, default_value_t = 3, value_name = "N")]
     pub jobs: usize,
     /// Run only the tests whose `binary::test` name contains this (repeatable), e.g.
     /// `--test privileged::chown` or `--test containers`.
     #[arg(long = "test", value_name = "FILTER")]
     pub tests: Vec<String>,
+    /// Leave out the second pass of the container tests with crun (in each kernel's first
+    /// mode).
+    #[arg(long)]
+    pub no_crun: bool,
 }
 
 impl Default for VmArgs {
@@ -88,9 +96,12 @@ impl Default for VmArgs {
             modes: Vec::new(),
             no_host: false,
             timeout: 900,
+            binary_timeout: 300,
+            tcg: "single".into(),
             test_threads: 1,
-            jobs: 2,
+            jobs: 3,
             tests: Vec::new(),
+            no_crun: false,
         }
     }
 }
@@ -140,39 +151,10 @@ pub fn run(root: &Path, cargo: impl Fn() -> Command, args: &VmArgs, guests: bool
     }
     let mut rows = Vec::new();
     if host_wanted {
-        eprintln!("vm: building the privileged tests (debug, for the host)");
-        let built = binaries::build(cargo(), false)?;
-        let logs = vm_dir(root).join("host");
-        let skipped: Vec<_> = built
-            .tests
-            .iter()
-            .map(|b| skips::for_binary(b, &[], &args.tests))
-            .collect();
-        rows.push(host::run(
-            &built,
-            &skipped,
-            &logs,
-            Duration::from_secs(args.timeout),
-        )?);
+        rows.push(host_row(root, cargo(), args)?);
     }
     if !specs.is_empty() {
-        eprintln!("vm: building the privileged tests (release, for the guests)");
-        let built = binaries::build(cargo(), true)?;
-        let share = vm_dir(root).join("share");
-        binaries::copy_to(&built, &share)?;
-        let mut jobs = Vec::new();
-        for spec in &specs {
-            let kernel = kernels::fetch(spec, &vm_dir(root).join("kernels"))?;
-            let initramfs = initramfs::ensure(&kernel)?;
-            for mode in &modes {
-                jobs.push(Job {
-                    kernel: kernel.clone(),
-                    initramfs: initramfs.clone(),
-                    mode: mode.clone(),
-                });
-            }
-        }
-        rows.extend(run_jobs(&jobs, &built, &share, args)?);
+        rows.extend(guest_rows(root, cargo(), args, &specs, &modes)?);
     }
     print_report(&rows, start.elapsed());
     let failed: Vec<String> = rows
@@ -184,6 +166,68 @@ pub fn run(root: &Path, cargo: impl Fn() -> Command, args: &VmArgs, guests: bool
         bail!("the matrix failed on {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// The host's row, from the debug build.
+fn host_row(root: &Path, cargo: Command, args: &VmArgs) -> Result<Row> {
+    eprintln!("vm: building the privileged tests (debug, for the host)");
+    let built = binaries::build(cargo, false)?;
+    let skipped: Vec<_> = built
+        .tests
+        .iter()
+        .map(|b| skips::for_binary(b, &[], &args.tests))
+        .collect();
+    host::run(
+        &built,
+        &skipped,
+        &vm_dir(root).join("host"),
+        Duration::from_secs(args.timeout),
+    )
+}
+
+/// One guest per kernel and mode, and one more per kernel in the first mode with crun for the
+/// container tests (unless `no_crun`).
+fn plan(kernel: &Kernel, initramfs: &Path, modes: &[String], no_crun: bool) -> Vec<Job> {
+    let job = |mode: &String, runtime| Job {
+        kernel: kernel.clone(),
+        initramfs: initramfs.to_owned(),
+        mode: mode.clone(),
+        runtime,
+    };
+    let mut jobs: Vec<Job> = modes.iter().map(|m| job(m, None)).collect();
+    if let Some(first) = modes.first().filter(|_| !no_crun) {
+        jobs.push(job(first, Some("crun")));
+    }
+    jobs
+}
+
+/// Every guest's row, from the release build.
+fn guest_rows(
+    root: &Path,
+    cargo: Command,
+    args: &VmArgs,
+    specs: &[kernels::KernelSpec],
+    modes: &[String],
+) -> Result<Vec<Row>> {
+    eprintln!("vm: building the privileged tests (release, for the guests)");
+    let built = binaries::build(cargo, true)?;
+    let share = vm_dir(root).join("share");
+    binaries::copy_to(&built, &share)?;
+    let mut jobs = Vec::new();
+    for spec in specs {
+        let kernel = kernels::fetch(spec, &vm_dir(root).join("kernels"))?;
+        let initramfs = initramfs::ensure(&kernel)?;
+        jobs.extend(plan(&kernel, &initramfs, modes, args.no_crun));
+    }
+    let settings = Settings {
+        timeout: Duration::from_secs(args.timeout),
+        binary_timeout: Duration::from_secs(args.binary_timeout.min(args.timeout)),
+        tcg: &args.tcg,
+        threads: args.test_threads,
+        filters: &args.tests,
+        parallel: args.jobs,
+    };
+    jobs::run_jobs(&jobs, &built, &share, &settings)
 }
 
 fn print_report(rows: &[Row], took: Duration) {
@@ -202,174 +246,4 @@ fn print_report(rows: &[Row], took: Duration) {
         println!("\n{failures}");
     }
     println!("matrix wall time: {} s", took.as_secs());
-}
-
-/// One guest to boot: a kernel and the mode forced in it.
-struct Job {
-    kernel: Kernel,
-    initramfs: PathBuf,
-    mode: String,
-}
-
-/// Boots every job, `args.jobs` at a time; the rows come in the jobs' order.
-fn run_jobs(jobs: &[Job], built: &Built, share: &Path, args: &VmArgs) -> Result<Vec<Row>> {
-    let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<Option<Result<Row>>>> = Mutex::new(jobs.iter().map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..args.jobs.clamp(1, jobs.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    let row = guest_row(job, built, share, args);
-                    if let Ok(row) = &row {
-                        eprintln!(
-                            "vm: {}/{}: {} passed, {} failed, {} skipped ({} s)",
-                            row.kernel,
-                            row.mode,
-                            row.passed(),
-                            row.failed(),
-                            row.skipped(),
-                            row.took.as_secs()
-                        );
-                    }
-                    if let Ok(mut d) = done.lock() {
-                        d[i] = Some(row);
-                    }
-                }
-            });
-        }
-    });
-    let done = done
-        .into_inner()
-        .map_err(|_| anyhow::anyhow!("a guest thread panicked"))?;
-    done.into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("a guest was never booted"))))
-        .collect()
-}
-
-/// Boots the job's kernel once with its mode forced and reads its results.
-fn guest_row(job: &Job, built: &Built, share: &Path, args: &VmArgs) -> Result<Row> {
-    let (kernel, mode) = (&job.kernel, job.mode.as_str());
-    let start = Instant::now();
-    let out_name = format!("{}-{mode}", kernel.spec.name);
-    let out = share.join(&out_name);
-    let _ = fs::remove_dir_all(&out);
-    fs::create_dir_all(&out).with_context(|| format!("mkdir {}", out.display()))?;
-    let skipped: Vec<_> = built
-        .tests
-        .iter()
-        .map(|b| skips::for_binary(b, skips::GUEST_SKIPS, &args.tests))
-        .collect();
-    let script = GuestScript {
-        mode,
-        out: &out_name,
-        binaries: built
-            .tests
-            .iter()
-            .zip(&skipped)
-            .filter(|(b, s)| s.len() < b.tests.len())
-            .map(|(b, s)| (b, s.iter().map(|(t, _)| *t).collect()))
-            .collect(),
-        programs: &built.programs,
-        threads: args.test_threads,
-        binary_timeout: args.timeout,
-    };
-    let script_name = format!("{out_name}/run.sh");
-    fs::write(share.join(&script_name), script.render())?;
-    eprintln!(
-        "vm: {}/{mode}: booting {} ({}) under qemu TCG (bound {} s)",
-        kernel.spec.name, kernel.release, kernel.package, args.timeout
-    );
-    let boot = guest::Boot {
-        vmlinuz: &kernel.vmlinuz(),
-        initramfs: &job.initramfs,
-        share,
-        script: &script_name,
-        console: out.join("console.log"),
-        timeout: Duration::from_secs(args.timeout),
-    };
-    let exit = boot.run()?;
-    let mut row = read_guest(&out, built, &skipped);
-    row.kernel = kernel.spec.name.to_owned();
-    if row.release.is_empty() {
-        row.release = kernel.release.clone();
-    }
-    row.mode = mode.to_owned();
-    row.logs = out.clone();
-    row.known = row
-        .results
-        .iter()
-        .filter_map(|(b, t)| {
-            let why = known::reason(known::KNOWN, &row.kernel, mode, b, &t.name)?;
-            Some((format!("{b}::{}", t.name), why))
-        })
-        .collect();
-    match exit {
-        guest::Exit::TimedOut(after) => row.problems.push(format!(
-            "guest of kernel {} ({mode}) did not finish within {} s and was killed; console {}:\n{}",
-            kernel.spec.name,
-            after.as_secs(),
-            boot.console.display(),
-            guest::console_tail(&boot.console, 15)
-        )),
-        guest::Exit::Stopped if !out.join("done").exists() => row.problems.push(format!(
-            "guest of kernel {} ({mode}) stopped before finishing; console {}:\n{}",
-            kernel.spec.name,
-            boot.console.display(),
-            guest::console_tail(&boot.console, 15)
-        )),
-        guest::Exit::Stopped => {}
-    }
-    row.took = start.elapsed();
-    Ok(row)
-}
-
-fn read_trimmed(path: &Path) -> Option<String> {
-    fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
-}
-
-/// A guest's results from its folder in the share.
-fn read_guest(out: &Path, built: &Built, skipped: &[Vec<(&str, &'static str)>]) -> Row {
-    let mut row = Row {
-        release: read_trimmed(&out.join("uname")).unwrap_or_default(),
-        ..Row::default()
-    };
-    let check_status = read_trimmed(&out.join("check.rc"));
-    let check = read_trimmed(&out.join("check.txt")).unwrap_or_default();
-    let attached = check_status.as_deref() == Some("0");
-    if check_status.is_some() && !attached {
-        let fails: Vec<&str> = check
-            .lines()
-            .filter(|l| l.starts_with("[FAIL]") || l.contains("error"))
-            .collect();
-        row.problems.push(format!(
-            "`capmon check` fails in this mode, no test ran: {}",
-            fails.join(" / ")
-        ));
-    }
-    for (binary, skipped) in built.tests.iter().zip(skipped) {
-        let mut skipped = skipped.clone();
-        if check_status.is_some() && !attached {
-            skipped = binary
-                .tests
-                .iter()
-                .map(|t| (t.as_str(), "not run: capmon check failed in this mode"))
-                .collect();
-        }
-        // Not trimmed: `test NAME ... ` without its result is the test a binary died in.
-        let log = fs::read_to_string(out.join(format!("{}.log", binary.name))).ok();
-        let status =
-            read_trimmed(&out.join(format!("{}.rc", binary.name))).and_then(|s| s.parse().ok());
-        let (results, problems) = collect(&BinaryOutput {
-            binary,
-            log,
-            status,
-            skipped,
-        });
-        row.results
-            .extend(results.into_iter().map(|r| (binary.name.clone(), r)));
-        row.problems.extend(problems);
-    }
-    row
 }

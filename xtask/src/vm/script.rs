@@ -10,6 +10,8 @@ use super::{binaries::TestBinary, initramfs::GUEST_SHARE};
 pub struct GuestScript<'a> {
     /// The probe mode forced with `CAPMON_PROBE_MODE`.
     pub mode: &'a str,
+    /// More environment for the tests.
+    pub env: &'a [(&'a str, &'a str)],
     /// The folder for results, relative to the share (`6.1-fexit`).
     pub out: &'a str,
     /// Binaries to run with the tests each skips (`--skip`); empty lists run everything.
@@ -42,13 +44,17 @@ impl GuestScript<'_> {
              export CONTAINERS_STORAGE_CONF=/tmp/storage.conf\n",
         );
         s.push_str(&format!("export CAPMON_PROBE_MODE={}\n", quote(self.mode)));
+        for (name, value) in self.env {
+            s.push_str(&format!("export {name}={}\n", quote(value)));
+        }
         s.push_str(&format!("S={GUEST_SHARE}\nO=$S/{}\n", self.out));
         s.push_str("cd /tmp\nuname -r > $O/uname\n");
-        // For post-mortems of a hung test: the process table (with where each process
-        // sleeps in the kernel) every minute.
+        // For post-mortems of a hung test: the process table (no kernel threads; where each
+        // process sleeps in the kernel) every minute.
         s.push_str(
             "( while sleep 60; do echo \"== $(cut -d' ' -f1 /proc/uptime) s\"; \
-             ps -eo pid,ppid,stat,etimes,wchan:24,args; done ) > $O/ps.log 2>&1 &\n",
+             ps --ppid 2 -p 2 --deselect -o pid,ppid,stat,etimes,wchan:24,args; done ) \
+             > $O/ps.log 2>&1 &\n",
         );
         s
     }
@@ -126,6 +132,7 @@ mod tests {
         let programs = [("capmon".to_owned(), PathBuf::from("/w/target/debug/capmon"))];
         let s = GuestScript {
             mode: "kprobe",
+            env: &[("CAPMON_TEST_RUNTIME", "crun")],
             out: "6.1-kprobe",
             binaries: vec![(&privileged, vec!["b"])],
             programs: &programs,
@@ -134,6 +141,7 @@ mod tests {
         }
         .render();
         assert!(s.contains("export CAPMON_PROBE_MODE='kprobe'\n"), "{s}");
+        assert!(s.contains("export CAPMON_TEST_RUNTIME='crun'\n"), "{s}");
         assert!(s.contains("O=$S/6.1-kprobe\n"), "{s}");
         assert!(
             s.contains("mount --bind $S/bin/'capmon' '/w/target/debug/capmon'\n"),

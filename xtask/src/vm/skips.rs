@@ -62,6 +62,14 @@ pub fn for_binary<'a>(
         .collect()
 }
 
+/// Skipped too in the pass with another OCI runtime than runc.
+pub const OTHER_RUNTIME_SKIPS: &[Skip] = &[Skip {
+    binary: "containers",
+    test: Some("podman_container_is_attributed_with_exactly_its_granted_capabilities"),
+    reason: "podman runs its container with runc whatever CAPMON_TEST_RUNTIME says: the runc \
+             pass covers it",
+}];
+
 /// Why `binary`'s `test` is skipped in the guests, if it is.
 pub fn reason(skips: &[Skip], binary: &str, test: &str) -> Option<&'static str> {
     skips
