@@ -100,11 +100,6 @@ fn attach_error(
     }
 }
 
-/// Whether the running kernel can preempt a fexit program (see [`Preemption`]).
-fn preempts_fexit() -> bool {
-    Preemption::of_running_kernel().preempts_fexit()
-}
-
 /// `vm.mmap_min_addr`: below it, an mmap needs `CAP_SYS_RAWIO` (`cap_mmap_addr`). Read once,
 /// when the programs load (a later `sysctl` is not followed); 0 (no check counted) if
 /// unreadable.
@@ -245,12 +240,13 @@ impl Probes {
             let tried = Self::load_mode(mode).and_then(|mut p| then(&mut p).map(|()| p));
             match tried {
                 Ok(mut p) => {
+                    let preemption = Preemption::of_running_kernel();
                     let why = match mode {
-                        ProbeMode::Kprobe if preempts_fexit() => format!(
+                        ProbeMode::Kprobe if preemption.preempts_fexit() => format!(
                             "{}, before fexit: this kernel preempts kernel code ({}), and fexit \
                              programs run with migration disabled only",
                             mode.why(),
-                            Preemption::of_running_kernel().name()
+                            preemption.name()
                         ),
                         _ => mode.why().to_owned(),
                     };
