@@ -227,6 +227,12 @@ fn run_workload(
             spec["process"]["user"] = json!({"uid": uid, "gid": uid});
             spec["process"]["capabilities"]["ambient"] = json!(ambient);
             spec["process"]["capabilities"]["inheritable"] = json!(ambient);
+            // A network namespace of its own (the runtime brings its lo up): the listeners
+            // of the workloads cannot meet a port of the host or of another test.
+            spec["linux"]["namespaces"]
+                .as_array_mut()
+                .expect("namespaces")
+                .push(json!({"type": "network"}));
             if host_pid {
                 let namespaces: Vec<Value> = spec["linux"]["namespaces"]
                     .as_array()

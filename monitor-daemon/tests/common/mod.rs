@@ -204,13 +204,7 @@ pub fn run_with(
         .expect("name")
         .to_string_lossy()
         .into_owned();
-    let output = Command::new(runtime())
-        .arg("run")
-        .arg("--bundle")
-        .arg(&dir)
-        .arg(&name)
-        .output()
-        .expect("runc run");
+    let output = run_bounded(&name, &dir, &cg);
     let _ = Command::new(runtime())
         .args(["delete", "--force", &name])
         .output();
@@ -235,6 +229,98 @@ pub fn run_with(
         report,
         cgroup_id,
     }
+}
+
+/// How long one container of the tests may run: theirs take well under a second, or a few
+/// seconds under qemu TCG.
+const RUN_BOUND: Duration = Duration::from_secs(120);
+
+/// `runc run` of the bundle `dir` as container `name` in cgroup `cg`, to completion. One that
+/// is still running after [`RUN_BOUND`] is a failure: the test panics with what every process
+/// of the container and runc was doing (state, wait channel, kernel stack), after killing them,
+/// so that a hang names its cause and leaves nothing running for the tests after it.
+fn run_bounded(name: &str, dir: &Path, cg: &Path) -> Output {
+    let mut child = Command::new(runtime())
+        .arg("run")
+        .arg("--bundle")
+        .arg(dir)
+        .arg(name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runc run");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait runc") {
+            break status;
+        }
+        if start.elapsed() >= RUN_BOUND {
+            let report = hang_report(child.id(), cg);
+            let _ = Command::new(runtime())
+                .args(["kill", "--all", name, "KILL"])
+                .output();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{} run {name} still running after {} s; what its processes were doing:\n{report}",
+                runtime(),
+                RUN_BOUND.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// Each process of the runtime (`runtime_pid` and its children) and of the cgroup `cg`: pid,
+/// command line, state, wait channel and kernel stack.
+fn hang_report(runtime_pid: u32, cg: &Path) -> String {
+    let mut pids: Vec<u32> = vec![runtime_pid];
+    let children = format!("/proc/{runtime_pid}/task/{runtime_pid}/children");
+    pids.extend(
+        fs::read_to_string(children)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok()),
+    );
+    pids.extend(
+        fs::read_to_string(cg.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|p| p.trim().parse::<u32>().ok()),
+    );
+    pids.sort_unstable();
+    pids.dedup();
+    let mut out = String::new();
+    for pid in pids {
+        let read = |f: &str| fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
+        let state = read("status")
+            .lines()
+            .find(|l| l.starts_with("State:"))
+            .unwrap_or_default()
+            .to_owned();
+        out.push_str(&format!(
+            "pid {pid}: {} [{state}] wchan {}\n{}",
+            read("cmdline").replace('\0', " ").trim(),
+            read("wchan"),
+            read("stack")
+        ));
+    }
+    out
 }
 
 pub fn classes_of<'a>(r: &'a RecordReport, cap: &str) -> Vec<&'a str> {
