@@ -77,6 +77,11 @@ pub fn run(
                 }
             }
             let status = super::tools::run_bounded(&mut cmd, &log, bound)?;
+            if status.is_none() {
+                for left in super::leftovers::clear(Path::new("/sys/fs/cgroup")) {
+                    eprintln!("host: {}: killed at its bound; cleared {left}", binary.name);
+                }
+            }
             // Killed after the bound: reported like the guests' `timeout -s KILL`.
             (
                 Some(fs::read_to_string(&log).unwrap_or_default()),

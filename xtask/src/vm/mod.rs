@@ -8,6 +8,7 @@
 //! - [`script`]: what a guest runs; [`guest`]: booting it, bounded;
 //! - [`host`]: the host's row; [`libtest`] and [`collect`]: reading results;
 //! - [`skips`]: tests the guests cannot run; [`known`]: failures already understood;
+//!   [`leftovers`]: what a binary killed at its bound leaves running, cleared;
 //!   [`report`]: the table.
 
 mod binaries;
@@ -18,6 +19,7 @@ mod initramfs;
 mod jobs;
 mod kernels;
 mod known;
+mod leftovers;
 mod libtest;
 mod report;
 mod script;
