@@ -8,7 +8,9 @@ use aya::Btf;
 use crate::{
     containers::cgroup,
     kernel::{
-        loader::{Probes, missing_caps, requested_mode},
+        loader::{
+            Probes, missing_caps, perf_event_paranoid, perf_events_restricted, requested_mode,
+        },
         probe_table::{ProbeMode, has_tracepoint, kprobes_available},
     },
 };
@@ -120,6 +122,9 @@ pub fn run(try_load: bool) -> Check {
     });
     items.extend(tracepoints(btf.as_ref().ok()));
     items.push(kprobes());
+    if kprobes_available() {
+        items.push(perf_events());
+    }
     items.push(match cgroup::find_cgroup2_mount() {
         Ok(p) => item("cgroup2 mount", true, true, p.display().to_string()),
         Err(e) => item("cgroup2 mount", false, true, e.to_string()),
@@ -253,6 +258,34 @@ fn kprobes() -> Item {
             "not available (CONFIG_KPROBES unset); only needed without the cap_capable tracepoint where the kernel allows no BPF trampolines (fexit)"
         },
     )
+}
+
+/// Whether `kernel.perf_event_paranoid` lets this process attach kprobes (they attach through
+/// perf events; Debian's level 3 asks `CAP_SYS_ADMIN` for them).
+fn perf_events() -> Item {
+    let level = perf_event_paranoid();
+    match perf_events_restricted() {
+        None => item(
+            "perf events",
+            true,
+            false,
+            match level {
+                Some(l) => format!("kernel.perf_event_paranoid {l}: kprobes can attach"),
+                None => "kernel.perf_event_paranoid unreadable".to_owned(),
+            },
+        ),
+        Some(l) => item(
+            "perf events",
+            false,
+            false,
+            format!(
+                "kernel.perf_event_paranoid {l} and no CAP_SYS_ADMIN: where the kernel restricts \
+                 level 3 (Debian) the kprobe mode cannot attach; `sysctl \
+                 kernel.perf_event_paranoid=2` allows it with CAP_PERFMON (tp_btf and fexit \
+                 modes need neither)"
+            ),
+        ),
+    }
 }
 
 fn privileges() -> Item {

@@ -181,6 +181,9 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
         "probe_mode_reason": s.health.mode_reason,
         "low_mmap_checks": s.health.low_mmap,
         "probes_attached": s.health.attached.load(Ordering::Relaxed),
+        "probes_skipped": s.health.skipped.iter()
+            .map(|(program, why)| json!({"program": program, "why": why}))
+            .collect::<Vec<_>>(),
         "containers": {"running": running, "exited": exited},
         "store": s.db_path.display().to_string(),
     }))

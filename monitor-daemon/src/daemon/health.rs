@@ -55,6 +55,8 @@ pub struct Health {
     pub low_mmap: String,
     /// Attached programs.
     pub attached: AtomicU64,
+    /// Optional programs of the mode that could not attach, with why.
+    pub skipped: Vec<(&'static str, String)>,
     /// Kernel loss counters by reason, as last read.
     kernel_lost: Mutex<BTreeMap<String, u64>>,
     /// Snapshots dropped at the model's queue.
@@ -95,6 +97,7 @@ impl Health {
             mode_reason: String::new(),
             low_mmap: String::new(),
             attached: AtomicU64::new(attached),
+            skipped: Vec::new(),
             kernel_lost: Mutex::new(BTreeMap::new()),
             dropped: AtomicU64::new(0),
             unattributed: AtomicU64::new(0),

@@ -164,6 +164,7 @@ pub async fn run(
     let attached = recorder.probes().attached() as u64;
     let mut health = Health::new(mode, attached).map_err(DaemonError::HealthMetrics)?;
     health.mode_reason = recorder.probes().why().to_owned();
+    health.skipped = recorder.probes().skipped().to_vec();
     let low = crate::kernel::inlined::probe_low_mmap(recorder.probes());
     if low.counted() {
         tracing::info!("low mmap checks: {}", low.describe());

@@ -83,6 +83,18 @@ pub enum ProbeError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    /// A kprobe's `perf_event_open` was refused at `kernel.perf_event_paranoid` 3.
+    #[error(
+        "cannot attach {program} to {hook}: perf_event_open refused: kernel.perf_event_paranoid is {level}, at which this kernel (Debian's CONFIG_SECURITY_PERF_EVENTS_RESTRICT) lets only CAP_SYS_ADMIN open perf events, and kprobes attach through them; run `sysctl kernel.perf_event_paranoid=2` (CAP_PERFMON then suffices) or use the fexit mode (`--probe-mode fexit`), which needs neither"
+    )]
+    PerfParanoid {
+        /// Program name.
+        program: &'static str,
+        /// Kernel hook.
+        hook: Hook,
+        /// `kernel.perf_event_paranoid`.
+        level: i32,
+    },
     /// A map is missing or has the wrong type (a build problem).
     #[error("eBPF map {0}: {1}")]
     Map(&'static str, #[source] aya::maps::MapError),
@@ -97,6 +109,47 @@ fn attach_error(
         program,
         hook,
         source,
+    }
+}
+
+/// `kernel.perf_event_paranoid`, when readable.
+pub fn perf_event_paranoid() -> Option<i32> {
+    std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The level of `kernel.perf_event_paranoid` when it keeps this process from attaching
+/// kprobes: Debian's kernels add level 3 (their default), at which `perf_event_open` needs
+/// `CAP_SYS_ADMIN`, not `CAP_PERFMON`; upstream kernels treat 3 as 2.
+pub fn perf_events_restricted() -> Option<i32> {
+    let level = perf_event_paranoid()?;
+    let admin = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_ADMIN,
+    )
+    .unwrap_or(false);
+    (level >= 3 && !admin).then_some(level)
+}
+
+/// The error for a kprobe that could not attach: [`ProbeError::PerfParanoid`] when
+/// `perf_event_open` said EACCES at paranoid level 3, else aya's error.
+fn kprobe_error(program: &'static str, hook: Hook, e: aya::programs::ProgramError) -> ProbeError {
+    let refused = matches!(
+        &e,
+        aya::programs::ProgramError::SyscallError(aya::sys::SyscallError { call, io_error })
+            if *call == "perf_event_open" && io_error.raw_os_error() == Some(libc::EACCES)
+    );
+    match perf_events_restricted() {
+        Some(level) if refused => ProbeError::PerfParanoid {
+            program,
+            hook,
+            level,
+        },
+        _ => attach_error(program, hook)(e),
     }
 }
 
@@ -148,7 +201,10 @@ fn attach_one(ebpf: &mut Ebpf, probe: &Probe) -> Result<Link, ProbeError> {
         }
         Hook::Kprobe(function) | Hook::Kretprobe(function) => {
             let prog: &mut KProbe = prog.try_into().map_err(err)?;
-            Link::Kprobe(prog.attach(function, 0).map_err(err)?)
+            Link::Kprobe(
+                prog.attach(function, 0)
+                    .map_err(|e| kprobe_error(program, hook, e))?,
+            )
         }
         Hook::Fexit(_) => {
             let prog: &mut FExit = prog.try_into().map_err(err)?;

@@ -45,10 +45,37 @@ pub fn expected_probe_mode() -> String {
     }
 }
 
-/// How many programs the daemon attaches in `mode`: seven syscall and lifecycle programs, and
-/// one capability hook (two in kprobe mode: the kprobe and its kretprobe).
-pub fn programs_in_mode(mode: &str) -> u64 {
-    if mode == "kprobe" { 9 } else { 8 }
+/// How many programs the daemon whose `/healthz` answered `health` attaches in `mode`: the
+/// probe table's programs of that mode but the optional ones it says it skipped (with why).
+pub fn programs_in_mode(mode: &str, health: &Value) -> u64 {
+    let mode = capmon::kernel::probe_table::ProbeMode::parse(mode).expect("a probe mode");
+    let skipped: Vec<&str> = health["probes_skipped"]
+        .as_array()
+        .expect("probes_skipped in /healthz")
+        .iter()
+        .map(|s| s["program"].as_str().expect("program"))
+        .collect();
+    // Only optional programs may be left out, and each says why.
+    for program in &skipped {
+        let probe = mode
+            .programs()
+            .find(|p| p.program == *program)
+            .unwrap_or_else(|| panic!("{program} skipped but not of mode {}", mode.name()));
+        assert!(!probe.required, "required {program} skipped: {health}");
+    }
+    (mode.programs().count() - skipped.len()) as u64
+}
+
+/// How many of `n` repetitions a test makes: all of them, or the fraction that
+/// `CAPMON_TEST_SCALE` (0 < f <= 1) gives, at least 8. The kernel matrix sets it for its qemu
+/// TCG guests, where a container starts 20 to 50 times slower than on the host.
+pub fn scaled(n: usize) -> usize {
+    let f = std::env::var("CAPMON_TEST_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|f| *f > 0.0 && *f <= 1.0)
+        .unwrap_or(1.0);
+    ((n as f64 * f).round() as usize).max(8).min(n)
 }
 
 /// The OCI runtime the container tests use: `runc`, or the one `CAPMON_TEST_RUNTIME` names
