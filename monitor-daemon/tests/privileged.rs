@@ -126,6 +126,10 @@ fn chown_uses_cap_chown_and_fchownat() {
     // function hook misses cap_vm_enough_memory's inlined check).
     let admin_probe = strings(&r["capabilities"]["probe"]).contains(&"CAP_SYS_ADMIN".to_owned());
     assert!(admin_probe || !common::tracepoint_mode(), "{r:#}");
+    common::observed(
+        "mmap/exec no-audit CAP_SYS_ADMIN (cap_vm_enough_memory)",
+        admin_probe,
+    );
     assert!(!strings(&r["capabilities"]["used"]).contains(&"CAP_SYS_ADMIN".to_owned()));
     // The evidence names the process and the syscall.
     let check = r["capabilities"]["checks"]
@@ -663,7 +667,9 @@ fn a_low_mmap_checks_cap_sys_rawio_once_in_every_mode() {
         .parse()
         .expect("a number");
     if min <= 4096 {
-        eprintln!("skipped: vm.mmap_min_addr is {min}, so an mmap at 4096 checks nothing");
+        common::skip(&format!(
+            "vm.mmap_min_addr is {min}, so an mmap at 4096 checks nothing"
+        ));
         return;
     }
     let (r, out) = record(&[], &[STRESS, "mmap-low"]);
@@ -678,6 +684,7 @@ fn a_low_mmap_checks_cap_sys_rawio_once_in_every_mode() {
         ["CAP_SYS_RAWIO"],
         "{r:#}"
     );
+    common::observed("low mmap CAP_SYS_RAWIO (cap_mmap_addr)", true);
 }
 
 #[test]

@@ -35,6 +35,18 @@ pub fn skip(reason: &str) {
     println!("{SKIP_MARKER}{reason}");
 }
 
+/// The prefix of an observation line: what the kernel matrix's support table shows per kernel
+/// and mode comes from these (`xtask/src/vm/libtest.rs` reads them).
+pub const OBSERVED_MARKER: &str = "capmon-test: observed: ";
+
+/// Reports whether `what` was seen in this run, for the kernel matrix's support table.
+pub fn observed(what: &str, seen: bool) {
+    println!(
+        "{OBSERVED_MARKER}{what}: {}",
+        if seen { "seen" } else { "not seen" }
+    );
+}
+
 /// The probe mode capmon must pick: the one `CAPMON_PROBE_MODE` forces (the kernel matrix runs
 /// the tier once per mode in its guests), else `tp_btf`, the mode of 6.14+ kernels such as the
 /// build machines'.

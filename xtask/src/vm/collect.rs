@@ -39,6 +39,7 @@ pub fn collect(b: &BinaryOutput) -> (Vec<TestResult>, Vec<String>) {
             outcome,
             output: output.to_owned(),
             seconds: None,
+            observed: Vec::new(),
         };
         let result = if let Some((_, reason)) = b.skipped.iter().find(|(t, _)| t == test) {
             outcome_of(Outcome::Skipped((*reason).to_owned()), "")

@@ -25,18 +25,17 @@ pub fn probe_mode_of(check: &str) -> Option<String> {
         .map(|m| m.trim_end_matches(',').to_owned())
 }
 
-/// The mode capmon picks on this host (`capmon check`), or `auto` when it cannot tell.
-fn host_mode(built: &Built) -> String {
+/// `capmon check` on this host, as it picks its mode (empty when it cannot run).
+fn host_check(built: &Built) -> String {
     let Some((_, capmon)) = built.programs.iter().find(|(n, _)| n == "capmon") else {
-        return "auto".into();
+        return String::new();
     };
     Command::new(capmon)
         .arg("check")
         .env_remove("CAPMON_PROBE_MODE")
         .output()
-        .ok()
-        .and_then(|o| probe_mode_of(&String::from_utf8_lossy(&o.stdout)))
-        .unwrap_or_else(|| "auto".into())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// Runs every binary on the host but the tests in `skipped` (one list per binary), with its
@@ -54,10 +53,12 @@ pub fn run(
         release: nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default(),
-        mode: host_mode(built),
         logs: logs.to_owned(),
+        check: host_check(built),
         ..Row::default()
     };
+    // The mode capmon picks here, or `auto` when it cannot tell.
+    row.mode = probe_mode_of(&row.check).unwrap_or_else(|| "auto".into());
     for (binary, skipped) in built.tests.iter().zip(skipped) {
         let log = logs.join(format!("{}.log", binary.name));
         let t = Instant::now();

@@ -254,6 +254,7 @@ fn check_result(out: &Path) -> Option<Result<(), String>> {
 fn read_guest(out: &Path, binaries: &[&TestBinary], skipped: &[Vec<(&str, &'static str)>]) -> Row {
     let mut row = Row {
         release: read_trimmed(&out.join("uname")).unwrap_or_default(),
+        check: fs::read_to_string(out.join("check.txt")).unwrap_or_default(),
         ..Row::default()
     };
     let check = check_result(out);

@@ -7,6 +7,10 @@
 //! rest of that line as the reason (`--show-output` makes libtest print a passed test's
 //! captured output).
 
+/// The line a test prints for the support table: `<marker><what>: seen` or `: not seen`
+/// (`common::observed`).
+pub const OBSERVED_MARKER: &str = "capmon-test: observed: ";
+
 /// The line a test prints when it skips itself (`common::skip` in monitor-daemon's tests).
 pub const SKIP_MARKER: &str = "capmon-test: skipped: ";
 
@@ -26,6 +30,8 @@ pub struct TestResult {
     pub output: String,
     /// How long it took, when libtest said (`--report-time`).
     pub seconds: Option<f64>,
+    /// What it reported as seen (`true`) or not seen on this kernel and mode.
+    pub observed: Vec<(String, bool)>,
 }
 
 /// One binary's run.
@@ -83,6 +89,7 @@ pub fn parse(text: &str) -> Parsed {
                     outcome,
                     output: String::new(),
                     seconds,
+                    observed: Vec::new(),
                 }),
                 // Started; its result comes on a later line (one test thread), or never.
                 None => pending = Some(name.to_owned()),
@@ -97,6 +104,7 @@ pub fn parse(text: &str) -> Parsed {
                 outcome,
                 output: String::new(),
                 seconds,
+                observed: Vec::new(),
             });
             pending = None;
             continue;
@@ -128,6 +136,7 @@ pub fn parse(text: &str) -> Parsed {
             {
                 r.outcome = Outcome::Skipped(reason);
             }
+            r.observed = observations(&text);
             r.output = text.trim_end().to_owned();
         }
     }
@@ -140,6 +149,23 @@ fn skip_reason(output: &str) -> Option<String> {
         l.find(SKIP_MARKER)
             .map(|i| l[i + SKIP_MARKER.len()..].trim().to_owned())
     })
+}
+
+/// What a test's output reports as seen or not seen.
+fn observations(output: &str) -> Vec<(String, bool)> {
+    output
+        .lines()
+        .filter_map(|l| {
+            let rest = &l[l.find(OBSERVED_MARKER)? + OBSERVED_MARKER.len()..];
+            let (what, verdict) = rest.trim().rsplit_once(": ")?;
+            let seen = match verdict {
+                "seen" => true,
+                "not seen" => false,
+                _ => return None,
+            };
+            Some((what.to_owned(), seen))
+        })
+        .collect()
 }
 
 /// The names `--list --format terse` prints (`name: test`).
@@ -168,6 +194,9 @@ capmon-test: skipped: no crun on this machine
 
 ---- c_passes stdout ----
 probe modes attached on this kernel: [\"kprobe\"]
+capmon-test: observed: low mmap CAP_SYS_RAWIO (cap_mmap_addr): seen
+capmon-test: observed: mmap/exec no-audit CAP_SYS_ADMIN: not seen
+capmon-test: observed: garbled: maybe
 
 
 successes:
@@ -212,6 +241,13 @@ test result: FAILED. 2 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; 
         assert_eq!(outcome(&p, "c_passes"), Outcome::Passed);
         let c = p.results.iter().find(|r| r.name == "c_passes").expect("c");
         assert_eq!(c.seconds, Some(12.95));
+        assert_eq!(
+            c.observed,
+            [
+                ("low mmap CAP_SYS_RAWIO (cap_mmap_addr)".to_owned(), true),
+                ("mmap/exec no-audit CAP_SYS_ADMIN".to_owned(), false)
+            ]
+        );
         assert_eq!(
             outcome(&p, "d_ignored"),
             Outcome::Skipped("needs docker".into())

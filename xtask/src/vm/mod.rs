@@ -159,6 +159,13 @@ pub fn run(root: &Path, cargo: impl Fn() -> Command, args: &VmArgs, guests: bool
         rows.extend(guest_rows(root, cargo(), args, &specs, &modes)?);
     }
     print_report(&rows, start.elapsed());
+    let support = vm_dir(root).join("kernel-support.md");
+    std::fs::create_dir_all(vm_dir(root))?;
+    std::fs::write(&support, report::support(&rows))?;
+    println!(
+        "\nkernel support table (Markdown, for the README): {}",
+        support.display()
+    );
     let failed: Vec<String> = rows
         .iter()
         .filter(|r| !r.ok())

@@ -23,6 +23,8 @@ pub struct Row {
     pub logs: PathBuf,
     /// Failed tests whose failure is already understood (`binary::test`, why): still failures.
     pub known: Vec<(String, &'static str)>,
+    /// `capmon check`'s output in this kernel and mode (empty when it did not run).
+    pub check: String,
 }
 
 impl Row {
@@ -100,6 +102,66 @@ pub fn table(rows: &[Row]) -> String {
             r.known_failed(),
             r.skipped(),
             r.took.as_secs()
+        );
+    }
+    s
+}
+
+/// The detail of `capmon check`'s line `name` (`[ok  ] name   detail`).
+fn check_detail<'a>(check: &'a str, name: &str) -> Option<&'a str> {
+    check.lines().find_map(|l| {
+        let rest = l.get(7..)?.strip_prefix(name)?;
+        rest.starts_with("  ").then(|| rest.trim())
+    })
+}
+
+/// What the row's tests saw (`true`) or did not see, each observation once (seen wins: a
+/// second test may have run where the first could not look).
+fn observed(row: &Row) -> BTreeMap<&str, bool> {
+    let mut all: BTreeMap<&str, bool> = BTreeMap::new();
+    for (_, t) in &row.results {
+        for (what, seen) in &t.observed {
+            *all.entry(what.as_str()).or_default() |= *seen;
+        }
+    }
+    all
+}
+
+/// The kernel support table in Markdown, as the README shows it: per kernel and mode, the
+/// tests' counts, how low mmaps' checks are seen (`capmon check`) and what the tests saw and
+/// did not see.
+pub fn support(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| kernel | mode | tests passed / failed / skipped | low mmaps (`capmon check`) | seen | not seen |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in rows {
+        let obs = observed(r);
+        let list = |want: bool| {
+            let v: Vec<&str> = obs
+                .iter()
+                .filter(|(_, seen)| **seen == want)
+                .map(|(what, _)| *what)
+                .collect();
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                v.join("; ")
+            }
+        };
+        let low = check_detail(&r.check, "low mmap checks")
+            .map(|d| d.split(':').next().unwrap_or(d).to_owned())
+            .unwrap_or_else(|| "-".to_owned());
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} / {} / {} | {low} | {} | {} |",
+            r.label(),
+            r.mode,
+            r.passed(),
+            r.failed(),
+            r.skipped(),
+            list(true),
+            list(false)
         );
     }
     s
@@ -214,6 +276,7 @@ mod tests {
                 outcome,
                 output: "thread 'x' panicked at a.rs:1:1:\nboom\n".to_owned(),
                 seconds: Some(1.5),
+                observed: Vec::new(),
             },
         )
     }
@@ -229,6 +292,9 @@ mod tests {
                 took: Duration::from_secs(140),
                 logs: "/host".into(),
                 known: vec![],
+                check:
+                    "[ok  ] low mmap checks          seen by the cap_capable tracepoint (inside)\n"
+                        .into(),
             },
             Row {
                 kernel: "6.1".into(),
@@ -242,6 +308,7 @@ mod tests {
                 took: Duration::from_secs(300),
                 logs: "/logs".into(),
                 known: vec![("privileged::a".into(), "issue 13")],
+                check: String::new(),
             },
         ]
     }
@@ -277,6 +344,28 @@ mod tests {
         );
         let s = skips(&rows());
         assert_eq!(s, "skipped: needs podman\n    6.1/kprobe: privileged::b\n");
+    }
+
+    #[test]
+    fn the_support_table_says_what_each_kernel_and_mode_saw() {
+        let mut rows = rows();
+        let said = |what: &str, seen| (what.to_owned(), seen);
+        rows[0].results[0].1.observed = vec![said("low mmap", true), said("no-audit", false)];
+        // Seen by one test, not by another: seen.
+        rows[0].results[1].1.observed = vec![said("no-audit", true)];
+        rows[1].results[0].1.observed = vec![said("low mmap", true), said("no-audit", false)];
+        let t = support(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert_eq!(
+            lines[2],
+            "| host (6.18.44) | tp_btf | 2 / 0 / 0 | seen by the cap_capable tracepoint (inside) \
+             | low mmap; no-audit | - |"
+        );
+        assert_eq!(
+            lines[3],
+            "| 6.1 (6.1.0-57-amd64) | kprobe | 0 / 1 / 1 | - | low mmap | no-audit |"
+        );
     }
 
     #[test]
