@@ -89,14 +89,21 @@ pub mod counter {
     /// The userspace-only loss: ring-buffer records that could not be decoded.
     pub const UNDECODABLE: &str = "undecodable";
 
-    /// Every loss reason: the kernel counters' [`NAMES`] in index order, then [`UNDECODABLE`].
-    pub const LOSS_REASONS: [&str; COUNT as usize + 1] = {
-        let mut out = [UNDECODABLE; COUNT as usize + 1];
+    /// Runs of a program that the kernel skipped because a program was already running on
+    /// that CPU (`recursion_misses` of each attached program, read from the kernel): e.g. an
+    /// fexit program preempted on a `PREEMPT_RT` kernel and re-entered by the next task.
+    pub const PROGRAM_SKIPPED: &str = "program_skipped";
+
+    /// Every loss reason: the kernel counters' [`NAMES`] in index order, then [`UNDECODABLE`]
+    /// and [`PROGRAM_SKIPPED`].
+    pub const LOSS_REASONS: [&str; COUNT as usize + 2] = {
+        let mut out = [UNDECODABLE; COUNT as usize + 2];
         let mut i = 0;
         while i < NAMES.len() {
             out[i] = NAMES[i].1;
             i += 1;
         }
+        out[COUNT as usize + 1] = PROGRAM_SKIPPED;
         out
     };
 
@@ -473,7 +480,7 @@ mod tests {
     }
 
     #[test]
-    fn loss_reasons_are_the_kernel_counters_then_undecodable() {
+    fn loss_reasons_are_the_kernel_counters_then_undecodable_and_program_skipped() {
         assert_eq!(
             counter::LOSS_REASONS,
             [
@@ -488,6 +495,7 @@ mod tests {
                 "map_alloc_failed",
                 "exec_map_full",
                 "undecodable",
+                "program_skipped",
             ]
         );
     }

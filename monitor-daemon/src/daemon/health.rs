@@ -155,11 +155,16 @@ mod tests {
     fn every_loss_reason_is_reported_and_unknown_ones_are_not() {
         let h = Health::new("tp_btf", 6).expect("health");
         assert!(h.kernel_lost().iter().all(|(_, n)| *n == 0));
-        let counters = BTreeMap::from([("ringbuf_full", 3), ("not_a_reason", 9)]);
+        let counters = BTreeMap::from([
+            ("ringbuf_full", 3),
+            ("not_a_reason", 9),
+            ("program_skipped", 4),
+        ]);
         h.set_kernel_lost(&counters, 2);
         let lost = h.kernel_lost();
         assert_eq!(lost[0], ("ringbuf_full", 3));
-        assert_eq!(lost.last(), Some(&("undecodable", 2)));
-        assert_eq!(lost.iter().map(|(_, n)| n).sum::<u64>(), 5);
+        assert_eq!(lost[lost.len() - 2], ("undecodable", 2));
+        assert_eq!(lost.last(), Some(&("program_skipped", 4)));
+        assert_eq!(lost.iter().map(|(_, n)| n).sum::<u64>(), 9);
     }
 }

@@ -347,6 +347,17 @@ impl Probes {
         self.links.len()
     }
 
+    /// Each attached program's name and file descriptor.
+    pub fn attached_programs(
+        &self,
+    ) -> impl Iterator<Item = (&'static str, std::os::fd::BorrowedFd<'_>)> {
+        use std::os::fd::AsFd as _;
+        self.links.iter().filter_map(|(name, _, _)| {
+            let fd = self.ebpf.program(name)?.fd().ok()?;
+            Some((*name, fd.as_fd()))
+        })
+    }
+
     /// The probe mode.
     pub fn mode(&self) -> ProbeMode {
         self.mode

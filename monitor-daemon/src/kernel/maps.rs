@@ -230,7 +230,25 @@ impl Probes {
                 .map_err(|e| ProbeError::Map("COUNTERS", e))?;
             out.insert(name, sum(&values));
         }
+        out.insert(counter::PROGRAM_SKIPPED, self.skipped_runs());
         Ok(out)
+    }
+
+    /// Runs of the attached programs that the kernel skipped (`recursion_misses`, summed; a
+    /// program whose count cannot be read counts 0, said once in the log).
+    pub fn skipped_runs(&self) -> u64 {
+        self.attached_programs()
+            .filter_map(|(name, fd)| {
+                super::prog_info::recursion_misses(fd)
+                    .inspect_err(|e| {
+                        static SAID: std::sync::Once = std::sync::Once::new();
+                        SAID.call_once(|| {
+                            tracing::warn!("cannot read {name}'s skipped runs: {e}");
+                        });
+                    })
+                    .ok()
+            })
+            .fold(0u64, u64::wrapping_add)
     }
 
     /// Low-mmap `CAP_SYS_RAWIO` checks since the programs were loaded: (counted by the

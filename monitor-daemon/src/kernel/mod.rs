@@ -24,4 +24,5 @@ pub mod maps;
 pub mod offsets;
 pub mod preemption;
 pub mod probe_table;
+pub mod prog_info;
 pub mod reader;
