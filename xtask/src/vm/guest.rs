@@ -6,6 +6,7 @@
 use std::{
     fs,
     path::{Path, PathBuf},
+    os::unix::process::CommandExt as _,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -79,8 +80,18 @@ impl Boot<'_> {
     pub fn run(&self) -> Result<Exit> {
         let console = fs::File::create(&self.console)
             .with_context(|| format!("creating {}", self.console.display()))?;
-        let mut child = self
-            .command()
+        let mut cmd = self.command();
+        // SAFETY: the closure runs in the child between fork and exec and only makes one
+        // async-signal-safe call.
+        unsafe {
+            // A guest dies with the thread that boots it (an interrupted `cargo xtask vm`
+            // leaves no qemu running).
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(console.try_clone()?)
             .stderr(console)
