@@ -90,11 +90,17 @@ fn ignored_tests(exe: &Path) -> Result<Vec<String>> {
 }
 
 /// Builds the privileged tier (`cargo test -p monitor-daemon --features test-support --tests
-/// --no-run`, with `--release` when `release`) with `cargo`, and lists each harness's ignored
-/// tests; harnesses without any are dropped.
+/// --no-run`; with `--release` when `release`, and then the `bench` feature too, for the
+/// guests' `capmon-bench`) with `cargo`, and lists each harness's ignored tests; harnesses
+/// without any are dropped.
 pub fn build(mut cargo: Command, release: bool) -> Result<Built> {
+    let features = if release {
+        "test-support,bench"
+    } else {
+        "test-support"
+    };
     cargo
-        .args(["test", "-p", "monitor-daemon", "--features", "test-support"])
+        .args(["test", "-p", "monitor-daemon", "--features", features])
         .args([
             "--tests",
             "--no-run",

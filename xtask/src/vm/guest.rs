@@ -5,8 +5,8 @@
 
 use std::{
     fs,
-    path::{Path, PathBuf},
     os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };

@@ -56,6 +56,8 @@ pub struct Job {
     pub mode: String,
     /// Another OCI runtime than runc for the [`RUNTIME_BINARIES`] (`CAPMON_TEST_RUNTIME`).
     pub runtime: Option<&'static str>,
+    /// Whether the guest also runs the probe modes' benchmark (once per kernel).
+    pub bench: bool,
 }
 
 impl Job {
@@ -169,6 +171,7 @@ fn guest_row(job: &Job, built: &Built, share: &Path, settings: &Settings) -> Res
         programs: &built.programs,
         threads: settings.threads,
         binary_timeout: settings.binary_timeout.as_secs(),
+        bench: job.bench && settings.filters.is_empty(),
     };
     if script.binaries.is_empty() {
         // Nothing selected (`--test`): no boot.
@@ -204,6 +207,7 @@ fn guest_row(job: &Job, built: &Built, share: &Path, settings: &Settings) -> Res
     }
     row.mode = label.clone();
     row.logs = out.clone();
+    row.bench = fs::read_to_string(out.join("bench.txt")).unwrap_or_default();
     row.known = row
         .results
         .iter()
@@ -305,6 +309,7 @@ mod tests {
             initramfs: "/i".into(),
             mode: mode.into(),
             runtime,
+            bench: false,
         }
     }
 

@@ -202,10 +202,15 @@ fn plan(kernel: &Kernel, initramfs: &Path, modes: &[String], no_crun: bool) -> V
         initramfs: initramfs.to_owned(),
         mode: mode.clone(),
         runtime,
+        bench: false,
     };
     let mut jobs: Vec<Job> = modes.iter().map(|m| job(m, None)).collect();
     if let Some(first) = modes.first().filter(|_| !no_crun) {
         jobs.push(job(first, Some("crun")));
+    }
+    // The probe modes' benchmark once per kernel, in its shortest guest (the last).
+    if let Some(last) = jobs.last_mut() {
+        last.bench = true;
     }
     jobs
 }
@@ -249,6 +254,13 @@ fn print_report(rows: &[Row], took: Duration) {
     let slowest = report::slowest(rows, 8);
     if !slowest.is_empty() {
         println!("\nslowest tests:\n{slowest}");
+    }
+    for r in rows.iter().filter(|r| !r.bench.trim().is_empty()) {
+        println!(
+            "\nprobe modes side by side on {} (capmon-bench, qemu TCG: ratios only):\n{}",
+            r.kernel,
+            r.bench.trim_end()
+        );
     }
     let failures = report::failures(rows, 25);
     if !failures.is_empty() {

@@ -25,6 +25,8 @@ pub struct Row {
     pub known: Vec<(String, &'static str)>,
     /// `capmon check`'s output in this kernel and mode (empty when it did not run).
     pub check: String,
+    /// The probe modes' benchmark (`capmon-bench`, `CAPMON_BENCH_ONLY=modes`), when it ran.
+    pub bench: String,
 }
 
 impl Row {
@@ -295,6 +297,7 @@ mod tests {
                 check:
                     "[ok  ] low mmap checks          seen by the cap_capable tracepoint (inside)\n"
                         .into(),
+                bench: String::new(),
             },
             Row {
                 kernel: "6.1".into(),
@@ -309,6 +312,7 @@ mod tests {
                 logs: "/logs".into(),
                 known: vec![("privileged::a".into(), "issue 13")],
                 check: String::new(),
+                bench: String::new(),
             },
         ]
     }

@@ -23,6 +23,8 @@ pub struct GuestScript<'a> {
     pub threads: u32,
     /// Bound per test binary, in seconds (busybox `timeout`).
     pub binary_timeout: u64,
+    /// Whether this guest also runs `capmon-bench`'s probe modes side by side (`bench.txt`).
+    pub bench: bool,
 }
 
 /// `'text'` for sh.
@@ -107,6 +109,14 @@ impl GuestScript<'_> {
         for (binary, skips) in &self.binaries {
             s.push_str(&self.run_binary(binary, skips));
         }
+        if self.bench {
+            s.push_str(&format!(
+                "echo \"capmon-vm: capmon-bench modes ($(cut -d' ' -f1 /proc/uptime) s)\" \
+                 > /dev/console\nCAPMON_BENCH_ONLY=modes timeout -s KILL {} $S/bin/capmon-bench \
+                 > $O/bench.txt 2>&1\n",
+                self.binary_timeout
+            ));
+        }
         s.push_str("fi\necho done > $O/done\n");
         s
     }
@@ -140,6 +150,7 @@ mod tests {
             programs: &programs,
             threads: 1,
             binary_timeout: 300,
+            bench: true,
         }
         .render();
         assert!(s.contains("export CAPMON_PROBE_MODE='kprobe'\n"), "{s}");
@@ -163,6 +174,12 @@ mod tests {
         );
         // A binary killed at its bound leaves nothing running for the next one.
         assert!(s.contains("[ $rc != 137 ] || { for r in runc crun;"), "{s}");
+        assert!(
+            s.contains(
+                "CAPMON_BENCH_ONLY=modes timeout -s KILL 300 $S/bin/capmon-bench > $O/bench.txt"
+            ),
+            "{s}"
+        );
         assert!(s.ends_with("echo done > $O/done\n"), "{s}");
     }
 

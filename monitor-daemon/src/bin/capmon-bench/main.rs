@@ -6,7 +6,8 @@
 //! Each round runs every configuration once, in a rotating order, on one pinned CPU; the table
 //! shows medians over the rounds. Then the daemon with 200 containers (`daemon.rs`) and a
 //! one-shot storm with real runc and Docker Engine (`storm.rs`).
-//! `CAPMON_BENCH_ONLY=probes|daemon|storm` runs one part.
+//! `CAPMON_BENCH_ONLY=probes|daemon|storm|modes` runs one part (`modes`: the probe modes side by
+//! side, which the kernel matrix runs in its guests).
 
 use aya::Btf;
 use capmon::kernel::loader::Probes;
@@ -45,6 +46,7 @@ impl Config {
 }
 
 mod daemon;
+mod modes;
 mod probes;
 mod storm;
 
@@ -67,6 +69,7 @@ fn main() -> anyhow::Result<()> {
     match std::env::var("CAPMON_BENCH_ONLY").as_deref() {
         Ok("daemon") => return daemon::bench(),
         Ok("storm") => return storm::bench(),
+        Ok("modes") => return modes::bench(),
         _ => {}
     }
     let rounds: usize = std::env::var("CAPMON_BENCH_ROUNDS")
