@@ -4,6 +4,9 @@
 #![allow(dead_code)]
 
 pub mod engines;
+/// Needs the test-support programs (`capmon-seccomp-exec`).
+#[cfg(feature = "test-support")]
+pub mod record;
 
 use nix::{
     sys::signal::{Signal, kill},
