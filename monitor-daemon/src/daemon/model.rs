@@ -257,6 +257,30 @@ impl Model {
         })
     }
 
+    /// Takes the posture the kernel side read at the container's first exec: it replaces one
+    /// its spec asked for or one read from `/proc` (a container still running when it was
+    /// found: `/proc` is the fallback, the first exec's credentials what it started with),
+    /// keeping the label `/proc` read when the kernel's record has none. A `/proc` bounding
+    /// set that differs is returned, for the log.
+    pub fn take_kernel_posture(&mut self, id: &str, posture: Posture) -> Option<Vec<String>> {
+        let c = self.containers.get_mut(id)?;
+        let (posture, differs) = match c.info.posture.take() {
+            Some(old) if old.source == PostureSource::Kernel => (old, None),
+            Some(old) if old.source == PostureSource::Proc => {
+                let differs = (old.bounding != posture.bounding).then(|| old.bounding.clone());
+                let posture = match posture.lsm_label {
+                    Some(_) => posture,
+                    None => posture.with_label(old.lsm_label.as_deref()),
+                };
+                (posture, differs)
+            }
+            _ => (posture, None),
+        };
+        c.info.set_posture(posture);
+        c.mark_changed();
+        differs
+    }
+
     /// Takes the posture read once the container's own process ran.
     pub fn set_posture(&mut self, id: &str, posture: Posture) {
         if let Some(c) = self.containers.get_mut(id) {
@@ -419,6 +443,56 @@ mod tests {
         assert!(!m.needs_posture(A));
         assert!(m.lacks_posture(A));
         assert!(!m.lacks_posture("no such container"));
+    }
+
+    fn posture(source: PostureSource, bounding: &[&str], label: Option<&str>) -> Posture {
+        Posture {
+            pid: 7,
+            source,
+            effective: Vec::new(),
+            permitted: Vec::new(),
+            bounding: bounding.iter().map(|c| c.to_string()).collect(),
+            inheritable: None,
+            ambient: None,
+            uid: 0,
+            gid: None,
+            no_new_privs: false,
+            seccomp: capmon_core::posture::SeccompMode::Unknown,
+            lsm_label: label.map(str::to_owned),
+            findings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_first_execs_posture_replaces_procs_and_keeps_its_label() {
+        let mut m = model();
+        // Still running when found: read from /proc first (as under a slow machine).
+        m.set_posture(
+            A,
+            posture(PostureSource::Proc, &["CAP_CHOWN"], Some("docker-default")),
+        );
+        let differs =
+            m.take_kernel_posture(A, posture(PostureSource::Kernel, &["CAP_CHOWN"], None));
+        assert_eq!(differs, None);
+        let p = m.containers[A].info.posture.clone().expect("posture");
+        assert_eq!(p.source, PostureSource::Kernel);
+        assert_eq!(p.lsm_label.as_deref(), Some("docker-default"));
+        // A second record changes nothing; a /proc bounding set that differs is said.
+        assert_eq!(
+            m.take_kernel_posture(A, posture(PostureSource::Kernel, &[], None)),
+            None
+        );
+        assert_eq!(m.containers[A].info.granted, ["CAP_CHOWN"]);
+        m.set_posture(B, posture(PostureSource::Proc, &["CAP_KILL"], None));
+        assert_eq!(
+            m.take_kernel_posture(B, posture(PostureSource::Kernel, &["CAP_CHOWN"], None)),
+            Some(vec!["CAP_KILL".to_owned()])
+        );
+        assert_eq!(m.containers[B].info.granted, ["CAP_CHOWN"]);
+        assert_eq!(
+            m.take_kernel_posture("nobody", posture(PostureSource::Kernel, &[], None)),
+            None
+        );
     }
 
     #[test]

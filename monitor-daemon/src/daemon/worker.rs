@@ -167,8 +167,14 @@ impl ModelWorker {
             return;
         };
         if let Seen::Container(id) = model.seen(e.cgroup_id) {
-            if model.lacks_posture(&id) {
-                model.set_posture(&id, p);
+            let bounding = p.bounding.clone();
+            if let Some(proc) = model.take_kernel_posture(&id, p) {
+                tracing::warn!(
+                    id,
+                    kernel = ?bounding,
+                    proc = ?proc,
+                    "the bounding set read at the first exec differs from /proc's"
+                );
             }
             return;
         }
