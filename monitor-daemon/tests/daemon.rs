@@ -282,10 +282,13 @@ fn daemon_api_store_restart_and_clients() {
         v["container"]["running"] == false
     });
 
-    // SIGTERM: clean exit within two seconds.
+    // SIGTERM: clean exit within two seconds (on a real machine).
     let (status, took) = daemon.terminate();
     assert!(status.success(), "{status:?}");
-    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(
+        took < common::bound(Duration::from_secs(2)),
+        "took {took:?}"
+    );
 }
 
 #[test]

@@ -93,6 +93,18 @@ pub fn scaled(n: usize) -> usize {
     ((n as f64 * f).round() as usize).max(8).min(n)
 }
 
+/// `d`, or `d` times `CAPMON_TEST_TIME_FACTOR` where the kernel matrix sets it: a bound on
+/// how long something may take (a daemon's clean exit) that a qemu TCG guest, many times
+/// slower than a real machine, needs stretched.
+pub fn bound(d: Duration) -> Duration {
+    let factor = std::env::var("CAPMON_TEST_TIME_FACTOR")
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+        .filter(|f| *f >= 1)
+        .unwrap_or(1);
+    d * factor
+}
+
 /// The OCI runtime the container tests use: `runc`, or the one `CAPMON_TEST_RUNTIME` names
 /// (the kernel matrix runs the container tests with `crun` too: crun refuses the build
 /// machines' hybrid cgroups, not the guests' pure cgroup2).

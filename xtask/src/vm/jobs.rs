@@ -33,6 +33,10 @@ pub const RUNTIME_BINARIES: &[&str] = &["containers", "lifecycle"];
 /// start hundreds of containers make there (`common::scaled`).
 pub const GUEST_SCALE: &str = "0.25";
 
+/// `CAPMON_TEST_TIME_FACTOR` in the guests: how much longer the tests' few time bounds (a
+/// daemon's clean exit) are there (`common::bound`).
+pub const GUEST_TIME_FACTOR: &str = "5";
+
 /// What every guest shares.
 pub struct Settings<'a> {
     /// Bound per guest.
@@ -156,7 +160,10 @@ fn guest_row(job: &Job, built: &Built, share: &Path, settings: &Settings) -> Res
         .collect();
     // Under TCG a container starts 20 to 50 times slower than on the host: the tests that
     // repeat one (hundreds of one-shots) make a quarter as many there.
-    let mut env: Vec<(&str, &str)> = vec![("CAPMON_TEST_SCALE", GUEST_SCALE)];
+    let mut env: Vec<(&str, &str)> = vec![
+        ("CAPMON_TEST_SCALE", GUEST_SCALE),
+        ("CAPMON_TEST_TIME_FACTOR", GUEST_TIME_FACTOR),
+    ];
     env.extend(job.runtime.map(|rt| ("CAPMON_TEST_RUNTIME", rt)));
     let script = GuestScript {
         mode,
