@@ -131,7 +131,7 @@ fn two_hundred_runc_one_shots_that_live_milliseconds_are_listed_with_exact_sets(
     let daemon = Daemon::start(CAPMON, &state, port, &[]);
     let caps = vec!["CAP_CHOWN".to_owned(), "CAP_KILL".to_owned()];
     let chown = ["/bin/chown", "1:1", "/etc/hostname"];
-    // A hundred back to back, then a hundred at once (a quarter of that under the matrix's
+    // A hundred back to back, then a hundred at once (a tenth of that under the matrix's
     // qemu TCG: `common::scaled`).
     let hundred = common::scaled(100);
     let started = Instant::now();

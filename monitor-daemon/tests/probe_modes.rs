@@ -29,7 +29,7 @@ fn count_of(r: &Value, cap: &str, class: &str) -> u64 {
 #[ignore = "needs root and a BPF-capable kernel: run `cargo xtask test`"]
 fn capability_check_storm_is_counted_exactly() {
     require_root();
-    // Two threads, ten million granted CAP_SYS_PACCT checks each (a quarter of that under the
+    // Two threads, ten million granted CAP_SYS_PACCT checks each (a tenth of that under the
     // matrix's qemu TCG: `common::scaled`).
     let per_thread = common::scaled(10_000_000);
     let (r, out) = record(&[], &[STRESS, "acct", &per_thread.to_string(), "2"]);

@@ -31,7 +31,7 @@ pub const RUNTIME_BINARIES: &[&str] = &["containers", "lifecycle"];
 
 /// `CAPMON_TEST_SCALE` in the guests: the fraction of their repetitions that the tests which
 /// start hundreds of containers make there (`common::scaled`).
-pub const GUEST_SCALE: &str = "0.25";
+pub const GUEST_SCALE: &str = "0.1";
 
 /// `CAPMON_TEST_TIME_FACTOR` in the guests: how much longer the tests' few time bounds (a
 /// daemon's clean exit) are there (`common::bound`).
@@ -159,7 +159,7 @@ fn guest_row(job: &Job, built: &Built, share: &Path, settings: &Settings) -> Res
         .map(|b| skips::for_binary(b, &skip_list, settings.filters))
         .collect();
     // Under TCG a container starts 20 to 50 times slower than on the host: the tests that
-    // repeat one (hundreds of one-shots) make a quarter as many there.
+    // repeat one (hundreds of one-shots) make a tenth as many there.
     let mut env: Vec<(&str, &str)> = vec![
         ("CAPMON_TEST_SCALE", GUEST_SCALE),
         ("CAPMON_TEST_TIME_FACTOR", GUEST_TIME_FACTOR),
