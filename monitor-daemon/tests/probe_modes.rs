@@ -25,6 +25,24 @@ fn count_of(r: &Value, cap: &str, class: &str) -> u64 {
         .sum()
 }
 
+/// `counted` of `expected` checks: exact, or short by no more than the program runs the kernel
+/// skipped and capmon reported lost (`program_skipped`: an fexit program preempted on a CPU
+/// and entered again there, which happens only where capmon is told to use fexit on a kernel
+/// that preempts it, such as the matrix's PREEMPT_RT guest).
+/// Whether any were skipped.
+fn assert_counted(r: &Value, counted: u64, expected: u64) -> bool {
+    let skipped = r["lost"]["program_skipped"]
+        .as_u64()
+        .expect("lost.program_skipped");
+    if counted != expected {
+        assert!(
+            counted < expected && expected - counted <= skipped,
+            "{counted} of {expected} checks counted, {skipped} program runs reported skipped: {r:#}"
+        );
+    }
+    counted != expected
+}
+
 #[test]
 #[ignore = "needs root and a BPF-capable kernel: run `cargo xtask test`"]
 fn capability_check_storm_is_counted_exactly() {
@@ -34,10 +52,10 @@ fn capability_check_storm_is_counted_exactly() {
     let per_thread = common::scaled(10_000_000);
     let (r, out) = record(&[], &[STRESS, "acct", &per_thread.to_string(), "2"]);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(
+    let short = assert_counted(
+        &r,
         count_of(&r, "CAP_SYS_PACCT", "used"),
         2 * per_thread as u64,
-        "{r:#}"
     );
     assert_eq!(strings(&r["capabilities"]["used"]), vec!["CAP_SYS_PACCT"]);
     // Every first sighting arrived: each check site carries its evidence.
@@ -54,10 +72,14 @@ fn capability_check_storm_is_counted_exactly() {
     // Two threads that dropped to uid 65534: every check refused, every acct() fails EPERM.
     let (r, out) = record(&[], &[STRESS, "acct", "1000000", "2", "--refused"]);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(count_of(&r, "CAP_SYS_PACCT", "denied"), 2_000_000, "{r:#}");
+    let short = assert_counted(&r, count_of(&r, "CAP_SYS_PACCT", "denied"), 2_000_000) || short;
     assert_eq!(count_of(&r, "CAP_SYS_PACCT", "used"), 0);
     assert_eq!(strings(&r["capabilities"]["denied"]), vec!["CAP_SYS_PACCT"]);
     assert_eq!(r["lost"]["ringbuf_full"], 0, "{:#}", r["lost"]);
+    common::observed(
+        "checks the kernel skipped under preemption, reported as lost",
+        short,
+    );
 }
 
 /// The syscall state of a task that sleeps inside a syscall moves from the per-CPU slot to the

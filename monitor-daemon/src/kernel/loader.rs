@@ -307,6 +307,17 @@ impl Probes {
                         _ => mode.why().to_owned(),
                     };
                     p.why = match (requested, failed.is_empty()) {
+                        (Some(ProbeMode::Fexit), _) if preemption.preempts_fexit() => {
+                            let why = format!(
+                                "asked for ({why}); this kernel preempts kernel code ({}): the \
+                                 kernel skips an fexit program's run that would nest on a CPU, \
+                                 and capmon counts those as lost (program_skipped); unforced \
+                                 (CAPMON_PROBE_MODE, probe_mode), capmon chooses kprobes here",
+                                preemption.name()
+                            );
+                            tracing::warn!("{why}");
+                            why
+                        }
                         (Some(_), _) => format!("asked for ({why})"),
                         (None, true) => why,
                         (None, false) => format!("{}; {why}", failed.join("; ")),

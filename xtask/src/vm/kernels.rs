@@ -134,6 +134,14 @@ impl Kernel {
     pub fn vmlinuz(&self) -> PathBuf {
         self.root.join(format!("boot/vmlinuz-{}", self.release))
     }
+
+    /// Whether the kernel is built with `CONFIG_PREEMPT_RT` (from the package's
+    /// `boot/config-<release>`): there fexit programs can be preempted, and capmon chooses the
+    /// kprobe mode before fexit.
+    pub fn preempts_fexit(&self) -> bool {
+        std::fs::read_to_string(self.root.join(format!("boot/config-{}", self.release)))
+            .is_ok_and(|c| c.lines().any(|l| l == "CONFIG_PREEMPT_RT=y"))
+    }
 }
 
 /// Searches apt's package lists for this kernel's packages.

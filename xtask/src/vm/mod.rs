@@ -195,17 +195,32 @@ fn host_row(root: &Path, cargo: Command, args: &VmArgs) -> Result<Row> {
 }
 
 /// One guest per kernel and mode, and one more per kernel in the first mode with crun for the
-/// container tests (unless `no_crun`).
-fn plan(kernel: &Kernel, initramfs: &Path, modes: &[String], no_crun: bool) -> Vec<Job> {
+/// container tests (unless `no_crun`). With the default modes, a kernel that preempts fexit
+/// programs is tested in capmon's order there (kprobe first), and its fexit guest runs only
+/// the tests that account for the runs the kernel skips ([`skips::PREEMPTED_FEXIT_TESTS`]).
+fn plan(
+    kernel: &Kernel,
+    initramfs: &Path,
+    modes: &[String],
+    default_modes: bool,
+    no_crun: bool,
+) -> Vec<Job> {
+    let rt = default_modes && kernel.preempts_fexit();
     let job = |mode: &String, runtime| Job {
         kernel: kernel.clone(),
         initramfs: initramfs.to_owned(),
         mode: mode.clone(),
         runtime,
         bench: false,
+        only: (rt && mode == "fexit")
+            .then_some((skips::PREEMPTED_FEXIT_TESTS, skips::PREEMPTED_FEXIT)),
     };
-    let mut jobs: Vec<Job> = modes.iter().map(|m| job(m, None)).collect();
-    if let Some(first) = modes.first().filter(|_| !no_crun) {
+    let mut ordered = modes.to_vec();
+    if rt {
+        ordered.sort_by_key(|m| m != "kprobe");
+    }
+    let mut jobs: Vec<Job> = ordered.iter().map(|m| job(m, None)).collect();
+    if let Some(first) = ordered.first().filter(|_| !no_crun) {
         jobs.push(job(first, Some("crun")));
     }
     // The probe modes' benchmark once per kernel, in its shortest guest (the last).
@@ -231,7 +246,13 @@ fn guest_rows(
     for spec in specs {
         let kernel = kernels::fetch(spec, &vm_dir(root).join("kernels"))?;
         let initramfs = initramfs::ensure(&kernel)?;
-        jobs.extend(plan(&kernel, &initramfs, modes, args.no_crun));
+        jobs.extend(plan(
+            &kernel,
+            &initramfs,
+            modes,
+            args.modes.is_empty(),
+            args.no_crun,
+        ));
     }
     let settings = Settings {
         timeout: Duration::from_secs(args.timeout),
