@@ -22,11 +22,21 @@ pub enum Stage {
     /// cgroups' creation, removal and first-exec records dropped between the probe thread and
     /// the model (the model's queue stayed full for longer than the records could wait).
     Lifecycle,
+    /// cgroups created before the probes attached (so with no record of their creation) and
+    /// gone before the first scan: what they did in between is dropped, as nothing can name
+    /// them. Not a loss of the pipeline's (cgroup ids only grow, so these are told apart from
+    /// [`Stage::Unattributed`] by being older than the first creation recorded).
+    BeforeStart,
 }
 
 impl Stage {
     /// Every stage.
-    pub const ALL: [Stage; 3] = [Stage::ProbeToModel, Stage::Unattributed, Stage::Lifecycle];
+    pub const ALL: [Stage; 4] = [
+        Stage::ProbeToModel,
+        Stage::Unattributed,
+        Stage::Lifecycle,
+        Stage::BeforeStart,
+    ];
 
     /// The label value.
     pub const fn as_str(self) -> &'static str {
@@ -34,6 +44,7 @@ impl Stage {
             Stage::ProbeToModel => "probe_to_model",
             Stage::Unattributed => "unattributed",
             Stage::Lifecycle => "lifecycle",
+            Stage::BeforeStart => "before_start",
         }
     }
 }
@@ -65,6 +76,9 @@ pub struct Health {
     pub unattributed: AtomicU64,
     /// Lifecycle records dropped (see [`Stage::Lifecycle`]).
     pub lifecycle_dropped: AtomicU64,
+    /// cgroups dropped that were gone before capmon could name them (see
+    /// [`Stage::BeforeStart`]).
+    pub before_start: AtomicU64,
     /// Map fill: (map, entries, capacity), as last read.
     pub map_fill: Mutex<Vec<(&'static str, u64, u64)>>,
     /// Capability-check first sightings taken from the ring buffer.
@@ -102,6 +116,7 @@ impl Health {
             dropped: AtomicU64::new(0),
             unattributed: AtomicU64::new(0),
             lifecycle_dropped: AtomicU64::new(0),
+            before_start: AtomicU64::new(0),
             map_fill: Mutex::new(Vec::new()),
             processed_checks: AtomicU64::new(0),
             processed_denials: AtomicU64::new(0),
@@ -116,6 +131,7 @@ impl Health {
             Stage::ProbeToModel => self.dropped.load(Ordering::Relaxed),
             Stage::Unattributed => self.unattributed.load(Ordering::Relaxed),
             Stage::Lifecycle => self.lifecycle_dropped.load(Ordering::Relaxed),
+            Stage::BeforeStart => self.before_start.load(Ordering::Relaxed),
         }
     }
 

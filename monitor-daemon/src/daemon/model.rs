@@ -56,6 +56,8 @@ pub struct Model {
     exit_snapshot: HashMap<String, u64>,
     /// What was learned about containers before their cgroup was resolved.
     pending: Pending,
+    /// The oldest cgroup whose creation the kernel side recorded ([`Model::created`]).
+    first_created: Option<u64>,
 }
 
 /// Why a container lookup failed.
@@ -89,6 +91,9 @@ pub struct Swept {
     pub untracked: Vec<u64>,
     /// cgroups dropped because no scan found their path (see `Stage::Unattributed`).
     pub unattributed: u64,
+    /// Of those, the ones older than the first creation recorded: created before the probes
+    /// attached (see `Stage::BeforeStart`), not counted in `unattributed`.
+    pub before_start: u64,
 }
 
 /// How long exited containers are kept, and which cgroups are gone.
@@ -200,6 +205,13 @@ impl Model {
     pub fn not_a_container(&mut self, cgroup_id: u64) {
         self.unknown.remove(&cgroup_id);
         self.not_containers.insert(cgroup_id);
+    }
+
+    /// The kernel side recorded the creation of `cgroup_id`: the oldest such id tells the
+    /// cgroups created before the probes attached from those whose record was lost (cgroup ids
+    /// only grow: the kernel's `kernfs` ids are allocated cyclically with a generation above).
+    pub fn created(&mut self, cgroup_id: u64) {
+        self.first_created = Some(self.first_created.map_or(cgroup_id, |f| f.min(cgroup_id)));
     }
 
     /// No record or scan names the cgroup (yet): kept for a while, then dropped as
@@ -371,6 +383,7 @@ impl Model {
         self.pruned.extend(pruned);
         let others = self.sweep_others(input);
         swept.unattributed = others.unattributed;
+        swept.before_start = others.before_start;
         swept.untracked.extend(others.untracked);
         swept.forget.extend(others.forget);
         for id in &swept.forget {
@@ -405,7 +418,11 @@ impl Model {
         for id in stale {
             self.unknown.remove(&id);
             swept.forget.insert(id);
-            swept.unattributed += 1;
+            if self.first_created.is_none_or(|f| id < f) {
+                swept.before_start += 1;
+            } else {
+                swept.unattributed += 1;
+            }
         }
         swept
     }
@@ -583,6 +600,8 @@ mod tests {
     #[test]
     fn cgroups_nothing_names_are_dropped_as_unattributed_two_snapshots_and_seconds_later() {
         let mut m = Model::default();
+        // Created after the probes attached (a creation recorded before it).
+        m.created(1);
         m.not_found_yet(7, 100);
         m.snapshot_applied();
         m.not_found_yet(7, 101);
@@ -603,5 +622,40 @@ mod tests {
         assert_eq!(swept.unattributed, 1);
         assert_eq!(swept.forget, BTreeSet::from([7]));
         assert_eq!(m.seen(7), Seen::Ignored);
+    }
+
+    #[test]
+    fn unnamed_cgroups_older_than_the_first_recorded_creation_were_there_before_the_probes() {
+        let mut m = Model::default();
+        // 5 existed before the probes attached and went before the first scan; 9's record of
+        // creation was lost; 8 was the first creation recorded.
+        m.created(8);
+        m.created(12);
+        for id in [5, 9] {
+            m.not_found_yet(id, 100);
+        }
+        m.snapshot_applied();
+        m.snapshot_applied();
+        let exists = |_: &str| true;
+        let swept = m.sweep(&SweepInput {
+            now: 110,
+            retention: 3600,
+            exited: &HashSet::new(),
+            cgroup_exists: &exists,
+        });
+        assert_eq!((swept.before_start, swept.unattributed), (1, 1));
+        assert_eq!(swept.forget, BTreeSet::from([5, 9]));
+        // Before any creation was recorded, every unnamed cgroup is older than the probes.
+        let mut m = Model::default();
+        m.not_found_yet(3, 100);
+        m.snapshot_applied();
+        m.snapshot_applied();
+        let swept = m.sweep(&SweepInput {
+            now: 110,
+            retention: 3600,
+            exited: &HashSet::new(),
+            cgroup_exists: &exists,
+        });
+        assert_eq!((swept.before_start, swept.unattributed), (1, 0));
     }
 }

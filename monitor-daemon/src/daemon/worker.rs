@@ -133,6 +133,16 @@ impl ModelWorker {
     /// Takes the cgroups created and the first execs; returns the cgroups removed, in order.
     fn learn(&mut self, lifecycle: &[Lifecycle]) -> Vec<u64> {
         let mut removed = Vec::new();
+        let oldest_created = lifecycle
+            .iter()
+            .filter_map(|l| match l {
+                Lifecycle::Created { cgroup_id, .. } => Some(*cgroup_id),
+                _ => None,
+            })
+            .min();
+        if let (Some(id), Ok(mut m)) = (oldest_created, self.shared.model.lock()) {
+            m.created(id);
+        }
         for l in lifecycle {
             match l {
                 Lifecycle::Created {
@@ -447,6 +457,9 @@ impl ModelWorker {
         health
             .unattributed
             .fetch_add(swept.unattributed, Ordering::Relaxed);
+        health
+            .before_start
+            .fetch_add(swept.before_start, Ordering::Relaxed);
         if !swept.forget.is_empty() {
             let _ = self.probe_requests.send(ProbeRequest::Forget(swept.forget));
         }
