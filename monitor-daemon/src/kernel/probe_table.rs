@@ -211,9 +211,10 @@ impl ProbeMode {
     /// The modes worth trying on this kernel, best first: the tracepoint where it exists, else
     /// fexit (whether the kernel allows trampolines is known only by trying), then kprobes
     /// where the kernel has them.
-    /// On a kernel that preempts kernel code (`PREEMPT_RT`, full preemption), kprobes come
-    /// before fexit: fexit programs run with migration disabled only, so another task could
-    /// use the CPU's syscall slot in the middle of one (see [`super::preemption`]).
+    /// On a kernel that preempts kernel code (`PREEMPT_RT`, full preemption), only kprobes:
+    /// fexit programs run with migration disabled only, so another task could use the CPU's
+    /// syscall and check slots in the middle of one (see [`super::preemption`]; measured on
+    /// Debian's 6.12-rt: checks lost).
     pub fn candidates(btf: &Btf) -> Vec<Self> {
         Self::candidates_for(
             has_tracepoint(btf, "cap_capable"),
@@ -232,9 +233,10 @@ impl ProbeMode {
             return vec![ProbeMode::Tracepoint];
         }
         match (kprobes, preemption.preempts_fexit()) {
-            (true, true) => vec![ProbeMode::Kprobe, ProbeMode::Fexit],
+            (true, true) => vec![ProbeMode::Kprobe],
             (true, false) => vec![ProbeMode::Fexit, ProbeMode::Kprobe],
-            (false, _) => vec![ProbeMode::Fexit],
+            (false, true) => Vec::new(),
+            (false, false) => vec![ProbeMode::Fexit],
         }
     }
 
@@ -333,7 +335,7 @@ mod tests {
     }
 
     #[test]
-    fn kprobes_come_first_where_the_kernel_preempts_fexit_programs() {
+    fn only_kprobes_where_the_kernel_preempts_fexit_programs() {
         use crate::kernel::preemption::Preemption::*;
         use ProbeMode::*;
         assert_eq!(
@@ -344,15 +346,10 @@ mod tests {
             ProbeMode::candidates_for(false, true, Voluntary),
             [Fexit, Kprobe]
         );
-        assert_eq!(
-            ProbeMode::candidates_for(false, true, Realtime),
-            [Kprobe, Fexit]
-        );
-        assert_eq!(
-            ProbeMode::candidates_for(false, true, Full),
-            [Kprobe, Fexit]
-        );
-        assert_eq!(ProbeMode::candidates_for(false, false, Realtime), [Fexit]);
+        assert_eq!(ProbeMode::candidates_for(false, true, Realtime), [Kprobe]);
+        assert_eq!(ProbeMode::candidates_for(false, true, Full), [Kprobe]);
+        assert_eq!(ProbeMode::candidates_for(false, false, Realtime), []);
+        assert_eq!(ProbeMode::candidates_for(false, false, Voluntary), [Fexit]);
     }
 
     #[test]

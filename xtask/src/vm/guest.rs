@@ -1,5 +1,6 @@
 //! Booting one guest under qemu TCG (KVM does not work on the build machines): the kernel, its
-//! initramfs, the host's root read-only over 9p and the writable share, no network. The guest
+//! initramfs, the host's root read-only over 9p and the writable share, no network (or, for the
+//! fleet's guest node, qemu's restricted user network with one port forwarded). The guest
 //! runs the script named on its command line and powers off; a guest that does not within the
 //! bound is killed.
 
@@ -36,7 +37,13 @@ pub struct Boot<'a> {
     pub timeout: Duration,
     /// `-accel tcg,thread=`: `single` or `multi`.
     pub tcg: &'a str,
+    /// A network card on qemu's user network, restricted (the guest reaches nothing outside),
+    /// with the host's `127.0.0.1:.0` forwarded to the guest's `10.0.2.15:.1`.
+    pub forward: Option<(u16, u16)>,
 }
+
+/// The guest's address on qemu's user network (set by the fleet guest's script).
+pub const GUEST_ADDR: &str = "10.0.2.15";
 
 /// Guest memory (MiB) and CPUs.
 const MEMORY_MIB: u32 = 2048;
@@ -47,7 +54,7 @@ impl Boot<'_> {
         let mut c = Command::new("qemu-system-x86_64");
         c.args(["-accel", &format!("tcg,thread={}", self.tcg), "-cpu", "max"])
             .args(["-m", &MEMORY_MIB.to_string(), "-smp", &CPUS.to_string()])
-            .args(["-nographic", "-no-reboot", "-net", "none"])
+            .args(["-nographic", "-no-reboot"])
             .arg("-kernel")
             .arg(self.vmlinuz)
             .arg("-initrd")
@@ -73,6 +80,15 @@ impl Boot<'_> {
                 self.share.display()
             ))
             .args(["-device", "virtio-9p-pci,fsdev=sh,mount_tag=share"]);
+        match self.forward {
+            None => c.args(["-net", "none"]),
+            Some((host, guest)) => c
+                .arg("-netdev")
+                .arg(format!(
+                    "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{host}-{GUEST_ADDR}:{guest}"
+                ))
+                .args(["-device", "virtio-net-pci,netdev=n0"]),
+        };
         c
     }
 
@@ -148,6 +164,38 @@ pub fn console_tail(console: &Path, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn boot(forward: Option<(u16, u16)>) -> Vec<String> {
+        let boot = Boot {
+            vmlinuz: Path::new("/k"),
+            initramfs: Path::new("/i"),
+            share: Path::new("/s"),
+            script: "x/run.sh",
+            console: "/c".into(),
+            timeout: Duration::from_secs(1),
+            tcg: "single",
+            forward,
+        };
+        boot.command()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn no_network_unless_a_port_is_forwarded_from_loopback() {
+        let args = boot(None).join(" ");
+        assert!(args.contains("-net none"), "{args}");
+        let args = boot(Some((40123, 9477))).join(" ");
+        assert!(!args.contains("-net none"), "{args}");
+        assert!(
+            args.contains(
+                "-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:40123-10.0.2.15:9477 \
+                 -device virtio-net-pci,netdev=n0"
+            ),
+            "{args}"
+        );
+    }
 
     #[test]
     fn escapes_and_carriage_returns_go() {

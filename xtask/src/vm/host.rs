@@ -39,12 +39,13 @@ fn host_check(built: &Built) -> String {
 }
 
 /// Runs every binary on the host but the tests in `skipped` (one list per binary), with its
-/// output under `logs/`; each binary is bounded by `bound`.
+/// output under `logs/` and `env` added; each binary is bounded by `bound`.
 pub fn run(
     built: &Built,
     skipped: &[Vec<(&str, &'static str)>],
     logs: &Path,
     bound: Duration,
+    env: &[(&str, String)],
 ) -> Result<Row> {
     fs::create_dir_all(logs).with_context(|| format!("mkdir {}", logs.display()))?;
     let start = Instant::now();
@@ -70,7 +71,8 @@ pub fn run(
                 .args(["-Z", "unstable-options", "--report-time"])
                 // --report-time is unstable: allowed for the test binary only.
                 .env("RUSTC_BOOTSTRAP", "1")
-                .env_remove("CAPMON_PROBE_MODE");
+                .env_remove("CAPMON_PROBE_MODE")
+                .envs(env.iter().map(|(k, v)| (k, v)));
             if !skipped.is_empty() {
                 cmd.arg("--exact");
                 for (test, _) in skipped {

@@ -20,8 +20,9 @@ use super::{kernels::Kernel, tools::output_of};
 /// Where the share is mounted in the guest (inside its tmpfs `/tmp`).
 pub const GUEST_SHARE: &str = "/tmp/capmon-vm";
 
-/// The modules that give the guest its 9p file systems over virtio (with what they need).
-const MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p"];
+/// The modules that give the guest its 9p file systems over virtio (with what they need), and
+/// the network card of the fleet's guest node (qemu's user network; the others have none).
+const MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "virtio_net"];
 
 /// busybox-static (Debian package busybox-static).
 const BUSYBOX: &str = "/bin/busybox";

@@ -62,8 +62,6 @@ pub struct Job {
     pub runtime: Option<&'static str>,
     /// Whether the guest also runs the probe modes' benchmark (once per kernel).
     pub bench: bool,
-    /// When set, only these tests run (`binary::test`); the others are skipped with the reason.
-    pub only: Option<(&'static [&'static str], &'static str)>,
 }
 
 impl Job {
@@ -82,19 +80,6 @@ impl Job {
             .iter()
             .filter(|b| self.runtime.is_none() || RUNTIME_BINARIES.contains(&b.name.as_str()))
             .collect()
-    }
-
-    /// The tests of `binary` this guest does not run, with the reasons.
-    fn skipped<'b>(
-        &self,
-        binary: &'b TestBinary,
-        filters: &[String],
-    ) -> Vec<(&'b str, &'static str)> {
-        let mut skipped = skips::for_binary(binary, &self.skips(), filters);
-        if let Some((only, why)) = self.only {
-            skipped.extend(skips::all_but(binary, only, &skipped, why));
-        }
-        skipped
     }
 
     /// The skips that apply.
@@ -168,9 +153,10 @@ fn guest_row(job: &Job, built: &Built, share: &Path, settings: &Settings) -> Res
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out).with_context(|| format!("mkdir {}", out.display()))?;
     let binaries = job.binaries(built);
+    let skip_list = job.skips();
     let skipped: Vec<_> = binaries
         .iter()
-        .map(|b| job.skipped(b, settings.filters))
+        .map(|b| skips::for_binary(b, &skip_list, settings.filters))
         .collect();
     // Under TCG a container starts 20 to 50 times slower than on the host: the tests that
     // repeat one (hundreds of one-shots) make a tenth as many there.
@@ -219,6 +205,7 @@ fn guest_row(job: &Job, built: &Built, share: &Path, settings: &Settings) -> Res
         console: out.join("console.log"),
         timeout: settings.timeout,
         tcg: settings.tcg,
+        forward: None,
     };
     let exit = boot.run()?;
     let mut row = read_guest(&out, &binaries, &skipped);
@@ -331,7 +318,6 @@ mod tests {
             mode: mode.into(),
             runtime,
             bench: false,
-            only: None,
         }
     }
 

@@ -6,13 +6,15 @@
 //! - [`initramfs`]: busybox, the 9p modules and the guest's `/init` (cached);
 //! - [`binaries`]: building the test binaries and copying them into the share;
 //! - [`script`]: what a guest runs; [`guest`]: booting it, bounded;
-//! - [`host`]: the host's row; [`libtest`] and [`collect`]: reading results;
+//! - [`host`]: the host's row; [`fleet`]: the host and a guest as two nodes of one
+//!   Prometheus; [`libtest`] and [`collect`]: reading results;
 //! - [`skips`]: tests the guests cannot run; [`known`]: failures already understood;
 //!   [`leftovers`]: what a binary killed at its bound leaves running, cleared;
 //!   [`report`]: the table.
 
 mod binaries;
 mod collect;
+mod fleet;
 mod guest;
 mod host;
 mod initramfs;
@@ -35,6 +37,7 @@ use std::{
 use anyhow::{Result, bail};
 
 use self::{
+    binaries::Built,
     jobs::{Job, Settings},
     kernels::Kernel,
     report::Row,
@@ -88,6 +91,10 @@ pub struct VmArgs {
     /// mode).
     #[arg(long)]
     pub no_crun: bool,
+    /// Leave out the fleet row (the host and a guest of the first kernel as two nodes of one
+    /// Prometheus; it runs when the host's row and a guest kernel do).
+    #[arg(long)]
+    pub no_fleet: bool,
 }
 
 impl Default for VmArgs {
@@ -104,6 +111,7 @@ impl Default for VmArgs {
             jobs: 3,
             tests: Vec::new(),
             no_crun: false,
+            no_fleet: false,
         }
     }
 }
@@ -152,11 +160,28 @@ pub fn run(root: &Path, cargo: impl Fn() -> Command, args: &VmArgs, guests: bool
         );
     }
     let mut rows = Vec::new();
+    let mut host_built = None;
     if host_wanted {
-        rows.push(host_row(root, cargo(), args)?);
+        let (row, built) = host_row(root, cargo(), args)?;
+        rows.push(row);
+        host_built = Some(built);
     }
     if !specs.is_empty() {
-        rows.extend(guest_rows(root, cargo(), args, &specs, &modes)?);
+        let guests = guest_rows(root, cargo(), args, &specs, &modes)?;
+        rows.extend(guests.rows);
+        if let (Some(host), Some((kernel, initramfs))) = (&host_built, &guests.first)
+            && fleet_selected(host, args)
+        {
+            rows.push(fleet::row(&fleet::Fleet {
+                kernel,
+                initramfs,
+                share: &vm_dir(root).join("share"),
+                host,
+                guest: &guests.built,
+                tcg: &args.tcg,
+                bound: Duration::from_secs(args.binary_timeout),
+            })?);
+        }
     }
     print_report(&rows, start.elapsed());
     let support = vm_dir(root).join("kernel-support.md");
@@ -177,27 +202,40 @@ pub fn run(root: &Path, cargo: impl Fn() -> Command, args: &VmArgs, guests: bool
     Ok(())
 }
 
-/// The host's row, from the debug build.
-fn host_row(root: &Path, cargo: Command, args: &VmArgs) -> Result<Row> {
+/// The host's row, from the debug build (and the build, for the fleet row).
+fn host_row(root: &Path, cargo: Command, args: &VmArgs) -> Result<(Row, Built)> {
     eprintln!("vm: building the privileged tests (debug, for the host)");
     let built = binaries::build(cargo, false)?;
     let skipped: Vec<_> = built
         .tests
         .iter()
-        .map(|b| skips::for_binary(b, &[], &args.tests))
+        .map(|b| skips::for_binary(b, &[skips::FLEET], &args.tests))
         .collect();
-    host::run(
+    let row = host::run(
         &built,
         &skipped,
         &vm_dir(root).join("host"),
         Duration::from_secs(args.timeout),
-    )
+        &[],
+    )?;
+    Ok((row, built))
+}
+
+/// Whether the fleet row runs: not left out, and its test selected by the `--test` filters.
+fn fleet_selected(host: &Built, args: &VmArgs) -> bool {
+    !args.no_fleet
+        && host
+            .tests
+            .iter()
+            .find(|b| b.name == "fleet")
+            .is_some_and(|b| skips::for_binary(b, &[], &args.tests).len() < b.tests.len())
 }
 
 /// One guest per kernel and mode, and one more per kernel in the first mode with crun for the
 /// container tests (unless `no_crun`). With the default modes, a kernel that preempts fexit
-/// programs is tested in capmon's order there (kprobe first), and its fexit guest runs only
-/// the tests that account for the runs the kernel skips ([`skips::PREEMPTED_FEXIT_TESTS`]).
+/// programs (`PREEMPT_RT`) is tested in the kprobe mode only: capmon refuses fexit there (its
+/// per-CPU counting slots are not safe from preemption; the probe-mode tests check the
+/// refusal).
 fn plan(
     kernel: &Kernel,
     initramfs: &Path,
@@ -205,19 +243,16 @@ fn plan(
     default_modes: bool,
     no_crun: bool,
 ) -> Vec<Job> {
-    let rt = default_modes && kernel.preempts_fexit();
     let job = |mode: &String, runtime| Job {
         kernel: kernel.clone(),
         initramfs: initramfs.to_owned(),
         mode: mode.clone(),
         runtime,
         bench: false,
-        only: (rt && mode == "fexit")
-            .then_some((skips::PREEMPTED_FEXIT_TESTS, skips::PREEMPTED_FEXIT)),
     };
     let mut ordered = modes.to_vec();
-    if rt {
-        ordered.sort_by_key(|m| m != "kprobe");
+    if default_modes && kernel.preempts_fexit() {
+        ordered.retain(|m| m != "fexit");
     }
     let mut jobs: Vec<Job> = ordered.iter().map(|m| job(m, None)).collect();
     if let Some(first) = ordered.first().filter(|_| !no_crun) {
@@ -230,6 +265,13 @@ fn plan(
     jobs
 }
 
+/// The guests' rows, the release build they ran, and the first kernel with its initramfs.
+struct Guests {
+    rows: Vec<Row>,
+    built: Built,
+    first: Option<(Kernel, PathBuf)>,
+}
+
 /// Every guest's row, from the release build.
 fn guest_rows(
     root: &Path,
@@ -237,15 +279,19 @@ fn guest_rows(
     args: &VmArgs,
     specs: &[kernels::KernelSpec],
     modes: &[String],
-) -> Result<Vec<Row>> {
+) -> Result<Guests> {
     eprintln!("vm: building the privileged tests (release, for the guests)");
     let built = binaries::build(cargo, true)?;
     let share = vm_dir(root).join("share");
     binaries::copy_to(&built, &share)?;
     let mut jobs = Vec::new();
+    let mut first = None;
     for spec in specs {
         let kernel = kernels::fetch(spec, &vm_dir(root).join("kernels"))?;
         let initramfs = initramfs::ensure(&kernel)?;
+        if first.is_none() {
+            first = Some((kernel.clone(), initramfs.clone()));
+        }
         jobs.extend(plan(
             &kernel,
             &initramfs,
@@ -262,7 +308,8 @@ fn guest_rows(
         filters: &args.tests,
         parallel: args.jobs,
     };
-    jobs::run_jobs(&jobs, &built, &share, &settings)
+    let rows = jobs::run_jobs(&jobs, &built, &share, &settings)?;
+    Ok(Guests { rows, built, first })
 }
 
 fn print_report(rows: &[Row], took: Duration) {

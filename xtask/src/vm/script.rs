@@ -28,12 +28,12 @@ pub struct GuestScript<'a> {
 }
 
 /// `'text'` for sh.
-fn quote(text: &str) -> String {
+pub(super) fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 impl GuestScript<'_> {
-    fn header(&self) -> String {
+    pub(super) fn header(&self) -> String {
         let mut s = String::from(
             "# Written by `cargo xtask vm` (xtask/src/vm/script.rs); runs in the guest.\n\
              export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
@@ -61,7 +61,7 @@ impl GuestScript<'_> {
         s
     }
 
-    fn bind_programs(&self) -> String {
+    pub(super) fn bind_programs(&self) -> String {
         let mut s = String::new();
         for (_, path) in self.programs {
             let name = super::binaries::file_name(path);

@@ -33,7 +33,21 @@ pub const GUEST_SKIPS: &[Skip] = &[
         reason: "needs a Prometheus server and the dashboard queries `cargo xtask test` writes; \
                  nothing in it depends on the kernel",
     },
+    FLEET,
+    Skip {
+        binary: "workloads",
+        test: None,
+        reason: "needs the Docker Engine and containerd daemons, which the minimal guest does not run",
+    },
 ];
+
+/// The fleet test runs on the host against a guest node, in the fleet row ([`super::fleet`]).
+pub const FLEET: Skip = Skip {
+    binary: "fleet",
+    test: None,
+    reason: "runs in the fleet row: the host and a kernel-matrix guest as two nodes of one \
+             Prometheus",
+};
 
 /// The reason given for tests that no `--test` filter selects.
 pub const NOT_SELECTED: &str = "not selected by --test";
@@ -61,38 +75,6 @@ pub fn for_binary<'a>(
         })
         .collect()
 }
-
-/// The tests of `binary` that `only` (`binary::test` names) leaves out and `already` does not
-/// skip, each with `reason`.
-pub fn all_but<'a>(
-    binary: &'a TestBinary,
-    only: &[&str],
-    already: &[(&str, &str)],
-    reason: &'static str,
-) -> Vec<(&'a str, &'static str)> {
-    binary
-        .tests
-        .iter()
-        .filter(|t| !only.contains(&format!("{}::{t}", binary.name).as_str()))
-        .filter(|t| !already.iter().any(|(s, _)| s == t))
-        .map(|t| (t.as_str(), reason))
-        .collect()
-}
-
-/// Where the kernel preempts fexit programs (`PREEMPT_RT`), capmon chooses kprobes first, and
-/// the kernel skips an fexit program's run that would nest on a CPU (counted, reported as the
-/// `program_skipped` loss): the fexit guest there runs only the tests that account for it.
-pub const PREEMPTED_FEXIT_TESTS: &[&str] = &[
-    "probe_modes::capability_check_storm_is_counted_exactly",
-    "preemption::a_preempted_task_and_its_preempter_keep_their_own_syscalls_and_checks",
-    "probe_modes::kprobe_mode_programs_pass_the_verifier",
-];
-
-/// The reason the other tests give there.
-pub const PREEMPTED_FEXIT: &str = "fexit on a PREEMPT_RT kernel: capmon chooses kprobes here; \
-                                   forced, fexit loses the runs the kernel skips under \
-                                   preemption (reported as program_skipped), so only the tests \
-                                   that account for those run";
 
 /// Skipped too in the pass with another OCI runtime than runc.
 pub const OTHER_RUNTIME_SKIPS: &[Skip] = &[Skip {
@@ -132,24 +114,6 @@ mod tests {
         assert_eq!(reason(&skips, "containers", "podman_x"), Some("one"));
         assert_eq!(reason(&skips, "containers", "podman_xy"), None);
         assert_eq!(reason(&skips, "privileged", "podman_x"), None);
-    }
-
-    #[test]
-    fn all_but_keeps_the_named_tests_and_skips_nothing_twice() {
-        let bin = TestBinary {
-            name: "probe_modes".into(),
-            path: "/x".into(),
-            tests: vec!["storm".into(), "chown".into(), "mmap".into()],
-        };
-        assert_eq!(
-            all_but(
-                &bin,
-                &["probe_modes::storm"],
-                &[("mmap", "filtered")],
-                "why"
-            ),
-            [("chown", "why")]
-        );
     }
 
     #[test]
