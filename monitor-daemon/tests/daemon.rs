@@ -47,16 +47,6 @@ fn find<'a>(list: &'a Value, short: &str) -> Option<&'a Value> {
         .find(|c| c["short_id"] == short)
 }
 
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn cli(args: &[&str]) -> Output {
     Command::new(CAPMON).args(args).output().expect("capmon")
 }

@@ -19,16 +19,6 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The capability set of the deployment files, as `CAP_*` names.
 fn deployment_caps() -> (Vec<String>, Vec<String>) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

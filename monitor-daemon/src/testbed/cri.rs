@@ -169,22 +169,26 @@ impl Drop for Replica {
             .output();
         let _ = fs::remove_dir_all(&self.bundle);
         let _ = fs::remove_dir_all(&self.task);
-        // The pod's cgroup folders the runtime leaves (every hierarchy on a hybrid host).
-        let pod = Path::new(&self.cgroup)
-            .parent()
-            .map(|p| p.to_string_lossy().trim_start_matches('/').to_owned())
-            .unwrap_or_default();
-        let base = Path::new("/sys/fs/cgroup");
-        let mut roots = vec![base.to_owned()];
-        roots.extend(
-            fs::read_dir(base)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path()),
-        );
-        for root in roots {
-            let _ = fs::remove_dir(root.join(&pod));
+        if let Some(pod) = Path::new(&self.cgroup).parent() {
+            remove_cgroup_dirs(pod);
         }
+    }
+}
+
+/// Removes the empty cgroup folder `path` (as in `/kubepods/besteffort/pod<uid>`), which
+/// runtimes leave behind, from every hierarchy (cgroup2 and, on hybrid hosts, each v1 one).
+pub fn remove_cgroup_dirs(path: &Path) {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let base = Path::new("/sys/fs/cgroup");
+    let mut roots = vec![base.to_owned()];
+    roots.extend(
+        fs::read_dir(base)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    for root in roots {
+        let _ = fs::remove_dir(root.join(rel));
     }
 }

@@ -15,6 +15,8 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use super::cri::{PodContainer, Replica};
+// Docker's default capabilities, as a Deployment's container gets them from containerd.
+use capmon_core::seccomp::DOCKER_DEFAULT_CAPS;
 
 /// The Deployment's namespace, name and container: capmon's workload `k8s:fleet:shop:web`.
 pub const NAMESPACE: &str = "fleet";
@@ -34,24 +36,6 @@ pub const GUEST_WORK: &str = "touch /tmp/f && chown 1:2 /tmp/f && stat -c %u:%g 
 /// Their outputs.
 pub const HOST_OUTPUT: &str = "1:2\n";
 pub const GUEST_OUTPUT: &str = "1:2\nc\n";
-
-/// Docker's default capabilities, as a Deployment's container gets them.
-pub const GRANTED: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 /// The port the guest's daemon listens on (forwarded from the host's loopback by qemu).
 pub const GUEST_PORT: u16 = 9477;
@@ -77,7 +61,7 @@ pub fn start_replicas(runtime: &str, pods: &[&str], work: &str) -> anyhow::Resul
                 container: CONTAINER,
                 image: IMAGE,
             };
-            Replica::start(runtime, &who, &args, GRANTED, None)
+            Replica::start(runtime, &who, &args, DOCKER_DEFAULT_CAPS, None)
         })
         .collect()
 }

@@ -4,7 +4,6 @@
 
 use std::{
     collections::BTreeSet,
-    fs,
     process::{Command, Output},
     sync::{Mutex, MutexGuard},
 };
@@ -121,17 +120,7 @@ pub fn cri_container_in(ns: &str, pod_uid: &str, pod: &str, container: &str, kin
     id
 }
 
-/// A pod UID made from 32 hex digits of `hex`.
-pub fn pod_uid_of(hex: &str) -> String {
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
+pub use capmon::testbed::cri::pod_uid_of;
 
 /// [`CHOWN`] under the least privilege capmon advises for it: only `CAP_CHOWN`,
 /// no-new-privileges, and the seccomp profile in `profile`.
@@ -154,16 +143,7 @@ pub fn chown_confined(profile: &std::path::Path) -> std::process::Output {
 
 /// Removes the pod's cgroup folders that runc leaves behind (every hierarchy).
 pub fn remove_pod_cgroups(pod_uid: &str) {
-    let base = std::path::Path::new("/sys/fs/cgroup");
-    let mut roots = vec![base.to_owned()];
-    roots.extend(
-        fs::read_dir(base)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path()),
-    );
-    for root in roots {
-        let _ = fs::remove_dir(root.join(format!("kubepods/besteffort/pod{pod_uid}")));
-    }
+    capmon::testbed::cri::remove_cgroup_dirs(std::path::Path::new(&format!(
+        "/kubepods/besteffort/pod{pod_uid}"
+    )));
 }

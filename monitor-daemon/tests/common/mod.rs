@@ -21,7 +21,6 @@ use std::{
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -181,4 +180,15 @@ pub fn tracepoint_mode() -> bool {
     let has = aya::Btf::from_sys_fs()
         .is_ok_and(|b| capmon::kernel::probe_table::has_tracepoint(&b, "cap_capable"));
     has && matches!(forced.as_str(), "" | "auto" | "tp_btf")
+}
+
+/// The strings of a JSON array (none for anything else).
+pub fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -6,23 +6,7 @@ use super::*;
 
 /// A unique 64-hex container id.
 pub fn container_id() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let seed = format!(
-        "{}-{}-{:?}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now()
-    );
-    let mut out = String::new();
-    let mut h = monitor_common::FNV_OFFSET;
-    while out.len() < 64 {
-        for b in seed.bytes().chain(out.bytes()) {
-            h = monitor_common::fnv1a_step(h, u64::from(b));
-        }
-        out.push_str(&format!("{h:016x}"));
-    }
-    out.truncate(64);
-    out
+    capmon::testbed::cri::unique_id()
 }
 
 /// An OCI bundle whose rootfs holds busybox and its applets.
