@@ -120,6 +120,7 @@ pub fn cri_container_in(ns: &str, pod_uid: &str, pod: &str, container: &str, kin
     id
 }
 
+#[allow(unused_imports)]
 pub use capmon::testbed::cri::pod_uid_of;
 
 /// [`CHOWN`] under the least privilege capmon advises for it: only `CAP_CHOWN`,
