@@ -114,8 +114,11 @@ pub fn row(f: &Fleet<'_>) -> Result<Row> {
             if out.join("ready").exists() {
                 break true;
             }
-            if out.join("finished").exists() || guest.is_finished() || start.elapsed() > READY_BOUND
-            {
+            if out.join("finished").exists() || guest.is_finished() {
+                break false;
+            }
+            if start.elapsed() > READY_BOUND {
+                let _ = fs::write(out.join("timed-out"), "");
                 break false;
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -138,9 +141,13 @@ pub fn row(f: &Fleet<'_>) -> Result<Row> {
             .map_err(|_| anyhow::anyhow!("the fleet guest's thread panicked"))??;
         let mut row = row?;
         if !ready {
+            let when = if out.join("timed-out").exists() {
+                format!("within {} s", READY_BOUND.as_secs())
+            } else {
+                "before it ended".to_owned()
+            };
             row.problems.push(format!(
-                "the guest node was not ready within {} s: {}; node log:\n{}\nconsole:\n{}",
-                READY_BOUND.as_secs(),
+                "the guest node was not ready {when}: {}; node log:\n{}\nconsole:\n{}",
                 fs::read_to_string(out.join("done")).unwrap_or_else(|_| "no result".into()),
                 tail(&out.join("node.log"), 10),
                 guest::console_tail(&boot.console, 10)

@@ -27,6 +27,34 @@ const MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "virtio_net"];
 /// busybox-static (Debian package busybox-static).
 const BUSYBOX: &str = "/bin/busybox";
 
+/// Folders the guest's `/init` mounts afresh over the host's root (tmpfs and the kernel's
+/// file systems): whatever the host has there is hidden in the guests.
+pub const HIDDEN_IN_GUESTS: &[&str] = &[
+    "/tmp",
+    "/run",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/var/lib/containers",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/tmp",
+];
+
+/// An error when the guests cannot see `workspace` (its binaries, fixtures and deployment
+/// files are read there at the paths compiled into the tests).
+pub fn check_visible(workspace: &Path) -> Result<()> {
+    match HIDDEN_IN_GUESTS.iter().find(|h| workspace.starts_with(h)) {
+        Some(h) => bail!(
+            "the kernel matrix's guests mount a fresh {h} over the host's, which hides this \
+             checkout ({}): clone the repository elsewhere (e.g. under /work or your home), or \
+             leave the guests out (`cargo xtask test --no-vm`)",
+            workspace.display()
+        ),
+        None => Ok(()),
+    }
+}
+
 /// The guest's `/init`.
 const INIT: &str = r#"#!/bin/busybox sh
 # The capmon kernel-matrix guest (written by `cargo xtask vm`, xtask/src/vm/initramfs.rs).
@@ -231,6 +259,20 @@ pub fn ensure(kernel: &Kernel) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkout_the_guests_cannot_see_is_refused() {
+        assert!(check_visible(Path::new("/work/main")).is_ok());
+        assert!(check_visible(Path::new("/tmpfoo/main")).is_ok());
+        let err = check_visible(Path::new("/tmp/fresh"))
+            .expect_err("/tmp is hidden in the guests")
+            .to_string();
+        assert!(
+            err.contains("fresh /tmp") && err.contains("/tmp/fresh"),
+            "{err}"
+        );
+        assert!(check_visible(Path::new("/var/tmp/x")).is_err());
+    }
 
     #[test]
     fn show_depends_gives_each_module_once_in_load_order() {

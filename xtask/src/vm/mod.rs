@@ -150,6 +150,7 @@ pub fn run(root: &Path, cargo: impl Fn() -> Command, args: &VmArgs, guests: bool
     };
     let modes = modes(args)?;
     if !specs.is_empty() {
+        initramfs::check_visible(root)?;
         tools::require_all()?;
     }
     let host_wanted = !args.no_host;
