@@ -98,23 +98,28 @@ fn a_workload_on_two_kernels_merges_through_prometheus_and_its_advice_runs_on_bo
         .expect("CAPMON_FLEET_NODE is 127.0.0.1:PORT");
     let prom = common::Prometheus::start(&dir, &[d.port, guest_port]);
     let url = format!("http://127.0.0.1:{}", prom.port);
-    // Until Prometheus has scraped both nodes' workload series.
+    // Until Prometheus has scraped both nodes' workload series in full: workload, kind,
+    // nodes, containers, syscalls, capabilities used.
+    let expected = |cols: &[&str]| {
+        cols.len() == 6
+            && cols[1..4] == ["deployment", "2", "4"]
+            && cols[5] == "CAP_CHOWN,CAP_MKNOD"
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    let table = loop {
+    loop {
         let out = fleet(&url, &[]);
+        assert!(out.status.success(), "{out:?}");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let line = text.lines().find(|l| l.starts_with(WORKLOAD)).unwrap_or("");
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        if cols.get(2) == Some(&"2") || std::time::Instant::now() > deadline {
-            assert!(out.status.success(), "{out:?}");
-            break line.to_owned();
+        if expected(&line.split_whitespace().collect::<Vec<_>>()) {
+            break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{WORKLOAD} not on 2 nodes with 4 containers, CAP_CHOWN and CAP_MKNOD within 90 s:\n{text}"
+        );
         std::thread::sleep(Duration::from_secs(1));
-    };
-    let cols: Vec<&str> = table.split_whitespace().collect();
-    // Workload, kind, nodes, containers, last seen, used capabilities.
-    assert_eq!(cols[1..4], ["deployment", "2", "4"], "{table}");
-    assert_eq!(cols[5], "CAP_CHOWN,CAP_MKNOD", "{table}");
+    }
 
     let out = fleet(&url, &["--workload", WORKLOAD]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -205,7 +205,7 @@ fn preemption() -> Item {
             }
             m => format!(
                 "{}: tracepoint and kprobe programs still run with preemption disabled; fexit \
-                 programs do not, so capmon uses the kprobe mode here and refuses fexit",
+                 programs do not, so capmon uses the tracepoint or kprobe mode here and refuses fexit",
                 m.name()
             ),
         },

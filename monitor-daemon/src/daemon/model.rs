@@ -106,6 +106,10 @@ pub struct SweepInput<'a> {
     pub exited: &'a HashSet<u64>,
     /// Whether the cgroup at a path (as stored) still exists.
     pub cgroup_exists: &'a dyn Fn(&str) -> bool,
+    /// Whether creation records were ever lost (a full ring buffer, or the lifecycle stage):
+    /// then an unnamed cgroup older than the first creation recorded may be one whose record
+    /// was lost, and counts as unattributed.
+    pub records_lost: bool,
 }
 
 impl Model {
@@ -418,7 +422,7 @@ impl Model {
         for id in stale {
             self.unknown.remove(&id);
             swept.forget.insert(id);
-            if self.first_created.is_none_or(|f| id < f) {
+            if !input.records_lost && self.first_created.is_none_or(|f| id < f) {
                 swept.before_start += 1;
             } else {
                 swept.unattributed += 1;

@@ -429,11 +429,18 @@ impl ModelWorker {
             .unwrap_or(i64::MAX);
         let mount = self.index.mount().to_owned();
         let exists = |path: &str| mount.join(path.trim_start_matches('/')).exists();
+        let health = &self.shared.health;
+        let records_lost = health.lifecycle_dropped.load(Ordering::Relaxed) > 0
+            || health
+                .kernel_lost()
+                .iter()
+                .any(|(reason, n)| *reason == "ringbuf_full" && *n > 0);
         let input = SweepInput {
             now: now(),
             retention,
             exited: &exited,
             cgroup_exists: &exists,
+            records_lost,
         };
         let Ok(mut model) = self.shared.model.lock() else {
             return;

@@ -97,7 +97,7 @@ pub enum ProbeError {
     },
     /// The fexit mode was asked for on a kernel that preempts fexit programs.
     #[error(
-        "probe mode fexit is refused on this kernel ({0}): fexit programs run there with migration disabled only, so another task can preempt one in the middle of updating its CPU's counting slots, and counts are lost or go to the wrong cgroup (measured: 267 of 2,000,000 checks lost on Debian's 6.12-rt); use the kprobe mode, capmon's choice here (probe mode auto or kprobe)"
+        "probe mode fexit is refused on this kernel ({0}): fexit programs run there with migration disabled only, so another task can preempt one in the middle of updating its CPU's counting slots, and counts are lost or go to the wrong cgroup (measured: 267 of 2,000,000 checks lost on Debian's 6.12-rt); use the tp_btf mode where the kernel has the cap_capable tracepoint, else kprobe (probe mode auto chooses)"
     )]
     FexitPreempted(&'static str),
     /// A map is missing or has the wrong type (a build problem).

@@ -17,7 +17,9 @@ pub enum Preemption {
     /// No forced preemption of kernel code (`none` or `voluntary`): a BPF program is never
     /// interrupted by another task.
     Voluntary,
-    /// Full preemption (`CONFIG_PREEMPT`, or `preempt=full` with `PREEMPT_DYNAMIC`).
+    /// Full or lazy preemption (`CONFIG_PREEMPT`, `CONFIG_PREEMPT_LAZY`, or `preempt=full` /
+    /// `preempt=lazy` with `PREEMPT_DYNAMIC`): kernel code is preempted (lazily: at the next
+    /// tick at the latest), BPF trampolines included.
     Full,
     /// `PREEMPT_RT`.
     Realtime,
@@ -63,10 +65,10 @@ impl Evidence {
         }
         // debugfs shows the current dynamic model in parentheses.
         if let Some(d) = &self.debugfs {
-            if d.contains("(full)") {
+            if d.contains("(full)") || d.contains("(lazy)") {
                 return Preemption::Full;
             }
-            if d.contains("(none)") || d.contains("(voluntary)") || d.contains("(lazy)") {
+            if d.contains("(none)") || d.contains("(voluntary)") {
                 return Preemption::Voluntary;
             }
         }
@@ -76,7 +78,7 @@ impl Evidence {
                 .next_back()
         }) {
             return match word {
-                "full" => Preemption::Full,
+                "full" | "lazy" => Preemption::Full,
                 _ => Preemption::Voluntary,
             };
         }
@@ -84,7 +86,9 @@ impl Evidence {
             if c.lines().any(|l| l == "CONFIG_PREEMPT_RT=y") {
                 return Preemption::Realtime;
             }
-            if c.lines().any(|l| l == "CONFIG_PREEMPT=y") {
+            if c.lines()
+                .any(|l| l == "CONFIG_PREEMPT=y" || l == "CONFIG_PREEMPT_LAZY=y")
+            {
                 return Preemption::Full;
             }
             if c.lines()
@@ -166,6 +170,15 @@ mod tests {
         );
         assert_eq!(
             ev(|e| e.debugfs = Some("none voluntary (full)\n".into())),
+            Preemption::Full
+        );
+        // Lazy preemption still preempts kernel code, at the next tick at the latest.
+        assert_eq!(
+            ev(|e| e.debugfs = Some("none voluntary full (lazy)\n".into())),
+            Preemption::Full
+        );
+        assert_eq!(
+            ev(|e| e.cmdline = Some("preempt=lazy".into())),
             Preemption::Full
         );
         assert_eq!(

@@ -88,7 +88,8 @@ pub fn edit_spec(spec: &mut Value, args: &[&str], caps: &[&str], cgroups_path: &
 
 impl Replica {
     /// Starts `args` with `caps` (and the seccomp profile `seccomp`, OCI form, if given) as the
-    /// container `who` with `runtime` (runc or crun); returns once the runtime runs it.
+    /// container `who` with `runtime` (runc or crun); returns once the runtime is started
+    /// (the container itself may still be starting). What it made is removed on failure.
     pub fn start(
         runtime: &str,
         who: &PodContainer<'_>,
@@ -100,6 +101,16 @@ impl Replica {
         let pod_uid = pod_uid_of(&id[32..]);
         let cgroup = format!("/kubepods/besteffort/pod{pod_uid}/{id}");
         let bundle = std::env::temp_dir().join(format!("capmon-cri-{id}"));
+        let task = Path::new(CONTAINERD_K8S_TASKS).join(&id);
+        // Dropped on any error below: removes what was made so far.
+        let mut replica = Replica {
+            id: id.clone(),
+            runtime: runtime.to_owned(),
+            child: None,
+            bundle: bundle.clone(),
+            task: task.clone(),
+            cgroup: cgroup.clone(),
+        };
         super::rootfs::busybox(&bundle.join("rootfs"))?;
         let out = Command::new(runtime)
             .args(["spec", "--bundle"])
@@ -126,7 +137,6 @@ impl Replica {
         let text = serde_json::to_string_pretty(&spec)?;
         fs::write(&path, &text)?;
         // containerd writes the task's bundle before the container's cgroup exists.
-        let task = Path::new(CONTAINERD_K8S_TASKS).join(&id);
         fs::create_dir_all(&task).with_context(|| format!("mkdir {}", task.display()))?;
         fs::write(task.join("config.json"), &text)?;
         let child = Command::new(runtime)
@@ -139,14 +149,8 @@ impl Replica {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("{runtime} run"))?;
-        Ok(Replica {
-            id,
-            runtime: runtime.to_owned(),
-            child: Some(child),
-            bundle,
-            task,
-            cgroup,
-        })
+        replica.child = Some(child);
+        Ok(replica)
     }
 
     /// Waits for the container to end by itself: its exit status and output.
@@ -159,9 +163,18 @@ impl Replica {
 impl Drop for Replica {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new(&self.runtime)
-                .args(["kill", &self.id, "KILL"])
-                .output();
+            // The container may still be starting: kill it until its runtime returns, for ten
+            // seconds at most, then the runtime itself.
+            for _ in 0..20 {
+                let _ = Command::new(&self.runtime)
+                    .args(["kill", &self.id, "KILL"])
+                    .output();
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            let _ = child.kill();
             let _ = child.wait();
         }
         let _ = Command::new(&self.runtime)

@@ -43,6 +43,20 @@ pub struct Fleet<'a> {
     pub bound: Duration,
 }
 
+impl Fleet<'_> {
+    /// The row of a fleet that could not run, with why.
+    pub fn failed(&self, why: String) -> Row {
+        Row {
+            kernel: format!("host+{}", self.kernel.spec.name),
+            release: self.kernel.release.clone(),
+            mode: "fleet".into(),
+            logs: self.share.join("fleet"),
+            problems: vec![format!("the fleet row could not run: {why}")],
+            ..Row::default()
+        }
+    }
+}
+
 /// A free port on the host's loopback.
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -135,11 +149,26 @@ pub fn row(f: &Fleet<'_>) -> Result<Row> {
         } else {
             Ok(Row::default())
         };
-        fs::write(out.join("stop"), "")?;
-        let exit = guest
-            .join()
-            .map_err(|_| anyhow::anyhow!("the fleet guest's thread panicked"))??;
+        // The node waits for this (else 15 minutes, past the guest's bound).
+        let stopped = fs::write(out.join("stop"), "");
+        let exit = guest.join();
         let mut row = row?;
+        if let Err(e) = stopped {
+            row.problems
+                .push(format!("cannot tell the node to stop: {e}"));
+        }
+        let exit = match exit {
+            Ok(Ok(exit)) => Some(exit),
+            Ok(Err(e)) => {
+                row.problems.push(format!("the fleet guest: {e:#}"));
+                None
+            }
+            Err(_) => {
+                row.problems
+                    .push("the fleet guest's thread panicked".into());
+                None
+            }
+        };
         if !ready {
             let when = if out.join("timed-out").exists() {
                 format!("within {} s", READY_BOUND.as_secs())

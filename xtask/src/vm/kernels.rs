@@ -135,12 +135,20 @@ impl Kernel {
         self.root.join(format!("boot/vmlinuz-{}", self.release))
     }
 
-    /// Whether the kernel is built with `CONFIG_PREEMPT_RT` (from the package's
-    /// `boot/config-<release>`): there fexit programs can be preempted, and capmon chooses the
-    /// kprobe mode before fexit.
+    /// Whether the kernel's default preemption model preempts fexit programs (from the
+    /// package's `boot/config-<release>`, as capmon reads it: `PREEMPT_RT`, or full or lazy
+    /// preemption): capmon refuses fexit there.
     pub fn preempts_fexit(&self) -> bool {
-        std::fs::read_to_string(self.root.join(format!("boot/config-{}", self.release)))
-            .is_ok_and(|c| c.lines().any(|l| l == "CONFIG_PREEMPT_RT=y"))
+        std::fs::read_to_string(self.root.join(format!("boot/config-{}", self.release))).is_ok_and(
+            |c| {
+                c.lines().any(|l| {
+                    matches!(
+                        l,
+                        "CONFIG_PREEMPT_RT=y" | "CONFIG_PREEMPT=y" | "CONFIG_PREEMPT_LAZY=y"
+                    )
+                })
+            },
+        )
     }
 }
 

@@ -150,7 +150,7 @@ pub fn run(root: &Path, cargo: impl Fn() -> Command, args: &VmArgs, guests: bool
     };
     let modes = modes(args)?;
     if !specs.is_empty() {
-        initramfs::check_visible(root)?;
+        initramfs::check_visible(&root.canonicalize().unwrap_or_else(|_| root.to_owned()))?;
         tools::require_all()?;
     }
     let host_wanted = !args.no_host;
@@ -173,7 +173,7 @@ pub fn run(root: &Path, cargo: impl Fn() -> Command, args: &VmArgs, guests: bool
         if let (Some(host), Some((kernel, initramfs))) = (&host_built, &guests.first)
             && fleet_selected(host, args)
         {
-            rows.push(fleet::row(&fleet::Fleet {
+            let fleet = fleet::Fleet {
                 kernel,
                 initramfs,
                 share: &vm_dir(root).join("share"),
@@ -181,7 +181,9 @@ pub fn run(root: &Path, cargo: impl Fn() -> Command, args: &VmArgs, guests: bool
                 guest: &guests.built,
                 tcg: &args.tcg,
                 bound: Duration::from_secs(args.binary_timeout),
-            })?);
+            };
+            // A failure to run the row is the row's problem: the other rows are still reported.
+            rows.push(fleet::row(&fleet).unwrap_or_else(|e| fleet.failed(format!("{e:#}"))));
         }
     }
     print_report(&rows, start.elapsed());

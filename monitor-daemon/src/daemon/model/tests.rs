@@ -138,6 +138,7 @@ fn exited_containers_are_forgotten_once_written_then_pruned() {
         retention: 3600,
         exited: &HashSet::from([3]),
         cgroup_exists: &exists,
+        records_lost: false,
     };
     let swept = m.sweep(&input);
     assert!(swept.forget.is_empty(), "not written yet");
@@ -180,6 +181,7 @@ fn cgroups_nothing_names_are_dropped_as_unattributed_two_snapshots_and_seconds_l
         retention: 3600,
         exited: &HashSet::new(),
         cgroup_exists: &exists,
+        records_lost: false,
     };
     assert_eq!(m.sweep(&input), Swept::default());
     // Two seconds are not enough while the snapshot that may name it is still to come
@@ -211,6 +213,7 @@ fn unnamed_cgroups_older_than_the_first_recorded_creation_were_there_before_the_
         retention: 3600,
         exited: &HashSet::new(),
         cgroup_exists: &exists,
+        records_lost: false,
     });
     assert_eq!((swept.before_start, swept.unattributed), (1, 1));
     assert_eq!(swept.forget, BTreeSet::from([5, 9]));
@@ -224,6 +227,21 @@ fn unnamed_cgroups_older_than_the_first_recorded_creation_were_there_before_the_
         retention: 3600,
         exited: &HashSet::new(),
         cgroup_exists: &exists,
+        records_lost: false,
     });
     assert_eq!((swept.before_start, swept.unattributed), (1, 0));
+    // Once creation records were lost, an older unnamed cgroup may be one of those.
+    let mut m = Model::default();
+    m.created(8);
+    m.not_found_yet(5, 100);
+    m.snapshot_applied();
+    m.snapshot_applied();
+    let swept = m.sweep(&SweepInput {
+        now: 110,
+        retention: 3600,
+        exited: &HashSet::new(),
+        cgroup_exists: &exists,
+        records_lost: true,
+    });
+    assert_eq!((swept.before_start, swept.unattributed), (0, 1));
 }
