@@ -7,11 +7,12 @@
 //!
 //! Beside the types, the pure helpers both sides need, so that the kernel and userspace cannot
 //! disagree: [`fnv`] (the stack and id hashes), [`comm`] (process names, the container
-//! runtime's), [`setid`] (the `set*id` syscalls) and the loss counters' names in [`counter`].
+//! runtime's), [`setid`] (the `set*id` syscalls), [`chmod`] (the chmod family) and the loss counters' names in [`counter`].
 //! No dependencies (aya only with the `user` feature), `no_std`, unit-tested on the host.
 #![cfg_attr(not(test), no_std)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod chmod;
 pub mod comm;
 pub mod fnv;
 pub mod setid;
@@ -142,7 +143,13 @@ pub mod context {
     /// The check was made with `CAP_OPT_NOAUDIT` (known directly in kprobe mode, where
     /// `cap_capable`'s options argument is visible; the tracepoint has no such field).
     pub const NOAUDIT: u32 = 16;
+    /// A granted `CAP_FSETID` check inside a chmod-family syscall whose requested mode has no
+    /// set-group-ID bit (see [`super::chmod`]): the call does the same without the capability.
+    pub const MODE_WITHOUT_SGID: u32 = 32;
 }
+
+/// `CAP_FSETID`.
+pub const CAP_FSETID: u32 = 4;
 
 /// [`CapKey::outcome`] of a check whose syscall's result is not part of the key (granted checks,
 /// and refused checks made outside a syscall).

@@ -19,20 +19,25 @@
 use aya_ebpf::{
     EbpfContext,
     bindings::BPF_NOEXIST,
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_get_stack},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+        generated::{bpf_get_stack, bpf_task_pt_regs},
+    },
     macros::{btf_tracepoint, fexit, kprobe, kretprobe},
     programs::{BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use monitor_common::{
-    CAP_SETGID, CAP_SETUID, COMM_LEN, CapEvent, CapKey, KprobeArgs, MAX_PENDING, NO_STACK,
-    OUTCOME_NONE, PendingCheck, STACK_DEPTH, context, counter, fnv1a, is_setid_syscall, kind,
+    CAP_FSETID, CAP_SETGID, CAP_SETUID, COMM_LEN, CapEvent, CapKey, KprobeArgs, MAX_PENDING,
+    NO_STACK, OUTCOME_NONE, PendingCheck, STACK_DEPTH, chmod, context, counter, fnv1a,
+    is_setid_syscall, kind,
 };
 
 use crate::{
     events::emit,
     maps::{
-        CAP_CACHE, CAP_CACHE_SLOTS, CAP_CHECKS, CPU_STATE, KPROBE_ARGS, RAWIO_SEEN, SETID_BASE,
-        SETID_MASK, STACK_SCRATCH, STACKS, bump, count, insert_failed, per_cpu_mut,
+        CAP_CACHE, CAP_CACHE_SLOTS, CAP_CHECKS, CHMOD_ARG1_NRS, CHMOD_ARG2_NRS, CPU_STATE,
+        KPROBE_ARGS, PT_REGS_ARG1_OFFSET, PT_REGS_ARG2_OFFSET, RAWIO_SEEN, SETID_BASE, SETID_MASK,
+        STACK_SCRATCH, STACKS, bump, count, insert_failed, per_cpu_mut,
     },
     state::{exec_seen, running_state},
     task::{cgroup_id, cred_ids, current_task, real_cred},
@@ -154,8 +159,10 @@ pub fn check<C: EbpfContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_conte
 /// sample.
 #[inline(always)]
 fn fast_check(cred: u64, cap: i32, ret: i32, extra_context: u32) -> bool {
-    // CAP_SETGID (6) and CAP_SETUID (7) may wait for their syscall's outcome.
-    if ret != 0 || extra_context != 0 || (cap as u32 | 1) == CAP_SETUID {
+    // CAP_SETGID (6) and CAP_SETUID (7) may wait for their syscall's outcome; CAP_FSETID (4)
+    // depends on a chmod's mode.
+    if ret != 0 || extra_context != 0 || (cap as u32 | 1) == CAP_SETUID || cap as u32 == CAP_FSETID
+    {
         return false;
     }
     // SAFETY: this CPU's slot, taken once by this program (see `per_cpu_mut`); an owned slot
@@ -227,6 +234,9 @@ fn check_slow<C: EbpfContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_cont
     if syscall_nr < 0 {
         ctx_bits |= context::NO_SYSCALL;
     }
+    if ret == 0 && ctx_bits == 0 && cap as u32 == CAP_FSETID && chmod_without_sgid(syscall_nr) {
+        ctx_bits |= context::MODE_WITHOUT_SGID;
+    }
     let mut key = CapKey {
         cgroup_id,
         cap: cap as u32,
@@ -268,6 +278,33 @@ fn check_slow<C: EbpfContext>(ctx: &C, cred: u64, cap: i32, ret: i32, extra_cont
         key.context |= context::PENDING_OVERFLOW;
     }
     count_cached(ctx, key, syscall_nr, &mut cpu.last_slot);
+}
+
+/// Whether `syscall_nr` is a chmod-family call whose requested mode has no `S_ISGID` bit (read
+/// from the task's user registers: the syscall's arguments); false when that is not known.
+#[inline(never)]
+fn chmod_without_sgid(syscall_nr: i32) -> bool {
+    let offset = if chmod::in_packed(syscall_nr, CHMOD_ARG1_NRS.load()) {
+        PT_REGS_ARG1_OFFSET.load()
+    } else if chmod::in_packed(syscall_nr, CHMOD_ARG2_NRS.load()) {
+        PT_REGS_ARG2_OFFSET.load()
+    } else {
+        return false;
+    };
+    if offset == 0 {
+        return false;
+    }
+    // SAFETY: a helper taking the current task (a trusted pointer); it returns the task's
+    // user-mode registers, saved at syscall entry.
+    let regs = unsafe { bpf_task_pt_regs(current_task().cast()) } as *const u8;
+    if regs.is_null() {
+        return false;
+    }
+    // SAFETY: reads kernel memory through the helper, which faults safely.
+    match unsafe { bpf_probe_read_kernel(regs.add(offset as usize) as *const u64) } {
+        Ok(mode) => mode & chmod::S_ISGID == 0,
+        Err(_) => false,
+    }
 }
 
 /// Counts a check that needs no syscall outcome, through `CAP_CACHE`; a plain check (context

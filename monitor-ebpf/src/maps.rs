@@ -100,6 +100,19 @@ pub static SETID_BASE: Global<u64> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static SETID_MASK: Global<u64> = Global::new(0);
 
+/// The chmod family (see `monitor_common::chmod`): the numbers of the calls whose mode is the
+/// second argument (`chmod`, `fchmod`), and of those where it is the third (`fchmodat`,
+/// `fchmodat2`), packed; and where those arguments sit in the task's user `pt_regs` (0:
+/// unknown, no check is then judged by its mode).
+#[unsafe(no_mangle)]
+pub static CHMOD_ARG1_NRS: Global<u64> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static CHMOD_ARG2_NRS: Global<u64> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static PT_REGS_ARG1_OFFSET: Global<u64> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static PT_REGS_ARG2_OFFSET: Global<u64> = Global::new(0);
+
 // ---- A writable global ----
 
 /// Incremented whenever a task is moved to another cgroup (`cgroup_attach_task`): the cgroup

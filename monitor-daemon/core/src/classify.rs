@@ -155,6 +155,14 @@ pub fn classify(facts: CheckFacts, frames: &[&str]) -> (CapClass, String) {
             format!("no-audit check from {}", base_symbol(f)),
         );
     }
+    if facts.ret == 0 && facts.context & context::MODE_WITHOUT_SGID != 0 {
+        return (
+            CapClass::Probe,
+            "granted, but the chmod's new mode has no set-group-ID bit: CAP_FSETID only decides \
+             whether S_ISGID survives (in_group_or_capable), so the call does the same without it"
+                .into(),
+        );
+    }
     if facts.ret == 0 && facts.outcome == OUTCOME_IDS_UNCHANGED {
         return (
             CapClass::Probe,
@@ -277,6 +285,18 @@ mod tests {
             CapClass::Probe
         );
         assert_eq!(class(facts(0, 0, 0), CHOWN), CapClass::Used);
+    }
+
+    #[test]
+    fn fsetid_in_a_chmod_without_sgid_is_a_probe() {
+        let (class, why) = classify(facts(0, context::MODE_WITHOUT_SGID, 0), CHOWN);
+        assert_eq!(class, CapClass::Probe);
+        assert!(why.contains("S_ISGID"), "{why}");
+        // Without a stack too: the kernel side judged it from the syscall's mode argument.
+        assert_eq!(
+            self::class(facts(0, context::MODE_WITHOUT_SGID, 0), &[]),
+            CapClass::Probe
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ use capmon_core::names::Arch;
 use monitor_common::CpuState;
 
 use super::{
-    offsets::{KernelOffsets, setid_syscalls, syscall_nr_offset},
+    offsets::{
+        KernelOffsets, chmod_syscalls, setid_syscalls, syscall_arg_offset, syscall_nr_offset,
+    },
     preemption::Preemption,
     probe_table::{Hook, Probe, ProbeMode},
 };
@@ -414,10 +416,11 @@ impl Probes {
 
     /// The read-only globals the programs read, as (name, value), for this kernel: syscall
     /// numbers and the BTF offsets of the fields the programs read.
-    fn globals() -> [(&'static str, u64); 17] {
+    fn globals() -> [(&'static str, u64); 21] {
         let arch = Arch::host();
         let fields = KernelOffsets::from_kernel();
         let (setid_base, setid_mask) = setid_syscalls(arch);
+        let (chmod_arg1, chmod_arg2) = chmod_syscalls(arch);
         [
             ("SYSCALL_NR_OFFSET", syscall_nr_offset(arch)),
             (
@@ -441,6 +444,10 @@ impl Probes {
             ("CGROUP_ROOT_HIERARCHY_ID_OFFSET", fields.cgroup_root[1]),
             ("SETID_BASE", setid_base),
             ("SETID_MASK", setid_mask),
+            ("CHMOD_ARG1_NRS", chmod_arg1),
+            ("CHMOD_ARG2_NRS", chmod_arg2),
+            ("PT_REGS_ARG1_OFFSET", syscall_arg_offset(arch, 1)),
+            ("PT_REGS_ARG2_OFFSET", syscall_arg_offset(arch, 2)),
             ("MMAP_MIN_ADDR", mmap_min_addr()),
         ]
     }

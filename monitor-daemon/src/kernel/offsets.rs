@@ -15,6 +15,31 @@ pub fn setid_syscalls(arch: Arch) -> (u64, u64) {
     monitor_common::setid_base_mask(&numbers)
 }
 
+/// The chmod family ([`monitor_common::chmod::CHMOD_SYSCALLS`]) on this architecture, packed
+/// for the kernel side: (calls whose mode is the second argument, calls where it is the third).
+pub fn chmod_syscalls(arch: Arch) -> (u64, u64) {
+    let with_mode_at = |index: u8| -> Vec<u32> {
+        monitor_common::chmod::CHMOD_SYSCALLS
+            .iter()
+            .filter(|(_, i)| *i == index)
+            .filter_map(|(name, _)| arch.syscall_number(name))
+            .collect()
+    };
+    (
+        monitor_common::chmod::pack_syscalls(&with_mode_at(1)),
+        monitor_common::chmod::pack_syscalls(&with_mode_at(2)),
+    )
+}
+
+/// Where a syscall's argument `index` (0-based, up to 5) sits in `struct pt_regs` as the
+/// syscall entry saved it: `di, si, dx, r10, r8, r9` on x86_64, `regs[0..6]` on aarch64.
+pub const fn syscall_arg_offset(arch: Arch, index: usize) -> u64 {
+    match arch {
+        Arch::X86_64 => [112, 104, 96, 56, 72, 64][index],
+        Arch::Aarch64 => 8 * index as u64,
+    }
+}
+
 /// Kernel struct fields the eBPF side reads, found in the running kernel's BTF.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelOffsets {
@@ -129,6 +154,23 @@ pub const fn syscall_nr_offset(arch: Arch) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chmod_family_per_architecture() {
+        use monitor_common::chmod::in_packed;
+        // x86_64: chmod 90, fchmod 91, fchmodat 268, fchmodat2 452.
+        let (arg1, arg2) = chmod_syscalls(Arch::X86_64);
+        assert!(in_packed(90, arg1) && in_packed(91, arg1) && !in_packed(268, arg1));
+        assert!(in_packed(268, arg2) && in_packed(452, arg2) && !in_packed(90, arg2));
+        // aarch64 (asm-generic): no chmod; fchmod 52, fchmodat 53, fchmodat2 452.
+        let (arg1, arg2) = chmod_syscalls(Arch::Aarch64);
+        assert!(in_packed(52, arg1) && !in_packed(53, arg1));
+        assert!(in_packed(53, arg2) && in_packed(452, arg2));
+        // struct pt_regs: si and dx on x86_64, regs[1] and regs[2] on aarch64.
+        assert_eq!(syscall_arg_offset(Arch::X86_64, 1), 104);
+        assert_eq!(syscall_arg_offset(Arch::X86_64, 2), 96);
+        assert_eq!(syscall_arg_offset(Arch::Aarch64, 2), 16);
+    }
 
     #[test]
     fn setid_syscalls_per_architecture() {
