@@ -159,7 +159,15 @@ fn two_hundred_runc_one_shots_that_live_milliseconds_are_listed_with_exact_sets(
             .expect("listed");
         assert_eq!(c["runtime"], "docker", "{c:#}");
         assert_eq!(c["granted"], serde_json::json!(caps), "{c:#}");
-        assert_eq!(c["used"], serde_json::json!(["CAP_CHOWN"]), "{c:#}");
+        // A miss says what the daemon and the kernel side lost (losses, dropped stages).
+        let health = || common::get_json(port, "/healthz").1;
+        assert_eq!(
+            c["used"],
+            serde_json::json!(["CAP_CHOWN"]),
+            "{c:#}\n/healthz: {:#}\ndetail: {:#}",
+            health(),
+            common::get_json(port, &format!("/v1/containers/{id}")).1
+        );
         assert_eq!(c["unused"], serde_json::json!(["CAP_KILL"]), "{c:#}");
         assert!(c["exited_at"].is_i64(), "{c:#}");
     }
