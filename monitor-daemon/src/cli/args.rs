@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use capmon_core::recommend::Format;
+use capmon_core::{recommend::Format, report::verify::Compare};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -120,6 +120,26 @@ pub enum Command {
         /// kubernetes-securitycontext.yaml, apparmor-capabilities.txt, docker-run-flags.txt).
         #[arg(long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
+        /// Prove the recommendation by running the command again: once per recommended
+        /// capability, without it (and without those already proven unneeded), then once with
+        /// the proven set under the generated seccomp profile; each run's exit status and
+        /// output are compared with the recorded run's (`--verify=exit`: the exit status
+        /// only, for commands whose output varies). The recommendation then holds only what
+        /// was proven needed. The command runs again, side effects and all; every run reads
+        /// no input.
+        #[arg(
+            long,
+            value_name = "WHAT",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "output",
+            value_parser = parse_compare
+        )]
+        verify: Option<Compare>,
+        /// Bound for one --verify re-run, in seconds; a run still going then is killed and
+        /// counts as a changed outcome.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        verify_timeout: u64,
         /// The command and its arguments (after `--`).
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
@@ -147,6 +167,11 @@ pub enum Command {
         /// A report.json written by `capmon record --output-dir`.
         report: PathBuf,
     },
+}
+
+/// `--verify`'s value.
+pub fn parse_compare(s: &str) -> Result<Compare, String> {
+    s.parse()
 }
 
 pub fn parse_format(s: &str) -> Result<Format, String> {

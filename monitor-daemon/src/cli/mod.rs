@@ -11,11 +11,12 @@ pub mod report;
 pub mod run;
 pub mod workloads;
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
 
 use clap::Parser as _;
 
 use self::args::{Cli, Command, LogFormat};
+use crate::record::VerifyOptions;
 
 /// A subcommand that failed: the error to print and the exit code.
 #[derive(Debug)]
@@ -111,8 +112,16 @@ fn dispatch(log_format: LogFormat, command: Command) -> Outcome {
             format,
             name,
             output_dir,
+            verify,
+            verify_timeout,
             command,
-        } => record::main(json, format, name, output_dir, command),
+        } => {
+            let verify = verify.map(|compare| VerifyOptions {
+                compare,
+                timeout: Duration::from_secs(verify_timeout),
+            });
+            record::main(json, format, name, output_dir, verify, command)
+        }
         Command::Replay {
             profile,
             caps,

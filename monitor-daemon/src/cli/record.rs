@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 use capmon_core::{recommend::Format, report};
 
 use super::{Failure, Outcome, runtime};
-use crate::record::{self, RecordOptions};
+use crate::record::{self, RecordOptions, VerifyOptions};
 
 /// Records `command` and reports.
 pub fn main(
@@ -14,6 +14,7 @@ pub fn main(
     format: Option<Format>,
     name: Option<String>,
     output_dir: Option<PathBuf>,
+    verify: Option<VerifyOptions>,
     command: Vec<String>,
 ) -> Outcome {
     let rt = runtime()?;
@@ -22,6 +23,7 @@ pub fn main(
         command,
         output_dir,
         name,
+        verify,
     };
     let out = rt
         .block_on(record::record(&opts))

@@ -158,6 +158,7 @@ impl Group<'_> {
             probe: class(CapClass::Probe),
             ignored: class(CapClass::Ignored),
             checks: m.iter().flat_map(|c| c.cap_checks()).collect(),
+            ..Default::default()
         };
         let syscalls = Syscalls {
             used: union(m.iter().map(|c| c.syscalls.iter().cloned().collect())),

@@ -4,29 +4,31 @@
 
 mod cgroup;
 mod error;
+pub mod filter;
+mod launch;
 mod outputs;
+mod verify;
 
-use std::{
-    ffi::CString,
-    io,
-    os::unix::{ffi::OsStrExt, process::ExitStatusExt},
-    path::PathBuf,
-    process::ExitStatus,
+use std::{io, os::unix::process::ExitStatusExt, path::PathBuf, process::ExitStatus};
+
+use capmon_core::report::{
+    self, RecordReport,
+    verify::{Digest, Outcome},
 };
-
-use capmon_core::report::{self, RecordReport};
 use tokio::{
-    io::unix::AsyncFd,
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
+    task::JoinHandle,
 };
 
 pub use self::{
     cgroup::RecordCgroup,
     error::{EXIT_CANNOT_START, RecordError},
     outputs::write_outputs,
+    verify::VerifyOptions,
 };
 use crate::{
-    containers::cgroup::{CgroupError, find_cgroup2_mount},
+    containers::cgroup::find_cgroup2_mount,
     kernel::reader::{KernelReader, preflight},
 };
 
@@ -39,6 +41,8 @@ pub struct RecordOptions {
     pub output_dir: Option<PathBuf>,
     /// Name for the recommendation (file and resource names).
     pub name: String,
+    /// Prove the recommendation by running the command again (`--verify`).
+    pub verify: Option<VerifyOptions>,
 }
 
 /// What `capmon record` produced.
@@ -59,7 +63,8 @@ pub fn command_name(command: &[String]) -> String {
         .unwrap_or_else(|| "command".into())
 }
 
-/// Runs the command under the probes and reports what it did.
+/// Runs the command under the probes and reports what it did; with `verify`, proves the
+/// recommendation by running it again ([`verify`]).
 pub async fn record(opts: &RecordOptions) -> Result<Recorded, RecordError> {
     let Some(program) = opts.command.first() else {
         return Err(RecordError::NoCommand);
@@ -73,18 +78,26 @@ pub async fn record(opts: &RecordOptions) -> Result<Recorded, RecordError> {
     let mut reader = KernelReader::start()?;
     let cg = RecordCgroup::create(&mount, &format!("capmon-record-{}", std::process::id()))?;
     tracing::debug!(path = %cg.path.display(), id = cg.id, "created recording cgroup");
-    let status = match run_in(&cg, program, &opts.command[1..], &mut reader).await {
-        Ok(status) => status,
-        Err(e) => {
-            let _ = cg.remove();
-            return Err(e);
-        }
-    };
+    let compared = opts.verify.is_some();
+    let (status, streams) =
+        match run_in(&cg, program, &opts.command[1..], compared, &mut reader).await {
+            Ok(ran) => ran,
+            Err(e) => {
+                let _ = cg.remove();
+                return Err(e);
+            }
+        };
     // What the command left running is part of the recording; it is stopped now.
     cg.kill_all();
+    let (stdout, stderr) = match streams {
+        Some((out, err)) => (out.await.unwrap_or_default(), err.await.unwrap_or_default()),
+        None => Default::default(),
+    };
     let id = cg.id;
     let removed = tokio::task::spawn_blocking(move || cg.remove()).await;
     let observed = reader.observe(id)?;
+    // The probes are detached before any re-run.
+    drop(reader);
     match removed {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!("{e}"),
@@ -94,7 +107,23 @@ pub async fn record(opts: &RecordOptions) -> Result<Recorded, RecordError> {
     let mut ctx = report::BuildContext::new(own_bounding_set());
     // The command ran as root with capmon's own bounding set.
     ctx.uid = Some(0);
-    let report = report::build(&ctx, opts.command.clone(), exit_code, signal, &observed);
+    let mut report = report::build(&ctx, opts.command.clone(), exit_code, signal, &observed);
+    if let Some(verify_opts) = opts.verify.clone() {
+        let recorded = Outcome {
+            exit_code,
+            signal,
+            timed_out: false,
+            stdout,
+            stderr,
+        };
+        let (command, for_runs) = (opts.command.clone(), report.clone());
+        let verification = tokio::task::spawn_blocking(move || {
+            verify::verify(&mount, &command, recorded, &for_runs, &verify_opts)
+        })
+        .await
+        .map_err(|e| RecordError::Io(io::Error::other(e)))?;
+        report = report.verified(&ctx, verification);
+    }
     let written = match &opts.output_dir {
         Some(dir) => write_outputs(dir, &opts.name, &report)?,
         None => Vec::new(),
@@ -102,25 +131,47 @@ pub async fn record(opts: &RecordOptions) -> Result<Recorded, RecordError> {
     Ok(Recorded { report, written })
 }
 
+/// The digests of a run's standard output and error, being read.
+type Streams = (JoinHandle<Digest>, JoinHandle<Digest>);
+
 /// Starts `program` inside `cg` and waits for it, draining the ring buffer whenever it has
-/// records. Like `time` and `strace`, survives Ctrl-C (the command gets it too).
+/// records. Like `time` and `strace`, survives Ctrl-C (the command gets it too). With
+/// `compared`, the command reads no input and its output is passed through and digested (the
+/// streams end once nothing in the cgroup holds them).
 async fn run_in(
     cg: &RecordCgroup,
     program: &str,
     args: &[String],
+    compared: bool,
     reader: &mut KernelReader,
-) -> Result<ExitStatus, RecordError> {
+) -> Result<(ExitStatus, Option<Streams>), RecordError> {
     // SAFETY: the fd belongs to the reader's ring buffer, which outlives `ready` (`ready` is
     // dropped at the end of this function; the reader lives in the caller).
     let ready = unsafe {
         AsyncFd::register_with_interest(reader.events_fd(), tokio::io::Interest::READABLE)
     }
     .map_err(|e| RecordError::Io(e.into()))?;
-    let mut child = spawn_in(cg, program, args)?;
+    let mut cmd = launch::command(cg, program, args, launch::Setup::default())?;
+    if compared {
+        launch::piped(&mut cmd);
+    }
+    let mut child = tokio::process::Command::from(cmd)
+        .spawn()
+        .map_err(|source| RecordError::Spawn {
+            command: program.to_owned(),
+            source,
+        })?;
+    let streams = match (child.stdout.take(), child.stderr.take()) {
+        (Some(out), Some(err)) => Some((
+            tokio::spawn(tee(out, tokio::io::stdout())),
+            tokio::spawn(tee(err, tokio::io::stderr())),
+        )),
+        _ => None,
+    };
     let mut sigint = signal(SignalKind::interrupt()).map_err(RecordError::Io)?;
     loop {
         tokio::select! {
-            status = child.wait() => return status.map_err(RecordError::Io),
+            status = child.wait() => return Ok((status.map_err(RecordError::Io)?, streams)),
             guard = ready.readable() => {
                 let mut guard = guard.map_err(RecordError::Io)?;
                 reader.drain();
@@ -131,39 +182,23 @@ async fn run_in(
     }
 }
 
-/// Spawns `program` so that it joins `cg` before it executes.
-fn spawn_in(
-    cg: &RecordCgroup,
-    program: &str,
-    args: &[String],
-) -> Result<tokio::process::Child, RecordError> {
-    let procs = CString::new(cg.procs_file().as_os_str().as_bytes()).map_err(|_| {
-        RecordError::Cgroup(CgroupError::Io {
-            action: "NUL byte in path",
-            path: cg.procs_file(),
-            source: io::ErrorKind::InvalidInput.into(),
-        })
-    })?;
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args);
-    // SAFETY: the closure only makes async-signal-safe calls (open, write, close) and does not
-    // allocate.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
+/// Copies `from` to `to` until it ends, returning its digest.
+async fn tee(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+) -> Digest {
+    let mut digest = Digest::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return digest,
+            Ok(n) => {
+                digest.update(&buf[..n]);
+                let _ = to.write_all(&buf[..n]).await;
+                let _ = to.flush().await;
             }
-            let n = libc::write(fd, b"0".as_ptr().cast(), 1);
-            let err = io::Error::last_os_error();
-            libc::close(fd);
-            if n != 1 { Err(err) } else { Ok(()) }
-        });
+        }
     }
-    cmd.spawn().map_err(|source| RecordError::Spawn {
-        command: program.to_owned(),
-        source,
-    })
 }
 
 /// (exit code, signal): 128 + the signal when a signal killed it, as shells report it.

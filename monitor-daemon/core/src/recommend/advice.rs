@@ -73,6 +73,33 @@ impl<'a> Advice<'a> {
         self.analysis.recommended.iter().map(|c| short(c)).collect()
     }
 
+    /// A comment line saying how sure the advice is of each capability it adds (`# added
+    /// capabilities: CHOWN (proven), NET_RAW (denied)`), and which were proven not needed.
+    fn basis_comment(&self) -> String {
+        let a = self.analysis;
+        let marked: Vec<String> = a
+            .recommended
+            .iter()
+            .map(|c| match a.basis.get(c) {
+                Some(b) => format!("{} ({})", short(c), b.as_str()),
+                None => short(c).to_owned(),
+            })
+            .collect();
+        let mut out = if marked.is_empty() {
+            "# added capabilities: none\n".to_owned()
+        } else {
+            format!("# added capabilities: {}\n", marked.join(", "))
+        };
+        if !a.not_needed.is_empty() {
+            let names: Vec<&str> = a.not_needed.iter().map(|c| short(c)).collect();
+            out.push_str(&format!(
+                "# proven not needed by capmon record --verify: {}\n",
+                names.join(", ")
+            ));
+        }
+        out
+    }
+
     /// The advice in `format`.
     pub fn render(&self, format: Format) -> Result<String, RecommendError> {
         match format {
@@ -104,8 +131,9 @@ impl<'a> Advice<'a> {
             Err(why) => format!("# no seccomp profile: {why}"),
         };
         format!(
-            "# capmon: least privilege for {}\n{note}\n{}\n",
+            "# capmon: least privilege for {}\n{}{note}\n{}\n",
             self.name,
+            self.basis_comment(),
             flags.join(" ")
         )
     }
@@ -129,8 +157,9 @@ impl<'a> Advice<'a> {
         }
         let doc = json!({"services": {object_name(self.name): service}});
         Ok(format!(
-            "# capmon: least privilege for {}\n{}",
+            "# capmon: least privilege for {}\n{}{}",
             self.name,
+            self.basis_comment(),
             serde_norway::to_string(&doc)?
         ))
     }
@@ -154,8 +183,9 @@ impl<'a> Advice<'a> {
             });
         }
         Ok(format!(
-            "# capmon: least privilege for {} (a container's securityContext)\n{}",
+            "# capmon: least privilege for {} (a container's securityContext)\n{}{}",
             self.name,
+            self.basis_comment(),
             serde_norway::to_string(&json!({"securityContext": ctx}))?
         ))
     }
@@ -169,7 +199,11 @@ impl<'a> Advice<'a> {
             self.name
         );
         for cap in &a.recommended {
-            out.push_str(&format!("  capability {},\n", short(cap).to_lowercase()));
+            let basis = a.basis.get(cap).map_or("", |b| b.as_str());
+            out.push_str(&format!(
+                "  capability {},  # {basis}\n",
+                short(cap).to_lowercase()
+            ));
         }
         for cap in &a.unused {
             out.push_str(&format!(
@@ -216,11 +250,15 @@ impl<'a> Advice<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recommend::Analysis;
+    use crate::recommend::{Analysis, Basis};
 
     fn analysis(recommended: &[&str], unused: &[&str]) -> Analysis {
         Analysis {
             recommended: recommended.iter().map(|s| s.to_string()).collect(),
+            basis: recommended
+                .iter()
+                .map(|s| (s.to_string(), Basis::Observed))
+                .collect(),
             unused: unused.iter().map(|s| s.to_string()).collect(),
             no_new_privileges: true,
             ..Default::default()
@@ -233,10 +271,13 @@ mod tests {
 
     #[test]
     fn every_format_for_a_ping_workload() {
-        let a = analysis(
+        let mut a = analysis(
             &["CAP_CHOWN", "CAP_NET_RAW"],
             &["CAP_SYS_ADMIN", "CAP_KILL"],
         );
+        a.basis.insert("CAP_CHOWN".into(), Basis::Proven);
+        a.basis.insert("CAP_NET_RAW".into(), Basis::Denied);
+        a.not_needed = vec!["CAP_FSETID".into()];
         let profile = Profile::allow_only(Arch::X86_64, &["read", "socket", "execve"]);
         let advice = Advice {
             name: "My App_1",
@@ -246,6 +287,13 @@ mod tests {
             kernel: KernelVersion(6, 18),
         };
         let docker = advice.render(Format::Docker).expect("docker");
+        // Each capability says how sure the advice is of it, in every capability format.
+        let marks = "# added capabilities: CHOWN (proven), NET_RAW (denied)\n\
+                     # proven not needed by capmon record --verify: FSETID\n";
+        for format in [Format::Docker, Format::Compose, Format::Kubernetes] {
+            let text = advice.render(format).expect("renders");
+            assert!(text.contains(marks), "{format}: {text}");
+        }
         assert_eq!(
             docker.lines().last(),
             Some(
@@ -277,8 +325,8 @@ mod tests {
         assert_eq!(
             rules,
             vec![
-                "capability chown,",
-                "capability net_raw,",
+                "capability chown,  # proven",
+                "capability net_raw,  # denied",
                 "deny capability sys_admin,",
                 "deny capability kill,"
             ]

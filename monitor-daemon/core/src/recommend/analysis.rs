@@ -2,7 +2,7 @@
 //! what it was given ([`Context`]), the capabilities to keep, drop and add, and the warnings a
 //! security reviewer wants. Knows nothing of reports or output formats.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -44,6 +44,31 @@ const DANGEROUS: &[(&str, &str)] = &[
     ),
 ];
 
+/// How sure the advice is of a recommended capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Basis {
+    /// Proven by experiment (`capmon record --verify`): without it, the workload's outcome
+    /// changed.
+    Proven,
+    /// Observed: a granted, audited check the workload made for itself, which no rule shows to
+    /// be without consequence.
+    Observed,
+    /// Added because the workload was refused it and a syscall failed for that.
+    Denied,
+}
+
+impl Basis {
+    /// The word used in every format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Proven => "proven",
+            Basis::Observed => "observed",
+            Basis::Denied => "denied",
+        }
+    }
+}
+
 /// What a workload was granted against what it used, and what it should get instead.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Analysis {
@@ -59,8 +84,13 @@ pub struct Analysis {
     pub unused: Vec<String>,
     /// Denied and not granted: the workload failed without them; add them (or fix it).
     pub add: Vec<String>,
-    /// The least-privilege set: used plus add.
+    /// The least-privilege set: used plus add, less what `--verify` proved not needed.
     pub recommended: Vec<String>,
+    /// How sure the advice is of each recommended capability.
+    pub basis: BTreeMap<String, Basis>,
+    /// Used or refused, but proven not needed by `--verify` (removing it changed nothing).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_needed: Vec<String>,
     /// Whether to set no-new-privileges (`allowPrivilegeEscalation: false`).
     pub no_new_privileges: bool,
     /// Things to look at.
@@ -77,6 +107,10 @@ pub struct Usage<'a> {
     pub denied: &'a [String],
     /// Only ever checked without audit or without consequence.
     pub probe: &'a [String],
+    /// Proven needed by `--verify`.
+    pub proven: &'a [String],
+    /// Proven not needed by `--verify` (left out of the recommendation).
+    pub not_needed: &'a [String],
 }
 
 /// What [`analyze`] needs beyond the capability classes.
@@ -102,8 +136,30 @@ pub fn analyze(usage: &Usage<'_>, ctx: &Context<'_>) -> Analysis {
     let used: BTreeSet<&String> = usage.used.iter().collect();
     let denied: BTreeSet<&String> = usage.denied.iter().collect();
     let probe: BTreeSet<&String> = usage.probe.iter().collect();
-    let add: BTreeSet<&String> = denied.difference(&granted).copied().collect();
-    let recommended: BTreeSet<&String> = used.union(&add).copied().collect();
+    let not_needed: BTreeSet<&String> = usage.not_needed.iter().collect();
+    let add: BTreeSet<&String> = denied
+        .difference(&granted)
+        .copied()
+        .filter(|c| !not_needed.contains(c))
+        .collect();
+    let recommended: BTreeSet<&String> = used
+        .union(&add)
+        .copied()
+        .filter(|c| !not_needed.contains(c))
+        .collect();
+    let basis = recommended
+        .iter()
+        .map(|c| {
+            let basis = if usage.proven.contains(c) {
+                Basis::Proven
+            } else if add.contains(c) {
+                Basis::Denied
+            } else {
+                Basis::Observed
+            };
+            ((*c).clone(), basis)
+        })
+        .collect();
     let mut warnings = dangerous_capabilities(&granted, &recommended);
     warnings.extend(ctx.findings.iter().map(posture_warning));
     let non_root_with_caps = ctx.uid.is_some_and(|u| u != 0) && !recommended.is_empty();
@@ -131,6 +187,8 @@ pub fn analyze(usage: &Usage<'_>, ctx: &Context<'_>) -> Analysis {
         unused: sorted(granted.difference(&recommended).copied().collect()),
         add: sorted(add),
         recommended: sorted(recommended),
+        basis,
+        not_needed: sorted(not_needed),
         no_new_privileges: true,
         warnings,
     }
@@ -216,6 +274,7 @@ mod tests {
                 used: &used,
                 denied: &denied,
                 probe: &probe,
+                ..Usage::default()
             },
             &Context {
                 granted: &granted,
@@ -257,6 +316,57 @@ mod tests {
                     a.warnings[4].message.as_str()
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn each_recommended_capability_says_how_sure_it_is() {
+        let (used, denied) = (
+            caps(&["CAP_CHOWN", "CAP_FOWNER", "CAP_FSETID"]),
+            caps(&["CAP_NET_RAW"]),
+        );
+        let granted = caps(&["CAP_CHOWN", "CAP_FOWNER", "CAP_FSETID"]);
+        let plain = analyze(
+            &Usage {
+                used: &used,
+                denied: &denied,
+                ..Usage::default()
+            },
+            &Context {
+                granted: &granted,
+                ..Context::default()
+            },
+        );
+        assert_eq!(plain.basis["CAP_CHOWN"], Basis::Observed);
+        assert_eq!(plain.basis["CAP_NET_RAW"], Basis::Denied);
+        assert_eq!(plain.basis.len(), plain.recommended.len());
+        // --verify proved CAP_FOWNER and CAP_CHOWN needed and CAP_FSETID not.
+        let (proven, not_needed) = (caps(&["CAP_CHOWN", "CAP_FOWNER"]), caps(&["CAP_FSETID"]));
+        let verified = analyze(
+            &Usage {
+                used: &used,
+                denied: &denied,
+                proven: &proven,
+                not_needed: &not_needed,
+                ..Usage::default()
+            },
+            &Context {
+                granted: &granted,
+                ..Context::default()
+            },
+        );
+        assert_eq!(
+            verified.recommended,
+            caps(&["CAP_CHOWN", "CAP_FOWNER", "CAP_NET_RAW"])
+        );
+        assert_eq!(verified.basis["CAP_FOWNER"], Basis::Proven);
+        assert_eq!(verified.basis["CAP_NET_RAW"], Basis::Denied);
+        assert!(!verified.basis.contains_key("CAP_FSETID"));
+        assert_eq!(verified.not_needed, caps(&["CAP_FSETID"]));
+        assert_eq!(
+            verified.unused,
+            caps(&["CAP_FSETID"]),
+            "granted, not needed: drop"
         );
     }
 }

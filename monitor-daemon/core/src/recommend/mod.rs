@@ -15,7 +15,7 @@ mod advice;
 mod analysis;
 
 pub use advice::{Advice, object_name};
-pub use analysis::{Analysis, Context, Usage, Warning, analyze};
+pub use analysis::{Analysis, Basis, Context, Usage, Warning, analyze};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]

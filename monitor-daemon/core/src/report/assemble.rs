@@ -47,6 +47,8 @@ pub fn assemble(
             used: &capabilities.used,
             denied: &capabilities.denied,
             probe: &capabilities.probe,
+            proven: capabilities.needed.as_deref().unwrap_or_default(),
+            not_needed: capabilities.not_needed.as_deref().unwrap_or_default(),
         },
         &Context {
             granted: &ctx.granted,
@@ -67,6 +69,7 @@ pub fn assemble(
         seccomp_profile: profile.ok(),
         docker_default,
         lost,
+        verification: None,
         arch: ctx.arch,
         kernel: ctx.kernel,
     }

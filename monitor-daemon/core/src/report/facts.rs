@@ -59,6 +59,7 @@ pub fn facts(arch: Arch, observed: &Observed) -> (Capabilities, Syscalls, BTreeM
             probe: names(CapClass::Probe),
             ignored: names(CapClass::Ignored),
             checks,
+            ..Default::default()
         },
         Syscalls {
             used: used_syscalls,

@@ -21,10 +21,12 @@ mod facts;
 #[cfg(test)]
 mod testdata;
 mod text;
+pub mod verify;
 
 pub use assemble::{assemble, build};
 pub use facts::facts;
 pub use text::render_text;
+pub use verify::Verification;
 
 /// Everything the kernel side recorded for one cgroup.
 #[derive(Debug, Default)]
@@ -89,6 +91,14 @@ pub struct Capabilities {
     pub probe: Vec<String>,
     /// Checks that were not the workload's own (borrowed credentials, runtime setup).
     pub ignored: Vec<String>,
+    /// Proven needed by `capmon record --verify` (removing it changed the outcome); only
+    /// after a verification.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needed: Option<Vec<String>>,
+    /// Consulted (used or refused), but proven not needed by `capmon record --verify`
+    /// (removing it changed nothing); only after a verification.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_needed: Option<Vec<String>>,
     /// Every check site, with evidence.
     pub checks: Vec<CapCheck>,
 }
@@ -148,6 +158,9 @@ pub struct RecordReport {
     pub docker_default: DockerDefault,
     /// What the kernel side could not record (all 0 when nothing was lost).
     pub lost: BTreeMap<String, u64>,
+    /// What `capmon record --verify` proved by running the command again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
     /// The architecture the report was built for ([`BuildContext::arch`]); not in the JSON.
     #[serde(skip)]
     pub arch: Arch,

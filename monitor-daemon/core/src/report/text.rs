@@ -15,6 +15,9 @@ pub fn render_text(r: &RecordReport, name: &str) -> String {
     capabilities(&mut out, &r.capabilities);
     syscalls(&mut out, &r.syscalls);
     least_privilege(&mut out, r, name);
+    if let Some(v) = &r.verification {
+        verification(&mut out, v);
+    }
     docker_default(&mut out, r);
     let lost: u64 = r.lost.values().sum();
     if lost > 0 {
@@ -112,13 +115,52 @@ fn syscalls(out: &mut String, s: &Syscalls) {
     }
 }
 
+/// What `--verify` did: one line per re-run.
+fn verification(out: &mut String, v: &super::Verification) {
+    let _ = writeln!(
+        out,
+        "\nverified by running the command again ({} compared):",
+        match v.compare {
+            super::verify::Compare::Output => "exit status and output",
+            super::verify::Compare::Exit => "exit status",
+        }
+    );
+    let _ = writeln!(out, "  needed:     {}", list(&v.needed));
+    let _ = writeln!(out, "  not needed: {}", list(&v.not_needed));
+    for run in v.runs.iter().chain(&v.seccomp) {
+        let what = match &run.without {
+            Some(cap) => format!("without {cap}"),
+            None => format!("under the seccomp profile with {}", list(&run.capabilities)),
+        };
+        let _ = writeln!(
+            out,
+            "  {what}: {}",
+            run.difference.as_deref().unwrap_or("same outcome")
+        );
+    }
+    for note in &v.notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+}
+
 /// The analysis, its warnings and the `docker run` flags that apply it.
 fn least_privilege(out: &mut String, r: &RecordReport, name: &str) {
     let a = &r.analysis;
     let _ = writeln!(out, "\nleast privilege:");
     let _ = writeln!(out, "  granted but unused (drop): {}", list(&a.unused));
     let _ = writeln!(out, "  missing (add):             {}", list(&a.add));
-    let _ = writeln!(out, "  recommended set:           {}", list(&a.recommended));
+    let marked: Vec<String> = a
+        .recommended
+        .iter()
+        .map(|c| match a.basis.get(c) {
+            Some(b) => format!("{c} ({})", b.as_str()),
+            None => c.clone(),
+        })
+        .collect();
+    let _ = writeln!(out, "  recommended set:           {}", list(&marked));
+    if !a.not_needed.is_empty() {
+        let _ = writeln!(out, "  proven not needed:         {}", list(&a.not_needed));
+    }
     for w in &a.warnings {
         let _ = writeln!(out, "  warning [{}]: {}", w.code, w.message);
     }

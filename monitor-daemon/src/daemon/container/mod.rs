@@ -483,6 +483,7 @@ impl ContainerState {
             probe: self.names_in_class(CapClass::Probe),
             ignored: self.names_in_class(CapClass::Ignored),
             checks: self.cap_checks(),
+            ..Default::default()
         };
         let syscalls = Syscalls {
             used: self.syscalls.iter().cloned().collect(),

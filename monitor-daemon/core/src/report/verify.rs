@@ -1,0 +1,359 @@
+//! `capmon record --verify`: proof by experiment. The recorded command runs again, each time in
+//! a fresh cgroup, with one recommended capability fewer than the set proven so far, then once
+//! with the proven set under the generated seccomp profile; a run whose outcome (exit status,
+//! and output unless only the exit status is compared) matches the recorded run's proves that
+//! the capability it lacked is not needed.
+//!
+//! This file holds the data (what each run did) and the pure decisions: what counts as the
+//! same outcome ([`Outcome::differs`]) and the elimination order ([`prove`]). Running the
+//! command is the caller's (`capmon record`).
+
+use serde::Serialize;
+
+use super::{BuildContext, RecordReport, assemble};
+use crate::recommend::Warning;
+
+/// What `--verify` compares between the recorded run and each re-run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compare {
+    /// Exit status, standard output and standard error (`--verify`, `--verify=output`).
+    #[default]
+    Output,
+    /// The exit status only (`--verify=exit`), for commands whose output varies.
+    Exit,
+}
+
+impl std::str::FromStr for Compare {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "" | "output" => Ok(Compare::Output),
+            "exit" => Ok(Compare::Exit),
+            other => Err(format!(
+                "unknown --verify mode {other:?}: use `output` (exit status and output, the \
+                 default) or `exit` (exit status only)"
+            )),
+        }
+    }
+}
+
+/// How one run of the command ended, and a digest of what it printed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// Exit code (128 + the signal when killed by one).
+    pub exit_code: i32,
+    /// The signal that killed it, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Killed at the `--verify-timeout` bound.
+    pub timed_out: bool,
+    /// Bytes written to standard output, and their FNV-1a hash.
+    pub stdout: Digest,
+    /// Bytes written to standard error, and their FNV-1a hash.
+    pub stderr: Digest,
+}
+
+/// The length and hash of a stream (the streams themselves are not kept).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Digest {
+    /// Bytes.
+    pub bytes: u64,
+    /// FNV-1a over the bytes.
+    pub fnv1a: u64,
+}
+
+impl Digest {
+    /// Adds `data` to the digest.
+    pub fn update(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if self.bytes == 0 {
+            self.fnv1a = monitor_common::FNV_OFFSET;
+        }
+        self.bytes += data.len() as u64;
+        self.fnv1a = data.iter().fold(self.fnv1a, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(monitor_common::FNV_PRIME)
+        });
+    }
+}
+
+impl Outcome {
+    /// How this run differs from `baseline` under `compare`, in words; `None` when it does not.
+    pub fn differs(&self, baseline: &Outcome, compare: Compare) -> Option<String> {
+        if self.timed_out && !baseline.timed_out {
+            return Some("timed out".into());
+        }
+        if (self.exit_code, self.signal) != (baseline.exit_code, baseline.signal) {
+            return Some(format!(
+                "exit status {} instead of {}",
+                status(self),
+                status(baseline)
+            ));
+        }
+        if compare == Compare::Exit {
+            return None;
+        }
+        for (what, run, base) in [
+            ("standard output", self.stdout, baseline.stdout),
+            ("standard error", self.stderr, baseline.stderr),
+        ] {
+            if run != base {
+                return Some(format!(
+                    "{what} differs ({} bytes instead of {})",
+                    run.bytes, base.bytes
+                ));
+            }
+        }
+        None
+    }
+}
+
+fn status(o: &Outcome) -> String {
+    match o.signal {
+        Some(sig) => format!("{} (signal {sig})", o.exit_code),
+        None => o.exit_code.to_string(),
+    }
+}
+
+/// One re-run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Run {
+    /// The capability it ran without (`None` for the seccomp run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub without: Option<String>,
+    /// The capabilities it held (bounding, permitted, effective and inheritable sets).
+    pub capabilities: Vec<String>,
+    /// Whether it ran under the generated seccomp profile.
+    pub seccomp: bool,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// How that differs from the recorded run; `None`: the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub difference: Option<String>,
+}
+
+/// What `--verify` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// What was compared.
+    pub compare: Compare,
+    /// The recorded run's outcome.
+    pub recorded: Outcome,
+    /// One run per recommended capability, in capability order.
+    pub runs: Vec<Run>,
+    /// Capabilities whose removal changed the outcome.
+    pub needed: Vec<String>,
+    /// Capabilities the workload was seen to use (or was refused) whose removal changed
+    /// nothing.
+    pub not_needed: Vec<String>,
+    /// The run with [`Verification::needed`] under the generated profile (`None` when no
+    /// profile could be generated, or when verification stopped before it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<Run>,
+    /// Why a part of the verification could not be done.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl Verification {
+    /// Whether the generated seccomp profile was proven: the workload ran under it, with the
+    /// proven capabilities, to the recorded outcome.
+    pub fn seccomp_proven(&self) -> bool {
+        self.seccomp
+            .as_ref()
+            .is_some_and(|r| r.difference.is_none())
+    }
+}
+
+impl RecordReport {
+    /// The report after `verification`: `capabilities.needed`/`not_needed` set, and the
+    /// analysis (so the recommendation in every format) made from the proven set; a profile
+    /// the verification could not prove gets a warning.
+    pub fn verified(self, ctx: &BuildContext, verification: Verification) -> RecordReport {
+        let mut capabilities = self.capabilities;
+        capabilities.needed = Some(verification.needed.clone());
+        capabilities.not_needed = Some(verification.not_needed.clone());
+        let mut report = assemble(
+            ctx,
+            self.command,
+            self.exit_code,
+            self.signal,
+            capabilities,
+            self.syscalls,
+            self.lost,
+        );
+        if let Some(run) = &verification.seccomp
+            && let Some(difference) = &run.difference
+        {
+            report.analysis.warnings.push(Warning {
+                code: "seccomp_profile_unproven".into(),
+                capability: None,
+                needed: false,
+                message: format!(
+                    "under the generated seccomp profile (with the proven capabilities) the \
+                     command's outcome changed ({difference}): review the profile before you \
+                     enforce it"
+                ),
+            });
+        }
+        report.verification = Some(verification);
+        report
+    }
+}
+
+/// Proves which of `candidates` (the recommended capabilities, in order) are needed, by
+/// elimination: each is removed from the set proven so far and the command run with the rest
+/// (`run(set)`); if the outcome is the recorded one, it stays removed. One run per candidate,
+/// and the final set is itself proven to work (the last run that matched held exactly it, or
+/// no run matched and it is the whole set, which the recorded run held), even where two
+/// capabilities can stand in for each other (only the second to be tried is kept).
+pub fn prove(
+    candidates: &[String],
+    recorded: &Outcome,
+    compare: Compare,
+    mut run: impl FnMut(&[String]) -> Outcome,
+) -> (Vec<Run>, Vec<String>, Vec<String>) {
+    let mut kept: Vec<String> = candidates.to_vec();
+    let (mut runs, mut needed, mut not_needed) = (Vec::new(), Vec::new(), Vec::new());
+    for cap in candidates {
+        let without: Vec<String> = kept.iter().filter(|c| *c != cap).cloned().collect();
+        let outcome = run(&without);
+        let difference = outcome.differs(recorded, compare);
+        if difference.is_some() {
+            needed.push(cap.clone());
+        } else {
+            not_needed.push(cap.clone());
+            kept = without.clone();
+        }
+        runs.push(Run {
+            without: Some(cap.clone()),
+            capabilities: without,
+            seccomp: false,
+            outcome,
+            difference,
+        });
+    }
+    (runs, needed, not_needed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn ok() -> Outcome {
+        let mut o = Outcome::default();
+        o.stdout.update(b"done\n");
+        o
+    }
+
+    fn failed() -> Outcome {
+        let mut o = ok();
+        o.exit_code = 1;
+        o
+    }
+
+    #[test]
+    fn a_capability_whose_removal_changes_nothing_is_not_needed() {
+        // The chmod of another user's file: CAP_FOWNER decides, CAP_FSETID does not.
+        let (runs, needed, not_needed) = prove(
+            &caps(&["CAP_FOWNER", "CAP_FSETID"]),
+            &ok(),
+            Compare::Output,
+            |set| {
+                if set.iter().any(|c| c == "CAP_FOWNER") {
+                    ok()
+                } else {
+                    failed()
+                }
+            },
+        );
+        assert_eq!(needed, caps(&["CAP_FOWNER"]));
+        assert_eq!(not_needed, caps(&["CAP_FSETID"]));
+        assert_eq!(runs.len(), 2, "one run per capability");
+        assert_eq!(runs[0].capabilities, caps(&["CAP_FSETID"]));
+        assert_eq!(
+            runs[0].difference.as_deref(),
+            Some("exit status 1 instead of 0")
+        );
+        assert_eq!(runs[1].capabilities, caps(&["CAP_FOWNER"]));
+        assert_eq!(runs[1].difference, None);
+    }
+
+    #[test]
+    fn of_two_that_stand_in_for_each_other_one_is_kept() {
+        // Either capability alone lets the command read the file.
+        let either = |set: &[String]| {
+            if set
+                .iter()
+                .any(|c| c == "CAP_DAC_OVERRIDE" || c == "CAP_DAC_READ_SEARCH")
+            {
+                ok()
+            } else {
+                failed()
+            }
+        };
+        let (runs, needed, not_needed) = prove(
+            &caps(&["CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH"]),
+            &ok(),
+            Compare::Output,
+            either,
+        );
+        assert_eq!(not_needed, caps(&["CAP_DAC_OVERRIDE"]));
+        assert_eq!(needed, caps(&["CAP_DAC_READ_SEARCH"]));
+        // The second run was made without both: the one already removed stays removed.
+        assert_eq!(runs[1].capabilities, Vec::<String>::new());
+    }
+
+    #[test]
+    fn output_counts_unless_only_the_exit_status_is_compared() {
+        let mut other = ok();
+        other.stdout = Digest::default();
+        other.stdout.update(b"different\n");
+        assert_eq!(
+            other.differs(&ok(), Compare::Output).as_deref(),
+            Some("standard output differs (10 bytes instead of 5)")
+        );
+        assert_eq!(other.differs(&ok(), Compare::Exit), None);
+        assert_eq!(ok().differs(&ok(), Compare::Output), None);
+        let mut slow = ok();
+        slow.timed_out = true;
+        assert_eq!(
+            slow.differs(&ok(), Compare::Exit).as_deref(),
+            Some("timed out")
+        );
+        let mut killed = ok();
+        (killed.exit_code, killed.signal) = (137, Some(9));
+        assert_eq!(
+            killed.differs(&ok(), Compare::Exit).as_deref(),
+            Some("exit status 137 (signal 9) instead of 0")
+        );
+    }
+
+    #[test]
+    fn compare_modes_parse_with_clear_errors() {
+        assert_eq!("".parse::<Compare>(), Ok(Compare::Output));
+        assert_eq!("output".parse::<Compare>(), Ok(Compare::Output));
+        assert_eq!("exit".parse::<Compare>(), Ok(Compare::Exit));
+        let err = "exits".parse::<Compare>().expect_err("not a mode");
+        assert!(err.contains("\"exits\"") && err.contains("`exit`"), "{err}");
+    }
+
+    #[test]
+    fn digests_see_every_byte_and_chunking_does_not_matter() {
+        let (mut a, mut b) = (Digest::default(), Digest::default());
+        a.update(b"hello world");
+        b.update(b"hello ");
+        b.update(b"world");
+        assert_eq!(a, b);
+        let mut c = Digest::default();
+        c.update(b"hello worle");
+        assert_ne!(a, c);
+        assert_eq!(Digest::default().bytes, 0);
+    }
+}

@@ -1,0 +1,221 @@
+//! `capmon record --verify`: runs the recorded command again, each time in a fresh cgroup and
+//! without the probes, once per recommended capability (with one fewer than the set proven so
+//! far) and once with the proven set under the generated seccomp profile, and compares each
+//! outcome with the recorded run's ([`capmon_core::report::verify`] decides).
+//!
+//! Side effects: the command runs again, up to one time per recommended capability plus one;
+//! whatever it does (files written, messages sent), it does again. Every run, the recorded one
+//! included, reads no input (`/dev/null`), so that the runs are alike.
+
+use std::{
+    io::IsTerminal,
+    path::{Path, PathBuf},
+    process::Child,
+    thread,
+    time::{Duration, Instant},
+};
+
+use capmon_core::report::{
+    RecordReport,
+    verify::{Compare, Digest, Outcome, Run, Verification, prove},
+};
+
+use super::{
+    cgroup::RecordCgroup,
+    exit_of,
+    filter::{self, BpfProgram},
+    launch::{self, Setup},
+};
+
+/// How to verify.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    /// What to compare.
+    pub compare: Compare,
+    /// Bound for one re-run; a run still going is killed and counts as a different outcome.
+    pub timeout: Duration,
+}
+
+/// Proves `report`'s recommendation by re-running `command` (the recorded run ended as
+/// `recorded`), in cgroups under `mount`.
+pub fn verify(
+    mount: &Path,
+    command: &[String],
+    recorded: Outcome,
+    report: &RecordReport,
+    opts: &VerifyOptions,
+) -> Verification {
+    let mut runner = Runner {
+        mount: mount.to_owned(),
+        command: command.to_vec(),
+        timeout: opts.timeout,
+        runs: 0,
+        total: report.analysis.recommended.len() + 1,
+        notes: Vec::new(),
+    };
+    let candidates = report.analysis.recommended.clone();
+    let (runs, needed, not_needed) = prove(&candidates, &recorded, opts.compare, |set| {
+        runner.run(set, None)
+    });
+    let seccomp = match report.seccomp_profile.as_ref().map(filter::compile) {
+        Some(Ok(program)) => {
+            let outcome = runner.run(&needed, Some(program));
+            Some(Run {
+                without: None,
+                capabilities: needed.clone(),
+                seccomp: true,
+                difference: outcome.differs(&recorded, opts.compare),
+                outcome,
+            })
+        }
+        Some(Err(e)) => {
+            runner
+                .notes
+                .push(format!("the generated profile cannot be applied: {e}"));
+            None
+        }
+        None => {
+            runner.notes.push(format!(
+                "no seccomp profile to verify: {}",
+                report
+                    .seccomp_profile_error
+                    .as_deref()
+                    .unwrap_or("not generated")
+            ));
+            None
+        }
+    };
+    Verification {
+        compare: opts.compare,
+        recorded,
+        runs,
+        needed,
+        not_needed,
+        seccomp,
+        notes: runner.notes,
+    }
+}
+
+/// Runs the command again, one run at a time.
+struct Runner {
+    mount: PathBuf,
+    command: Vec<String>,
+    timeout: Duration,
+    /// Runs so far.
+    runs: usize,
+    /// Runs at most.
+    total: usize,
+    /// What could not be done as asked.
+    notes: Vec<String>,
+}
+
+impl Runner {
+    /// One run with exactly `caps`, under `filter` when given; a run that cannot be prepared or
+    /// started ends as a command that could not start (exit 127), with a note saying why.
+    fn run(&mut self, caps: &[String], filter: Option<BpfProgram>) -> Outcome {
+        self.runs += 1;
+        if std::io::stderr().is_terminal() {
+            eprintln!(
+                "capmon: verify: run {}/{} with {}{}",
+                self.runs,
+                self.total,
+                if caps.is_empty() {
+                    "no capabilities".to_owned()
+                } else {
+                    caps.join(",")
+                },
+                if filter.is_some() {
+                    " under the seccomp profile"
+                } else {
+                    ""
+                }
+            );
+        }
+        match self.try_run(caps, filter) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                self.notes.push(format!("run {}: {e}", self.runs));
+                Outcome {
+                    exit_code: super::EXIT_CANNOT_START,
+                    ..Outcome::default()
+                }
+            }
+        }
+    }
+
+    fn try_run(&self, caps: &[String], filter: Option<BpfProgram>) -> Result<Outcome, String> {
+        let keep = launch::cap_mask(caps)?;
+        let name = format!("capmon-verify-{}-{}", std::process::id(), self.runs);
+        let cg = RecordCgroup::create(&self.mount, &name).map_err(|e| e.to_string())?;
+        let result = self.run_in(&cg, keep, filter);
+        cg.kill_all();
+        if let Err(e) = cg.remove() {
+            tracing::warn!("{e}");
+        }
+        result
+    }
+
+    fn run_in(
+        &self,
+        cg: &RecordCgroup,
+        keep: u64,
+        filter: Option<BpfProgram>,
+    ) -> Result<Outcome, String> {
+        let setup = Setup {
+            caps: Some(keep),
+            filter,
+        };
+        let mut cmd = launch::command(cg, &self.command[0], &self.command[1..], setup)
+            .map_err(|e| e.to_string())?;
+        launch::piped(&mut cmd);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start `{}`: {e}", self.command[0]))?;
+        let readers = [
+            child
+                .stdout
+                .take()
+                .map(|s| thread::spawn(|| launch::digest(s, None))),
+            child
+                .stderr
+                .take()
+                .map(|s| thread::spawn(|| launch::digest(s, None))),
+        ];
+        let (status, timed_out) = wait_bounded(&mut child, cg, self.timeout)?;
+        // Whatever it left running holds its output open: stop it before the streams end.
+        cg.kill_all();
+        let [stdout, stderr] = readers.map(|r| {
+            r.and_then(|h| h.join().ok())
+                .unwrap_or_else(Digest::default)
+        });
+        let (exit_code, signal) = exit_of(status);
+        Ok(Outcome {
+            exit_code,
+            signal,
+            timed_out,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// Waits for `child` up to `timeout`; past it, kills everything in `cg` and says so.
+fn wait_bounded(
+    child: &mut Child,
+    cg: &RecordCgroup,
+    timeout: Duration,
+) -> Result<(std::process::ExitStatus, bool), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok((status, false)),
+            Ok(None) if Instant::now() >= deadline => {
+                cg.kill_all();
+                let status = child.wait().map_err(|e| e.to_string())?;
+                return Ok((status, true));
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("waiting for the command: {e}")),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Proven least privilege (privileged tier): granted checks whose outcome cannot matter are
+//! probes (the kernel side's rules), and `capmon record --verify` proves by running the command
+//! again which recommended capabilities are needed. Real kernel, real probes, real seccomp.
+
+use std::{
+    fs,
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use serde_json::Value;
+
+mod common;
+
+use common::record::*;
+
+/// A file in `dir` owned by nobody (uid and gid 65534, a group root is not in) with `mode`.
+fn foreign_file(dir: &Path, name: &str, mode: u32) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, "x").expect("write");
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown");
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+    path
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf8 path")
+}
+
+/// The check sites of `cap` in a report, as (class, reason).
+fn sites(r: &Value, cap: &str) -> Vec<(String, String)> {
+    r["capabilities"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["capability"] == cap)
+        .map(|c| {
+            (
+                c["class"].as_str().unwrap_or_default().to_owned(),
+                c["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run `cargo xtask test`"]
+fn cap_fsetid_in_a_chmod_counts_only_when_the_mode_asks_for_set_group_id() {
+    require_root();
+    let dir = scratch("fsetid");
+    // Another user's file in a group root is not in: chmod needs CAP_FOWNER, and the kernel
+    // asks for CAP_FSETID to decide whether a set-group-ID bit may stay.
+    let file = foreign_file(&dir, "f", 0o600);
+    let (r, out) = record(&[], &["chmod", "644", path_str(&file)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(strings(&r["capabilities"]["used"]), ["CAP_FOWNER"], "{r:#}");
+    let fsetid = sites(&r, "CAP_FSETID");
+    assert!(!fsetid.is_empty(), "the kernel consulted CAP_FSETID: {r:#}");
+    for (class, reason) in &fsetid {
+        assert_eq!(class, "probe", "{r:#}");
+        assert!(reason.contains("S_ISGID"), "{reason}");
+    }
+    assert_eq!(strings(&r["analysis"]["recommended"]), ["CAP_FOWNER"]);
+    // fchmod and fchmodat2 read their mode from another argument: perl's chmod uses fchmodat,
+    // so the `chmod` binary above covers that; a set-group-ID mode keeps the capability.
+    let (r, out) = record(&[], &["chmod", "2755", path_str(&file)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        strings(&r["capabilities"]["used"]),
+        ["CAP_FOWNER", "CAP_FSETID"],
+        "{r:#}"
+    );
+    assert_eq!(fs::metadata(&file).expect("stat").mode() & 0o7777, 0o2755);
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run `cargo xtask test`"]
+fn verify_proves_which_capabilities_are_needed_and_the_advice_holds_only_those() {
+    require_root();
+    let dir = scratch("verify");
+    let out_dir = dir.join("out");
+    // touch of another user's world-writable file: the kernel asks for CAP_FOWNER (granted,
+    // audited: used), but the file's mode lets anyone set its times to now.
+    let g = foreign_file(&dir, "g", 0o666);
+    let (r, out) = record(
+        &["--verify", "--output-dir", path_str(&out_dir)],
+        &["touch", path_str(&g)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(strings(&r["capabilities"]["used"]), ["CAP_FOWNER"], "{r:#}");
+    assert_eq!(strings(&r["capabilities"]["needed"]), Vec::<String>::new());
+    assert_eq!(strings(&r["capabilities"]["not_needed"]), ["CAP_FOWNER"]);
+    assert_eq!(strings(&r["analysis"]["recommended"]), Vec::<String>::new());
+    let v = &r["verification"];
+    assert_eq!(v["runs"].as_array().map(Vec::len), Some(1), "{v:#}");
+    assert_eq!(v["runs"][0]["without"], "CAP_FOWNER");
+    assert!(v["runs"][0].get("difference").is_none(), "{v:#}");
+    assert_eq!(v["seccomp"]["seccomp"], true, "{v:#}");
+    assert!(
+        v["seccomp"].get("difference").is_none(),
+        "touch runs under its generated profile: {v:#}"
+    );
+    let flags = fs::read_to_string(out_dir.join("docker-run-flags.txt")).expect("flags");
+    assert!(
+        flags.contains("# proven not needed by capmon record --verify: FOWNER"),
+        "{flags}"
+    );
+    assert!(!flags.contains("--cap-add"), "{flags}");
+
+    // Output counts: without CAP_FSETID the kernel silently drops the set-group-ID bit, which
+    // only the command's output shows. Both capabilities are proven needed.
+    let f = foreign_file(&dir, "f", 0o600);
+    let script = format!("chmod 2755 {0} && stat -c %a {0}", path_str(&f));
+    let (r, out) = record(
+        &["--verify", "--output-dir", path_str(&out_dir)],
+        &["sh", "-c", &script],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        strings(&r["capabilities"]["needed"]),
+        ["CAP_FOWNER", "CAP_FSETID"],
+        "{:#}",
+        r["verification"]
+    );
+    assert_eq!(r["analysis"]["basis"]["CAP_FOWNER"], "proven");
+    assert_eq!(r["analysis"]["basis"]["CAP_FSETID"], "proven");
+    let runs = r["verification"]["runs"].as_array().expect("runs");
+    assert_eq!(
+        runs[1]["difference"],
+        "standard output differs (4 bytes instead of 5)"
+    );
+    let flags = fs::read_to_string(out_dir.join("docker-run-flags.txt")).expect("flags");
+    assert!(
+        flags.contains("# added capabilities: FOWNER (proven), FSETID (proven)"),
+        "{flags}"
+    );
+    let apparmor = fs::read_to_string(out_dir.join("apparmor-capabilities.txt")).expect("aa");
+    assert!(
+        apparmor.contains("capability fowner,  # proven"),
+        "{apparmor}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run `cargo xtask test`"]
+fn verify_exit_ignores_varying_output_and_a_hung_run_is_killed_at_the_bound() {
+    require_root();
+    let dir = scratch("verify-exit");
+    let f = foreign_file(&dir, "f", 0o600);
+    // Output that differs every run; without CAP_FOWNER the chmod fails and the command
+    // hangs instead of exiting.
+    let script = format!(
+        "date +%s%N; if chmod 644 {}; then exit 0; else sleep 60; fi",
+        path_str(&f)
+    );
+    let started = Instant::now();
+    let (r, out) = record(
+        &["--verify=exit", "--verify-timeout", "2"],
+        &["sh", "-c", &script],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        started.elapsed().as_secs() < 50,
+        "the hung run was not killed"
+    );
+    let v = &r["verification"];
+    assert_eq!(v["compare"], "exit");
+    assert_eq!(
+        strings(&r["capabilities"]["needed"]),
+        ["CAP_FOWNER"],
+        "{v:#}"
+    );
+    assert_eq!(v["runs"][0]["difference"], "timed out", "{v:#}");
+    assert_eq!(v["runs"][0]["outcome"]["timed_out"], true);
+    assert!(v["seccomp"].get("difference").is_none(), "{v:#}");
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run `cargo xtask test`"]
+fn bad_verify_arguments_are_refused_before_anything_runs() {
+    require_root();
+    let dir = scratch("verify-bad");
+    let marker = dir.join("ran");
+    let touch = ["touch", path_str(&marker)];
+    for args in [
+        &["--verify=twice"][..],
+        &["--verify", "--verify-timeout", "0"],
+        &["--verify", "--verify-timeout", "soon"],
+    ] {
+        let out = std::process::Command::new(CAPMON)
+            .arg("record")
+            .args(args)
+            .arg("--")
+            .args(touch)
+            .output()
+            .expect("capmon");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("twice") || err.contains("verify-timeout"),
+            "{args:?}: the error names the bad value: {err}"
+        );
+        assert!(!marker.exists(), "{args:?}: the command ran");
+    }
+}
