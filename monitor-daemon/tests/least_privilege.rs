@@ -96,6 +96,11 @@ fn verify_proves_which_capabilities_are_needed_and_the_advice_holds_only_those()
     assert_eq!(v["runs"].as_array().map(Vec::len), Some(1), "{v:#}");
     assert_eq!(v["runs"][0]["without"], "CAP_FOWNER");
     assert!(v["runs"][0].get("difference").is_none(), "{v:#}");
+    assert_eq!(v["runs"][0]["verdict"], "not_needed");
+    assert_eq!(
+        v["runs"][0]["consulted"], true,
+        "the kernel asked and was refused"
+    );
     assert_eq!(v["seccomp"]["seccomp"], true, "{v:#}");
     assert!(
         v["seccomp"].get("difference").is_none(),
@@ -107,6 +112,19 @@ fn verify_proves_which_capabilities_are_needed_and_the_advice_holds_only_those()
         "{flags}"
     );
     assert!(!flags.contains("--cap-add"), "{flags}");
+
+    // A run that never reaches the check proves nothing: chgrp run again finds the group
+    // already set, so the kernel does not ask for CAP_CHOWN; it is kept, as observed.
+    let own = dir.join("own");
+    fs::write(&own, "x").expect("write");
+    let (r, out) = record(&["--verify"], &["chgrp", "65534", path_str(&own)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = &r["verification"];
+    assert_eq!(strings(&v["inconclusive"]), ["CAP_CHOWN"], "{v:#}");
+    assert_eq!(v["runs"][0]["verdict"], "inconclusive");
+    assert_eq!(v["runs"][0]["consulted"], false);
+    assert_eq!(strings(&r["analysis"]["recommended"]), ["CAP_CHOWN"]);
+    assert_eq!(r["analysis"]["basis"]["CAP_CHOWN"], "observed");
 
     // Output counts: without CAP_FSETID the kernel silently drops the set-group-ID bit, which
     // only the command's output shows. Both capabilities are proven needed.

@@ -96,8 +96,6 @@ pub async fn record(opts: &RecordOptions) -> Result<Recorded, RecordError> {
     let id = cg.id;
     let removed = tokio::task::spawn_blocking(move || cg.remove()).await;
     let observed = reader.observe(id)?;
-    // The probes are detached before any re-run.
-    drop(reader);
     match removed {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!("{e}"),
@@ -118,7 +116,7 @@ pub async fn record(opts: &RecordOptions) -> Result<Recorded, RecordError> {
         };
         let (command, for_runs) = (opts.command.clone(), report.clone());
         let verification = tokio::task::spawn_blocking(move || {
-            verify::verify(&mount, &command, recorded, &for_runs, &verify_opts)
+            verify::verify(&mount, &command, recorded, &for_runs, &verify_opts, reader)
         })
         .await
         .map_err(|e| RecordError::Io(io::Error::other(e)))?;

@@ -15,10 +15,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use capmon_core::report::{
-    RecordReport,
-    verify::{Compare, Digest, Outcome, Run, Verification, prove},
+use capmon_core::{
+    names::{Arch, capability_number},
+    report::{
+        RecordReport,
+        verify::{Compare, Digest, Outcome, Run, Seen, Verification, prove},
+    },
 };
+use monitor_common::context;
+
+use crate::kernel::reader::KernelReader;
 
 use super::{
     cgroup::RecordCgroup,
@@ -37,35 +43,41 @@ pub struct VerifyOptions {
 }
 
 /// Proves `report`'s recommendation by re-running `command` (the recorded run ended as
-/// `recorded`), in cgroups under `mount`.
+/// `recorded`), in cgroups under `mount`, each watched by the probes of `reader` (which
+/// capabilities the kernel asked for, which syscalls seccomp refused).
 pub fn verify(
     mount: &Path,
     command: &[String],
     recorded: Outcome,
     report: &RecordReport,
     opts: &VerifyOptions,
+    reader: KernelReader,
 ) -> Verification {
     let mut runner = Runner {
         mount: mount.to_owned(),
         command: command.to_vec(),
         timeout: opts.timeout,
+        reader,
         runs: 0,
         total: report.analysis.recommended.len() + 1,
         notes: Vec::new(),
     };
     let candidates = report.analysis.recommended.clone();
-    let (runs, needed, not_needed) = prove(&candidates, &recorded, opts.compare, |set| {
-        runner.run(set, None)
+    let proof = prove(&candidates, &recorded, opts.compare, |set, removed| {
+        runner.run(set, Some(removed), None)
     });
     let seccomp = match report.seccomp_profile.as_ref().map(filter::compile) {
         Some(Ok(program)) => {
-            let outcome = runner.run(&needed, Some(program));
+            let seen = runner.run(&proof.kept, None, Some(program));
             Some(Run {
                 without: None,
-                capabilities: needed.clone(),
+                capabilities: proof.kept.clone(),
                 seccomp: true,
-                difference: outcome.differs(&recorded, opts.compare),
-                outcome,
+                difference: seen.outcome.differs(&recorded, opts.compare),
+                outcome: seen.outcome,
+                verdict: None,
+                consulted: None,
+                refused_syscalls: seen.refused_syscalls,
             })
         }
         Some(Err(e)) => {
@@ -88,9 +100,10 @@ pub fn verify(
     Verification {
         compare: opts.compare,
         recorded,
-        runs,
-        needed,
-        not_needed,
+        runs: proof.runs,
+        needed: proof.needed,
+        not_needed: proof.not_needed,
+        inconclusive: proof.inconclusive,
         seccomp,
         notes: runner.notes,
     }
@@ -101,6 +114,8 @@ struct Runner {
     mount: PathBuf,
     command: Vec<String>,
     timeout: Duration,
+    /// The probes, watching each run.
+    reader: KernelReader,
     /// Runs so far.
     runs: usize,
     /// Runs at most.
@@ -110,9 +125,10 @@ struct Runner {
 }
 
 impl Runner {
-    /// One run with exactly `caps`, under `filter` when given; a run that cannot be prepared or
-    /// started ends as a command that could not start (exit 127), with a note saying why.
-    fn run(&mut self, caps: &[String], filter: Option<BpfProgram>) -> Outcome {
+    /// One run with exactly `caps` (without `removed`), under `filter` when given; a run that
+    /// cannot be prepared or started ends as a command that could not start (exit 127), with
+    /// a note saying why.
+    fn run(&mut self, caps: &[String], removed: Option<&str>, filter: Option<BpfProgram>) -> Seen {
         self.runs += 1;
         if std::io::stderr().is_terminal() {
             eprintln!(
@@ -131,28 +147,79 @@ impl Runner {
                 }
             );
         }
-        match self.try_run(caps, filter) {
-            Ok(outcome) => outcome,
+        match self.try_run(caps, removed, filter) {
+            Ok(seen) => seen,
             Err(e) => {
                 self.notes.push(format!("run {}: {e}", self.runs));
-                Outcome {
-                    exit_code: super::EXIT_CANNOT_START,
-                    ..Outcome::default()
+                Seen {
+                    outcome: Outcome {
+                        exit_code: super::EXIT_CANNOT_START,
+                        ..Outcome::default()
+                    },
+                    ..Seen::default()
                 }
             }
         }
     }
 
-    fn try_run(&self, caps: &[String], filter: Option<BpfProgram>) -> Result<Outcome, String> {
+    fn try_run(
+        &mut self,
+        caps: &[String],
+        removed: Option<&str>,
+        filter: Option<BpfProgram>,
+    ) -> Result<Seen, String> {
         let keep = launch::cap_mask(caps)?;
         let name = format!("capmon-verify-{}-{}", std::process::id(), self.runs);
         let cg = RecordCgroup::create(&self.mount, &name).map_err(|e| e.to_string())?;
         let result = self.run_in(&cg, keep, filter);
         cg.kill_all();
+        let id = cg.id;
         if let Err(e) = cg.remove() {
             tracing::warn!("{e}");
         }
-        result
+        let outcome = result?;
+        Ok(self.watched(id, outcome, removed))
+    }
+
+    /// What the probes saw of the run in cgroup `id`: whether the kernel asked for `removed`
+    /// (a check of the workload's own, after its exec), and the syscalls seccomp refused.
+    fn watched(&mut self, id: u64, outcome: Outcome, removed: Option<&str>) -> Seen {
+        let observed = match self.reader.observe(id) {
+            Ok(o) => o,
+            Err(e) => {
+                self.notes.push(format!(
+                    "run {}: the probes could not be read: {e}",
+                    self.runs
+                ));
+                return Seen {
+                    outcome,
+                    ..Seen::default()
+                };
+            }
+        };
+        let ignored = context::BEFORE_EXEC | context::BORROWED_CRED;
+        let consulted = removed.and_then(capability_number).map(|cap| {
+            observed
+                .cap_checks
+                .iter()
+                .any(|(k, _)| k.cap == cap && k.context & ignored == 0)
+        });
+        let arch = Arch::host();
+        let mut refused_syscalls: Vec<String> = observed
+            .denials
+            .iter()
+            .map(|(k, _)| {
+                arch.syscall_name(k.syscall_nr)
+                    .map_or_else(|| format!("syscall_{}", k.syscall_nr), str::to_owned)
+            })
+            .collect();
+        refused_syscalls.sort();
+        refused_syscalls.dedup();
+        Seen {
+            outcome,
+            consulted,
+            refused_syscalls,
+        }
     }
 
     fn run_in(

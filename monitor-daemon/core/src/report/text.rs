@@ -127,16 +127,29 @@ fn verification(out: &mut String, v: &super::Verification) {
     );
     let _ = writeln!(out, "  needed:     {}", list(&v.needed));
     let _ = writeln!(out, "  not needed: {}", list(&v.not_needed));
+    if !v.inconclusive.is_empty() {
+        let _ = writeln!(out, "  inconclusive (kept): {}", list(&v.inconclusive));
+    }
     for run in v.runs.iter().chain(&v.seccomp) {
         let what = match &run.without {
             Some(cap) => format!("without {cap}"),
             None => format!("under the seccomp profile with {}", list(&run.capabilities)),
         };
-        let _ = writeln!(
-            out,
-            "  {what}: {}",
-            run.difference.as_deref().unwrap_or("same outcome")
-        );
+        let result = match (&run.difference, run.verdict) {
+            (Some(d), _) => d.clone(),
+            (None, Some(super::verify::Verdict::Inconclusive)) => {
+                "same outcome, but the kernel never asked for it: inconclusive".to_owned()
+            }
+            (None, _) => "same outcome".to_owned(),
+        };
+        let _ = writeln!(out, "  {what}: {result}");
+        if !run.refused_syscalls.is_empty() {
+            let _ = writeln!(
+                out,
+                "    seccomp refused: {}",
+                run.refused_syscalls.join(", ")
+            );
+        }
     }
     for note in &v.notes {
         let _ = writeln!(out, "  note: {note}");

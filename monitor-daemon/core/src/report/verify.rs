@@ -117,6 +117,21 @@ fn status(o: &Outcome) -> String {
     }
 }
 
+/// What one run without a capability showed about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Without it, the outcome changed.
+    Needed,
+    /// Without it, the kernel was asked for it (and refused) and the outcome was the same.
+    NotNeeded,
+    /// The outcome was the same, but the kernel was never asked for it in that run: the run
+    /// did not take the recorded path (the command's state changed since the recorded run, as
+    /// a `chgrp` run a second time finds the group already set), so nothing was proven; it is
+    /// kept.
+    Inconclusive,
+}
+
 /// One re-run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Run {
@@ -132,6 +147,27 @@ pub struct Run {
     /// How that differs from the recorded run; `None`: the same.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub difference: Option<String>,
+    /// For a run without a capability: what it showed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// What the probes saw of the run: whether the capability it lacked was asked for
+    /// (`None` when the probes did not watch it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consulted: Option<bool>,
+    /// Syscalls seccomp refused in the run (the seccomp run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused_syscalls: Vec<String>,
+}
+
+/// What one run showed, as the runner reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Whether the capability it lacked was asked for, when the probes watched it.
+    pub consulted: Option<bool>,
+    /// Syscalls seccomp refused.
+    pub refused_syscalls: Vec<String>,
 }
 
 /// What `--verify` found.
@@ -146,10 +182,13 @@ pub struct Verification {
     /// Capabilities whose removal changed the outcome.
     pub needed: Vec<String>,
     /// Capabilities the workload was seen to use (or was refused) whose removal changed
-    /// nothing.
+    /// nothing although the kernel asked for them.
     pub not_needed: Vec<String>,
-    /// The run with [`Verification::needed`] under the generated profile (`None` when no
-    /// profile could be generated, or when verification stopped before it).
+    /// Capabilities a run could not decide ([`Verdict::Inconclusive`]): kept, as observed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inconclusive: Vec<String>,
+    /// The run with the capabilities kept under the generated profile (`None` when no
+    /// profile could be generated or applied).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<Run>,
     /// Why a part of the verification could not be done.
@@ -203,39 +242,67 @@ impl RecordReport {
     }
 }
 
+/// What [`prove`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Proof {
+    /// One run per candidate.
+    pub runs: Vec<Run>,
+    /// Removing it changed the outcome.
+    pub needed: Vec<String>,
+    /// Removing it changed nothing, though the kernel asked for it.
+    pub not_needed: Vec<String>,
+    /// Undecided; kept.
+    pub inconclusive: Vec<String>,
+    /// The set the last run that matched held: the candidates less `not_needed`.
+    pub kept: Vec<String>,
+}
+
 /// Proves which of `candidates` (the recommended capabilities, in order) are needed, by
-/// elimination: each is removed from the set proven so far and the command run with the rest
-/// (`run(set)`); if the outcome is the recorded one, it stays removed. One run per candidate,
-/// and the final set is itself proven to work (the last run that matched held exactly it, or
-/// no run matched and it is the whole set, which the recorded run held), even where two
-/// capabilities can stand in for each other (only the second to be tried is kept).
+/// elimination: each is removed from the set kept so far and the command run with the rest
+/// (`run(set, removed)`); if the outcome is the recorded one and the kernel did ask for the
+/// capability (or nobody watched), it stays removed. One run per candidate, and the final set
+/// is itself proven to work (the last run that matched held exactly it, or no run matched and
+/// it is the whole set, which the recorded run held), even where two capabilities can stand
+/// in for each other (only the second to be tried is kept).
 pub fn prove(
     candidates: &[String],
     recorded: &Outcome,
     compare: Compare,
-    mut run: impl FnMut(&[String]) -> Outcome,
-) -> (Vec<Run>, Vec<String>, Vec<String>) {
-    let mut kept: Vec<String> = candidates.to_vec();
-    let (mut runs, mut needed, mut not_needed) = (Vec::new(), Vec::new(), Vec::new());
+    mut run: impl FnMut(&[String], &str) -> Seen,
+) -> Proof {
+    let mut proof = Proof {
+        kept: candidates.to_vec(),
+        ..Proof::default()
+    };
     for cap in candidates {
-        let without: Vec<String> = kept.iter().filter(|c| *c != cap).cloned().collect();
-        let outcome = run(&without);
-        let difference = outcome.differs(recorded, compare);
-        if difference.is_some() {
-            needed.push(cap.clone());
-        } else {
-            not_needed.push(cap.clone());
-            kept = without.clone();
+        let without: Vec<String> = proof.kept.iter().filter(|c| *c != cap).cloned().collect();
+        let seen = run(&without, cap);
+        let difference = seen.outcome.differs(recorded, compare);
+        let verdict = match (&difference, seen.consulted) {
+            (Some(_), _) => Verdict::Needed,
+            (None, Some(false)) => Verdict::Inconclusive,
+            (None, _) => Verdict::NotNeeded,
+        };
+        match verdict {
+            Verdict::Needed => proof.needed.push(cap.clone()),
+            Verdict::Inconclusive => proof.inconclusive.push(cap.clone()),
+            Verdict::NotNeeded => {
+                proof.not_needed.push(cap.clone());
+                proof.kept = without.clone();
+            }
         }
-        runs.push(Run {
+        proof.runs.push(Run {
             without: Some(cap.clone()),
             capabilities: without,
             seccomp: false,
-            outcome,
+            outcome: seen.outcome,
             difference,
+            verdict: Some(verdict),
+            consulted: seen.consulted,
+            refused_syscalls: seen.refused_syscalls,
         });
     }
-    (runs, needed, not_needed)
+    proof
 }
 
 #[cfg(test)]
@@ -252,6 +319,39 @@ mod tests {
         o
     }
 
+    fn seen(outcome: Outcome) -> Seen {
+        Seen {
+            outcome,
+            consulted: Some(true),
+            refused_syscalls: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_run_that_never_asked_for_the_capability_proves_nothing() {
+        // chgrp run again: the group is already set, the kernel does not ask for CAP_CHOWN.
+        let proof = prove(
+            &caps(&["CAP_CHOWN", "CAP_KILL"]),
+            &ok(),
+            Compare::Output,
+            |_, cap| Seen {
+                outcome: ok(),
+                consulted: Some(cap != "CAP_CHOWN"),
+                refused_syscalls: Vec::new(),
+            },
+        );
+        assert_eq!(proof.inconclusive, caps(&["CAP_CHOWN"]));
+        assert_eq!(proof.not_needed, caps(&["CAP_KILL"]));
+        assert_eq!(proof.kept, caps(&["CAP_CHOWN"]));
+        assert_eq!(proof.runs[0].verdict, Some(Verdict::Inconclusive));
+        // Unwatched runs are judged by their outcome alone.
+        let proof = prove(&caps(&["CAP_CHOWN"]), &ok(), Compare::Output, |_, _| Seen {
+            outcome: ok(),
+            ..Seen::default()
+        });
+        assert_eq!(proof.not_needed, caps(&["CAP_CHOWN"]));
+    }
+
     fn failed() -> Outcome {
         let mut o = ok();
         o.exit_code = 1;
@@ -261,18 +361,25 @@ mod tests {
     #[test]
     fn a_capability_whose_removal_changes_nothing_is_not_needed() {
         // The chmod of another user's file: CAP_FOWNER decides, CAP_FSETID does not.
-        let (runs, needed, not_needed) = prove(
+        let Proof {
+            runs,
+            needed,
+            not_needed,
+            kept,
+            ..
+        } = prove(
             &caps(&["CAP_FOWNER", "CAP_FSETID"]),
             &ok(),
             Compare::Output,
-            |set| {
-                if set.iter().any(|c| c == "CAP_FOWNER") {
+            |set, _| {
+                seen(if set.iter().any(|c| c == "CAP_FOWNER") {
                     ok()
                 } else {
                     failed()
-                }
+                })
             },
         );
+        assert_eq!(kept, caps(&["CAP_FOWNER"]));
         assert_eq!(needed, caps(&["CAP_FOWNER"]));
         assert_eq!(not_needed, caps(&["CAP_FSETID"]));
         assert_eq!(runs.len(), 2, "one run per capability");
@@ -288,17 +395,24 @@ mod tests {
     #[test]
     fn of_two_that_stand_in_for_each_other_one_is_kept() {
         // Either capability alone lets the command read the file.
-        let either = |set: &[String]| {
-            if set
-                .iter()
-                .any(|c| c == "CAP_DAC_OVERRIDE" || c == "CAP_DAC_READ_SEARCH")
-            {
-                ok()
-            } else {
-                failed()
-            }
+        let either = |set: &[String], _: &str| {
+            seen(
+                if set
+                    .iter()
+                    .any(|c| c == "CAP_DAC_OVERRIDE" || c == "CAP_DAC_READ_SEARCH")
+                {
+                    ok()
+                } else {
+                    failed()
+                },
+            )
         };
-        let (runs, needed, not_needed) = prove(
+        let Proof {
+            runs,
+            needed,
+            not_needed,
+            ..
+        } = prove(
             &caps(&["CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH"]),
             &ok(),
             Compare::Output,
