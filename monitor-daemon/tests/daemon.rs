@@ -209,7 +209,7 @@ fn daemon_api_store_restart_and_clients() {
     );
     let out = cli(&["report", "--addr", &addr, a_short]);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("recommended:    CAP_CHOWN"),
+        String::from_utf8_lossy(&out.stdout).contains("recommended:    CAP_CHOWN (observed)"),
         "{out:?}"
     );
     let out = cli(&["profile", "--addr", &addr, "--format", "compose", a_short]);
