@@ -1,9 +1,11 @@
-//! `capmon record --verify`: runs the recorded command again, each time in a fresh cgroup and
-//! without the probes, once per recommended capability (with one fewer than the set proven so
-//! far) and once with the proven set under the generated seccomp profile, and compares each
-//! outcome with the recorded run's ([`capmon_core::report::verify`] decides).
+//! `capmon record --verify`: runs the recorded command again, each time in a fresh cgroup
+//! watched by the probes, with the recommended set (under the generated seccomp profile) and
+//! then once per recommended capability with one fewer than the set kept so far, and compares
+//! each outcome with the recorded run's ([`capmon_core::report::verify`] decides the order and
+//! the verdicts).
 //!
-//! Side effects: the command runs again, up to one time per recommended capability plus one;
+//! Side effects: the command runs again, up to one time per recommended capability plus one
+//! (plus one more when the profile changes the outcome);
 //! whatever it does (files written, messages sent), it does again. Every run, the recorded one
 //! included, reads no input (`/dev/null`), so that the runs are alike.
 
@@ -19,7 +21,7 @@ use capmon_core::{
     names::{Arch, capability_number},
     report::{
         RecordReport,
-        verify::{Compare, Digest, Outcome, Run, Seen, Verification, prove},
+        verify::{Compare, Digest, Outcome, Seen, Verification, prove},
     },
 };
 use monitor_common::context;
@@ -63,23 +65,8 @@ pub fn verify(
         notes: Vec::new(),
     };
     let candidates = report.analysis.recommended.clone();
-    let proof = prove(&candidates, &recorded, opts.compare, |set, removed| {
-        runner.run(set, Some(removed), None)
-    });
-    let seccomp = match report.seccomp_profile.as_ref().map(filter::compile) {
-        Some(Ok(program)) => {
-            let seen = runner.run(&proof.kept, None, Some(program));
-            Some(Run {
-                without: None,
-                capabilities: proof.kept.clone(),
-                seccomp: true,
-                difference: seen.outcome.differs(&recorded, opts.compare),
-                outcome: seen.outcome,
-                verdict: None,
-                consulted: None,
-                refused_syscalls: seen.refused_syscalls,
-            })
-        }
+    let program = match report.seccomp_profile.as_ref().map(filter::compile) {
+        Some(Ok(program)) => Some(program),
         Some(Err(e)) => {
             runner
                 .notes
@@ -97,14 +84,25 @@ pub fn verify(
             None
         }
     };
+    let proof = prove(
+        &candidates,
+        &recorded,
+        opts.compare,
+        program.is_some(),
+        |set, removed, under_profile| {
+            let filter = program.clone().filter(|_| under_profile);
+            runner.run(set, removed, filter)
+        },
+    );
     Verification {
         compare: opts.compare,
         recorded,
         runs: proof.runs,
+        sufficient: proof.sufficient,
+        seccomp_proven: proof.seccomp_proven,
         needed: proof.needed,
         not_needed: proof.not_needed,
         inconclusive: proof.inconclusive,
-        seccomp,
         notes: runner.notes,
     }
 }

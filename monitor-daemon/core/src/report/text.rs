@@ -130,11 +130,30 @@ fn verification(out: &mut String, v: &super::Verification) {
     if !v.inconclusive.is_empty() {
         let _ = writeln!(out, "  inconclusive (kept): {}", list(&v.inconclusive));
     }
-    for run in v.runs.iter().chain(&v.seccomp) {
+    match v.seccomp_proven {
+        Some(true) => {
+            let _ = writeln!(
+                out,
+                "  seccomp profile: proven (every run was made under it)"
+            );
+        }
+        Some(false) => {
+            let _ = writeln!(out, "  seccomp profile: NOT proven (see the warning)");
+        }
+        None => {}
+    }
+    if !v.sufficient {
+        let _ = writeln!(
+            out,
+            "  the recommended set did not reproduce the outcome: nothing proven"
+        );
+    }
+    for run in &v.runs {
         let what = match &run.without {
             Some(cap) => format!("without {cap}"),
-            None => format!("under the seccomp profile with {}", list(&run.capabilities)),
+            None => format!("with {}", list(&run.capabilities)),
         };
+        let profile = if run.seccomp { " (profile)" } else { "" };
         let result = match (&run.difference, run.verdict) {
             (Some(d), _) => d.clone(),
             (None, Some(super::verify::Verdict::Inconclusive)) => {
@@ -142,7 +161,7 @@ fn verification(out: &mut String, v: &super::Verification) {
             }
             (None, _) => "same outcome".to_owned(),
         };
-        let _ = writeln!(out, "  {what}: {result}");
+        let _ = writeln!(out, "  {what}{profile}: {result}");
         if !run.refused_syscalls.is_empty() {
             let _ = writeln!(
                 out,

@@ -177,8 +177,19 @@ pub struct Verification {
     pub compare: Compare,
     /// The recorded run's outcome.
     pub recorded: Outcome,
-    /// One run per recommended capability, in capability order.
+    /// Every re-run, in order: the recommended set (under the generated profile when there is
+    /// one, and again without it when that run's outcome differed), then one run per
+    /// recommended capability.
     pub runs: Vec<Run>,
+    /// Whether the recommended set reproduced the recorded outcome. When it did not, the
+    /// command needs something the probes did not see (a program that reads its own
+    /// capability sets with `capget` and refuses to run, a no-audit check that matters), and
+    /// nothing was eliminated.
+    pub sufficient: bool,
+    /// Whether the generated seccomp profile was proven (the recommended set under it
+    /// reproduced the outcome); `None` without a profile to apply, or when the set failed
+    /// without the profile too.
+    pub seccomp_proven: Option<bool>,
     /// Capabilities whose removal changed the outcome.
     pub needed: Vec<String>,
     /// Capabilities the workload was seen to use (or was refused) whose removal changed
@@ -187,33 +198,22 @@ pub struct Verification {
     /// Capabilities a run could not decide ([`Verdict::Inconclusive`]): kept, as observed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inconclusive: Vec<String>,
-    /// The run with the capabilities kept under the generated profile (`None` when no
-    /// profile could be generated or applied).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seccomp: Option<Run>,
     /// Why a part of the verification could not be done.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
 
-impl Verification {
-    /// Whether the generated seccomp profile was proven: the workload ran under it, with the
-    /// proven capabilities, to the recorded outcome.
-    pub fn seccomp_proven(&self) -> bool {
-        self.seccomp
-            .as_ref()
-            .is_some_and(|r| r.difference.is_none())
-    }
-}
-
 impl RecordReport {
     /// The report after `verification`: `capabilities.needed`/`not_needed` set, and the
-    /// analysis (so the recommendation in every format) made from the proven set; a profile
-    /// the verification could not prove gets a warning.
+    /// analysis (so the recommendation in every format) made from the proven set; an
+    /// insufficient recommendation or a profile the verification could not prove gets a
+    /// warning.
     pub fn verified(self, ctx: &BuildContext, verification: Verification) -> RecordReport {
         let mut capabilities = self.capabilities;
-        capabilities.needed = Some(verification.needed.clone());
-        capabilities.not_needed = Some(verification.not_needed.clone());
+        if verification.sufficient {
+            capabilities.needed = Some(verification.needed.clone());
+            capabilities.not_needed = Some(verification.not_needed.clone());
+        }
         let mut report = assemble(
             ctx,
             self.command,
@@ -223,17 +223,47 @@ impl RecordReport {
             self.syscalls,
             self.lost,
         );
-        if let Some(run) = &verification.seccomp
-            && let Some(difference) = &run.difference
-        {
+        let first_difference = |seccomp: bool| {
+            verification
+                .runs
+                .iter()
+                .find(|r| r.without.is_none() && r.seccomp == seccomp)
+                .and_then(|r| r.difference.clone())
+                .unwrap_or_default()
+        };
+        if !verification.sufficient {
+            report.analysis.warnings.push(Warning {
+                code: "recommendation_unproven".into(),
+                capability: None,
+                needed: true,
+                message: format!(
+                    "with only the recommended capabilities the command's outcome changed \
+                     ({}): it needs something capmon did not see (a program that reads its own \
+                     capability sets, a no-audit check that matters); nothing was proven",
+                    first_difference(false)
+                ),
+            });
+        }
+        if verification.seccomp_proven == Some(false) {
+            let refused: Vec<&str> = verification
+                .runs
+                .iter()
+                .filter(|r| r.seccomp)
+                .flat_map(|r| r.refused_syscalls.iter().map(String::as_str))
+                .collect();
             report.analysis.warnings.push(Warning {
                 code: "seccomp_profile_unproven".into(),
                 capability: None,
                 needed: false,
                 message: format!(
-                    "under the generated seccomp profile (with the proven capabilities) the \
-                     command's outcome changed ({difference}): review the profile before you \
-                     enforce it"
+                    "under the generated seccomp profile the command's outcome changed ({}{}): \
+                     review the profile before you enforce it",
+                    first_difference(true),
+                    if refused.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; seccomp refused {}", refused.join(", "))
+                    }
                 ),
             });
         }
@@ -245,8 +275,12 @@ impl RecordReport {
 /// What [`prove`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Proof {
-    /// One run per candidate.
+    /// Every run, in order.
     pub runs: Vec<Run>,
+    /// Whether the candidates reproduced the recorded outcome.
+    pub sufficient: bool,
+    /// Whether the profile was proven (`None`: no profile).
+    pub seccomp_proven: Option<bool>,
     /// Removing it changed the outcome.
     pub needed: Vec<String>,
     /// Removing it changed nothing, though the kernel asked for it.
@@ -257,26 +291,59 @@ pub struct Proof {
     pub kept: Vec<String>,
 }
 
-/// Proves which of `candidates` (the recommended capabilities, in order) are needed, by
-/// elimination: each is removed from the set kept so far and the command run with the rest
-/// (`run(set, removed)`); if the outcome is the recorded one and the kernel did ask for the
-/// capability (or nobody watched), it stays removed. One run per candidate, and the final set
-/// is itself proven to work (the last run that matched held exactly it, or no run matched and
-/// it is the whole set, which the recorded run held), even where two capabilities can stand
-/// in for each other (only the second to be tried is kept).
+/// Proves which of `candidates` (the recommended capabilities, in order) are needed.
+/// `run(set, removed, under_profile)` runs the command with exactly `set`.
+///
+/// First the candidates themselves, under the generated profile when there is one
+/// (`profile`): if that reproduces the recorded outcome, the profile is proven and every
+/// later run is made under it too; if not, once more without the profile, to tell the profile
+/// from the capabilities. Candidates that do not reproduce the outcome end the proof: the
+/// command needs something the probes did not see. Then elimination: each candidate is
+/// removed from the set kept so far; if the outcome stays the recorded one and the kernel did
+/// ask for the capability (or nobody watched), it stays removed. So one run per candidate plus
+/// one (two when the profile fails), every verdict is made against a set proven to work, and
+/// the final set is the set of the last run that matched, even where two capabilities can
+/// stand in for each other (only the second to be tried is kept).
 pub fn prove(
     candidates: &[String],
     recorded: &Outcome,
     compare: Compare,
-    mut run: impl FnMut(&[String], &str) -> Seen,
+    profile: bool,
+    mut run: impl FnMut(&[String], Option<&str>, bool) -> Seen,
 ) -> Proof {
     let mut proof = Proof {
         kept: candidates.to_vec(),
         ..Proof::default()
     };
+    let mut baseline = |proof: &mut Proof, under_profile: bool| {
+        let seen = run(candidates, None, under_profile);
+        let difference = seen.outcome.differs(recorded, compare);
+        let same = difference.is_none();
+        proof.runs.push(Run {
+            without: None,
+            capabilities: candidates.to_vec(),
+            seccomp: under_profile,
+            outcome: seen.outcome,
+            difference,
+            verdict: None,
+            consulted: None,
+            refused_syscalls: seen.refused_syscalls,
+        });
+        same
+    };
+    let under_profile = profile && baseline(&mut proof, true);
+    if profile {
+        proof.seccomp_proven = Some(under_profile);
+    }
+    if !under_profile && !baseline(&mut proof, false) {
+        // The set fails without the profile too: the profile is neither proven nor blamed.
+        proof.seccomp_proven = None;
+        return proof;
+    }
+    proof.sufficient = true;
     for cap in candidates {
         let without: Vec<String> = proof.kept.iter().filter(|c| *c != cap).cloned().collect();
-        let seen = run(&without, cap);
+        let seen = run(&without, Some(cap), under_profile);
         let difference = seen.outcome.differs(recorded, compare);
         let verdict = match (&difference, seen.consulted) {
             (Some(_), _) => Verdict::Needed,
@@ -294,7 +361,7 @@ pub fn prove(
         proof.runs.push(Run {
             without: Some(cap.clone()),
             capabilities: without,
-            seccomp: false,
+            seccomp: under_profile,
             outcome: seen.outcome,
             difference,
             verdict: Some(verdict),
@@ -327,31 +394,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_run_that_never_asked_for_the_capability_proves_nothing() {
-        // chgrp run again: the group is already set, the kernel does not ask for CAP_CHOWN.
-        let proof = prove(
-            &caps(&["CAP_CHOWN", "CAP_KILL"]),
-            &ok(),
-            Compare::Output,
-            |_, cap| Seen {
-                outcome: ok(),
-                consulted: Some(cap != "CAP_CHOWN"),
-                refused_syscalls: Vec::new(),
-            },
-        );
-        assert_eq!(proof.inconclusive, caps(&["CAP_CHOWN"]));
-        assert_eq!(proof.not_needed, caps(&["CAP_KILL"]));
-        assert_eq!(proof.kept, caps(&["CAP_CHOWN"]));
-        assert_eq!(proof.runs[0].verdict, Some(Verdict::Inconclusive));
-        // Unwatched runs are judged by their outcome alone.
-        let proof = prove(&caps(&["CAP_CHOWN"]), &ok(), Compare::Output, |_, _| Seen {
-            outcome: ok(),
-            ..Seen::default()
-        });
-        assert_eq!(proof.not_needed, caps(&["CAP_CHOWN"]));
-    }
-
     fn failed() -> Outcome {
         let mut o = ok();
         o.exit_code = 1;
@@ -359,19 +401,48 @@ mod tests {
     }
 
     #[test]
+    fn a_run_that_never_asked_for_the_capability_proves_nothing() {
+        // chgrp run again: the group is already set, the kernel does not ask for CAP_CHOWN.
+        let proof = prove(
+            &caps(&["CAP_CHOWN", "CAP_KILL"]),
+            &ok(),
+            Compare::Output,
+            false,
+            |_, cap, _| Seen {
+                outcome: ok(),
+                consulted: cap.map(|c| c != "CAP_CHOWN"),
+                refused_syscalls: Vec::new(),
+            },
+        );
+        assert_eq!(proof.inconclusive, caps(&["CAP_CHOWN"]));
+        assert_eq!(proof.not_needed, caps(&["CAP_KILL"]));
+        assert_eq!(proof.kept, caps(&["CAP_CHOWN"]));
+        assert_eq!(proof.runs[1].verdict, Some(Verdict::Inconclusive));
+        // Unwatched runs are judged by their outcome alone.
+        let proof = prove(
+            &caps(&["CAP_CHOWN"]),
+            &ok(),
+            Compare::Output,
+            false,
+            |_, _, _| Seen {
+                outcome: ok(),
+                ..Seen::default()
+            },
+        );
+        assert_eq!(proof.not_needed, caps(&["CAP_CHOWN"]));
+    }
+
+    #[test]
     fn a_capability_whose_removal_changes_nothing_is_not_needed() {
         // The chmod of another user's file: CAP_FOWNER decides, CAP_FSETID does not.
-        let Proof {
-            runs,
-            needed,
-            not_needed,
-            kept,
-            ..
-        } = prove(
+        let mut profiled = Vec::new();
+        let proof = prove(
             &caps(&["CAP_FOWNER", "CAP_FSETID"]),
             &ok(),
             Compare::Output,
-            |set, _| {
+            true,
+            |set, _, under_profile| {
+                profiled.push(under_profile);
                 seen(if set.iter().any(|c| c == "CAP_FOWNER") {
                     ok()
                 } else {
@@ -379,23 +450,28 @@ mod tests {
                 })
             },
         );
-        assert_eq!(kept, caps(&["CAP_FOWNER"]));
-        assert_eq!(needed, caps(&["CAP_FOWNER"]));
-        assert_eq!(not_needed, caps(&["CAP_FSETID"]));
-        assert_eq!(runs.len(), 2, "one run per capability");
-        assert_eq!(runs[0].capabilities, caps(&["CAP_FSETID"]));
+        assert!(proof.sufficient);
+        assert_eq!(proof.seccomp_proven, Some(true));
+        assert_eq!(proof.kept, caps(&["CAP_FOWNER"]));
+        assert_eq!(proof.needed, caps(&["CAP_FOWNER"]));
+        assert_eq!(proof.not_needed, caps(&["CAP_FSETID"]));
+        let runs = &proof.runs;
+        assert_eq!(runs.len(), 3, "the set, then one run per capability");
+        assert_eq!(profiled, [true, true, true], "all under the proven profile");
+        assert_eq!(runs[0].capabilities, caps(&["CAP_FOWNER", "CAP_FSETID"]));
+        assert_eq!(runs[1].capabilities, caps(&["CAP_FSETID"]));
         assert_eq!(
-            runs[0].difference.as_deref(),
+            runs[1].difference.as_deref(),
             Some("exit status 1 instead of 0")
         );
-        assert_eq!(runs[1].capabilities, caps(&["CAP_FOWNER"]));
-        assert_eq!(runs[1].difference, None);
+        assert_eq!(runs[2].capabilities, caps(&["CAP_FOWNER"]));
+        assert_eq!(runs[2].difference, None);
     }
 
     #[test]
     fn of_two_that_stand_in_for_each_other_one_is_kept() {
         // Either capability alone lets the command read the file.
-        let either = |set: &[String], _: &str| {
+        let either = |set: &[String], _: Option<&str>, _| {
             seen(
                 if set
                     .iter()
@@ -407,21 +483,65 @@ mod tests {
                 },
             )
         };
-        let Proof {
-            runs,
-            needed,
-            not_needed,
-            ..
-        } = prove(
+        let proof = prove(
             &caps(&["CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH"]),
             &ok(),
             Compare::Output,
+            false,
             either,
         );
-        assert_eq!(not_needed, caps(&["CAP_DAC_OVERRIDE"]));
-        assert_eq!(needed, caps(&["CAP_DAC_READ_SEARCH"]));
-        // The second run was made without both: the one already removed stays removed.
-        assert_eq!(runs[1].capabilities, Vec::<String>::new());
+        assert_eq!(proof.not_needed, caps(&["CAP_DAC_OVERRIDE"]));
+        assert_eq!(proof.needed, caps(&["CAP_DAC_READ_SEARCH"]));
+        // The last run was made without both: the one already removed stays removed.
+        assert_eq!(proof.runs[2].capabilities, Vec::<String>::new());
+        assert_eq!(proof.seccomp_proven, None);
+    }
+
+    #[test]
+    fn a_failing_profile_is_told_apart_from_the_capabilities() {
+        // Under the profile the command fails; without it, the set works: the profile is
+        // unproven and the elimination goes on without it.
+        let mut profiled = Vec::new();
+        let proof = prove(
+            &caps(&["CAP_CHOWN"]),
+            &ok(),
+            Compare::Output,
+            true,
+            |set, _, under_profile| {
+                profiled.push(under_profile);
+                seen(if under_profile || set.is_empty() {
+                    failed()
+                } else {
+                    ok()
+                })
+            },
+        );
+        assert_eq!(profiled, [true, false, false]);
+        assert_eq!(proof.seccomp_proven, Some(false));
+        assert!(proof.sufficient);
+        assert_eq!(proof.needed, caps(&["CAP_CHOWN"]));
+    }
+
+    #[test]
+    fn a_set_that_does_not_reproduce_the_outcome_proves_nothing() {
+        // The program checks its own capability sets and wants one capmon never saw asked
+        // for: every run fails, and no capability is called needed because of that.
+        let proof = prove(
+            &caps(&["CAP_BPF", "CAP_PERFMON"]),
+            &ok(),
+            Compare::Exit,
+            true,
+            |_, _, _| seen(failed()),
+        );
+        assert!(!proof.sufficient);
+        assert_eq!(proof.seccomp_proven, None, "the profile is not blamed");
+        assert_eq!(
+            proof.runs.len(),
+            2,
+            "with and without the profile, then stop"
+        );
+        assert!(proof.needed.is_empty() && proof.not_needed.is_empty());
+        assert_eq!(proof.kept, caps(&["CAP_BPF", "CAP_PERFMON"]));
     }
 
     #[test]
