@@ -300,9 +300,10 @@ fn one_shots_created_while_the_maps_are_read_are_kept_under_a_long_poll_interval
         .collect();
     assert!(
         missing.is_empty(),
-        "{} of {} one-shots without their exact sets: {known:#?}",
+        "{} of {} one-shots without their exact sets: {known:#?}\n/healthz: {:#}",
         missing.len(),
-        ids.len()
+        ids.len(),
+        common::get_json(port, "/healthz").1
     );
     assert_eq!(dropped(port, "unattributed"), Some(0.0));
     drop(daemon);
