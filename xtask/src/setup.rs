@@ -45,7 +45,9 @@ fn toolchain_packages(llvm: u32) -> Vec<String> {
 /// `util-linux` (unshare, setpriv) and `coreutils` are in every Debian base system but are
 /// listed so that a minimal image gets them too. `docker.io` and `containerd` are the real
 /// Docker Engine and containerd (with `ctr`) the engine tests start and stop themselves;
-/// `docker-compose` runs the compose advice on that engine.
+/// `docker-compose` runs the compose advice on that engine. `seccomp` has libseccomp's
+/// `scmp_sys_resolver`, which checks every name of the multi-architecture seccomp profiles
+/// (unit tier, `tests/seccomp_arches.rs`).
 /// The kernel matrix (`cargo xtask vm`): `qemu-system-x86` boots Debian's kernels under TCG,
 /// `kmod` (`depmod -b`, `modprobe --show-depends`), `xz-utils` and `cpio` build their
 /// initramfs; `crun` is the second OCI runtime, which refuses this hybrid-cgroup host and
@@ -68,6 +70,7 @@ const TEST_PACKAGES: &[&str] = &[
     "cpio",
     "xz-utils",
     "crun",
+    "seccomp",
 ];
 
 fn quiet(cmd: &mut Command) -> Option<String> {

@@ -6,6 +6,7 @@
 //! | module | what it owns |
 //! | --- | --- |
 //! | [`names`] | capability, syscall (per architecture) and errno names |
+//! | [`abi`] | the syscall ABIs seccomp profiles name (x86_64, x86, x32, aarch64, arm) and their syscalls |
 //! | [`attribution`] | cgroup path -> runtime, container id, pod, systemd unit |
 //! | [`classify`] | a capability check -> used / denied / probe / ignored, with the reason |
 //! | [`posture`] | `/proc/<pid>/status` text -> granted sets, confinement, checklist findings |
@@ -20,6 +21,7 @@
 //! | [`fleet`] | a fleet's workloads merged from Prometheus query answers, with coverage |
 //! | [`workload`] | containers -> workloads (replicas, restarts): the rule table |
 
+pub mod abi;
 pub mod attribution;
 pub mod classify;
 pub mod config;

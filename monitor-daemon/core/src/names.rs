@@ -68,25 +68,22 @@ impl Arch {
         let nr = usize::try_from(nr).ok()?;
         match self {
             Arch::X86_64 => syscalls::x86_64::Sysno::new(nr).map(|s| s.name()),
-            Arch::Aarch64 => syscalls::aarch64::Sysno::new(nr).map(|s| s.name()),
+            // The crate's aarch64 table is corrected (`newfstatat`, no `*_time64`): see `abi`.
+            Arch::Aarch64 => crate::abi::aarch64_name(nr),
         }
     }
 
     /// Every syscall name of this architecture's table.
     pub fn syscall_names(self) -> Vec<&'static str> {
-        match self {
-            Arch::X86_64 => syscalls::x86_64::Sysno::iter().map(|s| s.name()).collect(),
-            Arch::Aarch64 => syscalls::aarch64::Sysno::iter().map(|s| s.name()).collect(),
-        }
+        crate::abi::Abi::of(self).syscall_names()
     }
 
     /// Number of syscall `name` on this architecture.
     pub fn syscall_number(self, name: &str) -> Option<u32> {
-        let nr = match self {
-            Arch::X86_64 => syscalls::x86_64::Sysno::from_str(name).ok()?.id(),
-            Arch::Aarch64 => syscalls::aarch64::Sysno::from_str(name).ok()?.id(),
-        };
-        u32::try_from(nr).ok()
+        match self {
+            Arch::X86_64 => u32::try_from(syscalls::x86_64::Sysno::from_str(name).ok()?.id()).ok(),
+            Arch::Aarch64 => u32::try_from(crate::abi::aarch64_number(name)?).ok(),
+        }
     }
 }
 
@@ -97,10 +94,7 @@ pub fn syscall_known_anywhere(name: &str) -> bool {
         aarch64, arm, loongarch64, mips, mips64, powerpc, powerpc64, riscv32, riscv64, s390x,
         sparc, sparc64, x86, x86_64,
     };
-    // 32-bit ARM's private syscalls (`__ARM_NR_*`), which libseccomp names but the kernel's
-    // generic tables do not.
-    const ARM_PRIVATE: &[&str] = &["breakpoint", "cacheflush", "set_tls", "usr26", "usr32"];
-    ARM_PRIVATE.contains(&name)
+    crate::abi::ARM_PRIVATE.contains(&name)
         || x86_64::Sysno::from_str(name).is_ok()
         || aarch64::Sysno::from_str(name).is_ok()
         || x86::Sysno::from_str(name).is_ok()
@@ -202,6 +196,14 @@ mod tests {
         assert_eq!(Arch::X86_64.syscall_number("fchownat"), Some(260));
         assert_eq!(Arch::Aarch64.syscall_number("openat"), Some(56));
         assert_eq!(Arch::Aarch64.syscall_number("open"), None);
+        // The kernel's name, not the `syscalls` crate's `fstatat`.
+        assert_eq!(Arch::Aarch64.syscall_name(79), Some("newfstatat"));
+        assert_eq!(Arch::Aarch64.syscall_number("newfstatat"), Some(79));
+        assert_eq!(
+            Arch::Aarch64.syscall_name(403),
+            None,
+            "clock_gettime64 is 32-bit only"
+        );
     }
 
     #[test]

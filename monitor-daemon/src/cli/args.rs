@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use capmon_core::{recommend::Format, report::verify::Compare};
+use capmon_core::{recommend::Format, report::verify::Compare, seccomp::ArchList};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -85,6 +85,10 @@ pub enum Command {
         /// docker, compose, kubernetes, apparmor, seccomp, oci or spo.
         #[arg(long, value_parser = parse_format)]
         format: Format,
+        /// Architectures the seccomp profile (seccomp, oci, spo) is written for: see
+        /// `capmon record --help`. Default: the architecture the daemon recorded on.
+        #[arg(long, value_name = "LIST", value_parser = parse_arches)]
+        arch: Option<ArchList>,
         /// A workload's merged recommendation (`capmon report --workloads` lists them)
         /// instead of a container's; written only when every container of it was seen from
         /// its start.
@@ -120,6 +124,14 @@ pub enum Command {
         /// kubernetes-securitycontext.yaml, apparmor-capabilities.txt, docker-run-flags.txt).
         #[arg(long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
+        /// Architectures the seccomp profile (seccomp, oci, spo) is written for,
+        /// comma-separated: x86_64 (amd64), aarch64 (arm64), x86 (i386), x32, arm, or all
+        /// (x86_64 with its x86 and x32 compat ABIs, aarch64 with arm). Each recorded syscall
+        /// becomes what it corresponds to there (open -> openat, stat -> newfstatat on
+        /// aarch64; fstat -> fstat64 on x86 and arm) and is left out where it has no
+        /// counterpart. Default: the architecture it was recorded on.
+        #[arg(long, value_name = "LIST", value_parser = parse_arches)]
+        arch: Option<ArchList>,
         /// Prove the recommendation by running the command again: once per recommended
         /// capability, without it (and without those already proven unneeded), then once with
         /// the proven set under the generated seccomp profile; each run's exit status and
@@ -172,6 +184,12 @@ pub enum Command {
 /// `--verify`'s value.
 pub fn parse_compare(s: &str) -> Result<Compare, String> {
     s.parse()
+}
+
+/// `--arch`'s value.
+pub fn parse_arches(s: &str) -> Result<ArchList, String> {
+    s.parse()
+        .map_err(|e: capmon_core::seccomp::ArchListError| e.to_string())
 }
 
 pub fn parse_format(s: &str) -> Result<Format, String> {

@@ -84,15 +84,22 @@ fn dispatch(log_format: LogFormat, command: Command) -> Outcome {
         Command::Profile {
             addr,
             format,
+            arch,
             workload: Some(w),
             ..
-        } => workloads::profile(&addr, format, &w),
+        } => workloads::profile(&addr, format, arch.as_ref(), &w),
         Command::Profile {
             addr,
             format,
+            arch,
             workload: None,
             container,
-        } => report::profile(&addr, format, container.as_deref().unwrap_or_default()),
+        } => report::profile(
+            &addr,
+            format,
+            arch.as_ref(),
+            container.as_deref().unwrap_or_default(),
+        ),
         Command::Check => Ok(check::main()),
         Command::Fleet {
             prometheus,
@@ -112,6 +119,7 @@ fn dispatch(log_format: LogFormat, command: Command) -> Outcome {
             format,
             name,
             output_dir,
+            arch,
             verify,
             verify_timeout,
             command,
@@ -120,7 +128,7 @@ fn dispatch(log_format: LogFormat, command: Command) -> Outcome {
                 compare,
                 timeout: Duration::from_secs(verify_timeout),
             });
-            record::main(json, format, name, output_dir, verify, command)
+            record::main(json, format, name, output_dir, verify, arch, command)
         }
         Command::Replay {
             profile,

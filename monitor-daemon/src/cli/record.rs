@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use capmon_core::{recommend::Format, report};
+use capmon_core::{recommend::Format, report, seccomp::ArchList};
 
 use super::{Failure, Outcome, runtime};
 use crate::record::{self, RecordOptions, VerifyOptions};
@@ -15,6 +15,7 @@ pub fn main(
     name: Option<String>,
     output_dir: Option<PathBuf>,
     verify: Option<VerifyOptions>,
+    arch: Option<ArchList>,
     command: Vec<String>,
 ) -> Outcome {
     let rt = runtime()?;
@@ -24,6 +25,7 @@ pub fn main(
         output_dir,
         name,
         verify,
+        arch,
     };
     let out = rt
         .block_on(record::record(&opts))
@@ -38,7 +40,8 @@ pub fn main(
         }
     }
     if let Some(format) = format {
-        print!("{}", r.advice(&opts.name).render(format)?);
+        let arches = opts.arch.clone().unwrap_or(ArchList::native(r.arch));
+        print!("{}", r.advice(&opts.name).render_for(format, &arches)?);
     }
     Ok(ExitCode::from(u8::try_from(r.exit_code).unwrap_or(1)))
 }

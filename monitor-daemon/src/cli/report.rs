@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use capmon_core::recommend::Format;
+use capmon_core::{recommend::Format, seccomp::ArchList};
 use serde_json::Value;
 
 use super::{Outcome, client, runtime};
@@ -40,16 +40,22 @@ pub fn report(addr: &str, json: bool, container: Option<&str>) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `capmon profile --format F CONTAINER`.
-pub fn profile(addr: &str, format: Format, container: &str) -> Outcome {
+/// `capmon profile --format F [--arch LIST] CONTAINER`.
+pub fn profile(addr: &str, format: Format, arch: Option<&ArchList>, container: &str) -> Outcome {
     let path = format!(
-        "/v1/containers/{}/recommendation?format={}",
+        "/v1/containers/{}/recommendation?format={}{}",
         client::segment(container),
-        format.name()
+        format.name(),
+        arch_query(arch)
     );
     let body = runtime()?.block_on(client::get(addr, &path))?;
     print!("{body}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `&arch=LIST` for `--arch LIST`, nothing without it (the daemon's own architecture).
+pub(super) fn arch_query(arch: Option<&ArchList>) -> String {
+    arch.map(|a| format!("&arch={a}")).unwrap_or_default()
 }
 
 /// The body as JSON holding `key` (an array for `containers`, an object for `container`).
@@ -146,7 +152,22 @@ pub fn render_one(body: &Value) -> String {
     out.push_str(&format!("denied:         {}\n", list(&a["denied"])));
     out.push_str(&format!("unused (drop):  {}\n", list(&a["unused"])));
     out.push_str(&format!("add:            {}\n", list(&a["add"])));
-    out.push_str(&format!("recommended:    {}\n", list(&a["recommended"])));
+    // Each recommended capability with how sure the advice is of it.
+    let marked: Vec<String> = strs(&a["recommended"])
+        .into_iter()
+        .map(|cap| match a["basis"][cap].as_str() {
+            Some(basis) => format!("{cap} ({basis})"),
+            None => cap.to_owned(),
+        })
+        .collect();
+    out.push_str(&format!(
+        "recommended:    {}\n",
+        if marked.is_empty() {
+            "(none)".to_owned()
+        } else {
+            marked.join(", ")
+        }
+    ));
     for w in a["warnings"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "warning [{}]: {}\n",

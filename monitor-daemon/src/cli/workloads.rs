@@ -3,12 +3,12 @@
 
 use std::process::ExitCode;
 
-use capmon_core::recommend::Format;
+use capmon_core::{recommend::Format, seccomp::ArchList};
 use serde_json::Value;
 
 use super::{
     Outcome, client,
-    report::{checked, strs},
+    report::{arch_query, checked, strs},
     runtime,
 };
 
@@ -30,12 +30,13 @@ pub fn report(addr: &str, json: bool, name: Option<&str>) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `capmon profile --workload NAME --format F`.
-pub fn profile(addr: &str, format: Format, name: &str) -> Outcome {
+/// `capmon profile --workload NAME --format F [--arch LIST]`.
+pub fn profile(addr: &str, format: Format, arch: Option<&ArchList>, name: &str) -> Outcome {
     let path = format!(
-        "/v1/workloads/{}/recommendation?format={}",
+        "/v1/workloads/{}/recommendation?format={}{}",
         client::segment(name),
-        format.name()
+        format.name(),
+        arch_query(arch)
     );
     let body = runtime()?.block_on(client::get(addr, &path))?;
     print!("{body}");

@@ -7,15 +7,17 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /v1/containers` | every container's summary |
 //! | `GET /v1/containers/{id}` | one container (full id, short id or name): report, analysis, posture |
-//! | `GET /v1/containers/{id}/seccomp` | its generated Docker-format profile |
-//! | `GET /v1/containers/{id}/recommendation?format=...` | its recommendation in one format |
+//! | `GET /v1/containers/{id}/seccomp[?arch=LIST]` | its generated Docker-format profile |
+//! | `GET /v1/containers/{id}/recommendation?format=...[&arch=LIST]` | its recommendation in one format |
 //! | `GET /v1/workloads` | every workload's summary (containers merged) |
 //! | `GET /v1/workloads/{name}` | one workload: summary, members, coverage, analysis |
-//! | `GET /v1/workloads/{name}/seccomp` | its merged profile (all members complete) |
-//! | `GET /v1/workloads/{name}/recommendation?format=...` | its merged recommendation |
+//! | `GET /v1/workloads/{name}/seccomp[?arch=LIST]` | its merged profile (all members complete) |
+//! | `GET /v1/workloads/{name}/recommendation?format=...[&arch=LIST]` | its merged recommendation |
 //!
-//! Errors are JSON `{"error": "..."}` with 404 (unknown container or path), 400 (bad format),
-//! 409 (no profile can be written for it).
+//! `arch` (`x86_64,aarch64`, `all`, ...; default: the architecture the daemon records on)
+//! names the architectures the seccomp profile is written for (formats seccomp, oci, spo).
+//! Errors are JSON `{"error": "..."}` with 404 (unknown container or path), 400 (bad format
+//! or architecture), 409 (no profile can be written for it).
 
 use std::sync::{Arc, atomic::Ordering};
 
@@ -26,7 +28,12 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use capmon_core::{classify::CapClass, recommend::Format, report::Denial};
+use capmon_core::{
+    classify::CapClass,
+    recommend::Format,
+    report::{Denial, RecordReport},
+    seccomp::ArchList,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -224,13 +231,38 @@ async fn one(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     .into_response()
 }
 
-async fn seccomp(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    render(&s, &id, Some(Format::Seccomp.name().to_owned()))
+async fn seccomp(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(q): Query<FormatQuery>,
+) -> Response {
+    let q = FormatQuery {
+        format: Some(Format::Seccomp.name().to_owned()),
+        ..q
+    };
+    render(&s, &id, q)
 }
 
 #[derive(Deserialize)]
 struct FormatQuery {
     format: Option<String>,
+    /// Architectures of the seccomp profile (`x86_64,aarch64`, `all`).
+    arch: Option<String>,
+}
+
+impl FormatQuery {
+    /// The format and the architectures asked for, or why they cannot be had (a 400).
+    fn parsed(self) -> Result<(Format, Option<ArchList>), String> {
+        let format = format_of(self.format)?;
+        let arches = self
+            .arch
+            .map(|a| {
+                a.parse::<ArchList>()
+                    .map_err(|e| format!("bad ?arch=: {e}"))
+            })
+            .transpose()?;
+        Ok((format, arches))
+    }
 }
 
 async fn recommendation(
@@ -238,7 +270,7 @@ async fn recommendation(
     Path(id): Path<String>,
     Query(q): Query<FormatQuery>,
 ) -> Response {
-    render(&s, &id, q.format)
+    render(&s, &id, q)
 }
 
 /// The format asked for, or why there is none (a 400).
@@ -252,8 +284,8 @@ fn format_of(format: Option<String>) -> Result<Format, String> {
     format.parse().map_err(|e| format!("{e}"))
 }
 
-fn render(s: &Shared, id: &str, format: Option<String>) -> Response {
-    let format = match format_of(format) {
+fn render(s: &Shared, id: &str, q: FormatQuery) -> Response {
+    let (format, arches) = match q.parsed() {
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
@@ -267,12 +299,19 @@ fn render(s: &Shared, id: &str, format: Option<String>) -> Response {
     let report = c.report();
     let name = c.info.display_name().to_owned();
     drop(m);
-    rendered(&report, &name, format)
+    rendered(&report, &name, format, arches)
 }
 
-/// `report`'s advice for `name` in `format`, or 409 when it cannot be written.
-fn rendered(report: &capmon_core::report::RecordReport, name: &str, format: Format) -> Response {
-    match report.advice(name).render(format) {
+/// `report`'s advice for `name` in `format`, its seccomp profile for `arches` (default: the
+/// architecture it was recorded on), or 409 when it cannot be written.
+fn rendered(
+    report: &RecordReport,
+    name: &str,
+    format: Format,
+    arches: Option<ArchList>,
+) -> Response {
+    let arches = arches.unwrap_or_else(|| ArchList::native(report.arch));
+    match report.advice(name).render_for(format, &arches) {
         Ok(text) => {
             let ctype = match format {
                 Format::Seccomp | Format::Oci => "application/json",
@@ -329,8 +368,16 @@ async fn workload_one(State(s): State<Arc<Shared>>, Path(name): Path<String>) ->
     .into_response()
 }
 
-async fn workload_seccomp(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
-    render_workload(&s, &name, Some(Format::Seccomp.name().to_owned()))
+async fn workload_seccomp(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Query(q): Query<FormatQuery>,
+) -> Response {
+    let q = FormatQuery {
+        format: Some(Format::Seccomp.name().to_owned()),
+        ..q
+    };
+    render_workload(&s, &name, q)
 }
 
 async fn workload_recommendation(
@@ -338,12 +385,12 @@ async fn workload_recommendation(
     Path(name): Path<String>,
     Query(q): Query<FormatQuery>,
 ) -> Response {
-    render_workload(&s, &name, q.format)
+    render_workload(&s, &name, q)
 }
 
 /// A workload's merged advice; 409 naming the members whose history is incomplete.
-fn render_workload(s: &Shared, name: &str, format: Option<String>) -> Response {
-    let format = match format_of(format) {
+fn render_workload(s: &Shared, name: &str, q: FormatQuery) -> Response {
+    let (format, arches) = match q.parsed() {
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
@@ -368,7 +415,7 @@ fn render_workload(s: &Shared, name: &str, format: Option<String>) -> Response {
     }
     let report = g.report();
     drop(m);
-    rendered(&report, &workloads::file_name(name), format)
+    rendered(&report, &workloads::file_name(name), format, arches)
 }
 
 async fn scrape(State(s): State<Arc<Shared>>) -> Response {
@@ -382,5 +429,73 @@ async fn scrape(State(s): State<Arc<Shared>>) -> Response {
         )
             .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::to_bytes;
+    use capmon_core::{
+        names::Arch,
+        report::{self, BuildContext, Observed},
+    };
+    use serde_json::Value;
+
+    use super::*;
+
+    fn query(format: Option<&str>, arch: Option<&str>) -> FormatQuery {
+        FormatQuery {
+            format: format.map(str::to_owned),
+            arch: arch.map(str::to_owned),
+        }
+    }
+
+    async fn body(response: Response) -> (StatusCode, String) {
+        let status = response.status();
+        let bytes = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[test]
+    fn a_bad_arch_is_named() {
+        let err = query(Some("seccomp"), Some("x86_64,sparc"))
+            .parsed()
+            .expect_err("sparc");
+        assert!(
+            err.starts_with("bad ?arch=: unknown architecture \"sparc\" in \"x86_64,sparc\""),
+            "{err}"
+        );
+        let (format, arches) = query(Some("oci"), Some("all")).parsed().expect("all");
+        assert_eq!((format, arches), (Format::Oci, Some(ArchList::all())));
+        assert_eq!(query(Some("spo"), None).parsed(), Ok((Format::Spo, None)));
+    }
+
+    #[tokio::test]
+    async fn profiles_are_written_for_the_architectures_asked_for() {
+        let mut ctx = BuildContext::new(Vec::new());
+        ctx.arch = Arch::X86_64;
+        // read, write, open on x86_64.
+        let observed = Observed {
+            syscalls: vec![0, 1, 2],
+            ..Default::default()
+        };
+        let r = report::build(&ctx, vec!["app".into()], 0, None, &observed);
+        let (status, native) = body(rendered(&r, "app", Format::Seccomp, None)).await;
+        assert_eq!(status, StatusCode::OK, "{native}");
+        let native: Value = serde_json::from_str(&native).expect("json");
+        assert_eq!(native["architectures"], json!(["SCMP_ARCH_X86_64"]));
+        let (status, all) = body(rendered(&r, "app", Format::Oci, Some(ArchList::all()))).await;
+        assert_eq!(status, StatusCode::OK, "{all}");
+        let all: Value = serde_json::from_str(&all).expect("json");
+        assert_eq!(
+            all["architectures"].as_array().map(Vec::len),
+            Some(5),
+            "{all}"
+        );
+        let names = &all["syscalls"][0]["names"];
+        assert!(
+            names.as_array().expect("names").contains(&json!("openat")),
+            "{names}"
+        );
     }
 }

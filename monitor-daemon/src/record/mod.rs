@@ -11,9 +11,12 @@ mod verify;
 
 use std::{io, os::unix::process::ExitStatusExt, path::PathBuf, process::ExitStatus};
 
-use capmon_core::report::{
-    self, RecordReport,
-    verify::{Digest, Outcome},
+use capmon_core::{
+    report::{
+        self, RecordReport,
+        verify::{Digest, Outcome},
+    },
+    seccomp::ArchList,
 };
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWriteExt, unix::AsyncFd},
@@ -43,6 +46,9 @@ pub struct RecordOptions {
     pub name: String,
     /// Prove the recommendation by running the command again (`--verify`).
     pub verify: Option<VerifyOptions>,
+    /// Architectures the seccomp outputs are written for (`--arch`); `None`: the one
+    /// recorded on.
+    pub arch: Option<ArchList>,
 }
 
 /// What `capmon record` produced.
@@ -123,7 +129,10 @@ pub async fn record(opts: &RecordOptions) -> Result<Recorded, RecordError> {
         report = report.verified(&ctx, verification);
     }
     let written = match &opts.output_dir {
-        Some(dir) => write_outputs(dir, &opts.name, &report)?,
+        Some(dir) => {
+            let arches = opts.arch.clone().unwrap_or(ArchList::native(report.arch));
+            write_outputs(dir, &opts.name, &report, &arches)?
+        }
         None => Vec::new(),
     };
     Ok(Recorded { report, written })

@@ -3,7 +3,7 @@
 
 use std::{fs, path::Path};
 
-use capmon_core::{recommend::Format, report::RecordReport};
+use capmon_core::{recommend::Format, report::RecordReport, seccomp::ArchList};
 
 use super::error::RecordError;
 
@@ -21,12 +21,13 @@ pub(super) fn check_output_dir(dir: &Path) -> Result<(), RecordError> {
 }
 
 /// Writes the result files into `dir`: `report.json` and the recommendation in every format
-/// ([`Format::file_name`]); the seccomp formats only when a profile could be generated.
-/// Returns the names written.
+/// ([`Format::file_name`]), the seccomp formats for `arches` and only when a profile could be
+/// generated. Returns the names written.
 pub fn write_outputs(
     dir: &Path,
     name: &str,
     report: &RecordReport,
+    arches: &ArchList,
 ) -> Result<Vec<&'static str>, RecordError> {
     let write = |file: &str, text: String| {
         let path = dir.join(file);
@@ -39,7 +40,7 @@ pub fn write_outputs(
     let mut written = vec!["report.json"];
     let advice = report.advice(name);
     for format in Format::ALL {
-        match advice.render(format) {
+        match advice.render_for(format, arches) {
             Ok(text) => {
                 write(format.file_name(), text)?;
                 written.push(format.file_name());

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::{Analysis, Format, RecommendError};
 use crate::{
     names::Arch,
-    seccomp::{KernelVersion, Profile, Target},
+    seccomp::{ArchList, KernelVersion, Profile, Target},
 };
 
 /// `CAP_NET_RAW` -> `NET_RAW` (Docker, compose and Kubernetes spell them so).
@@ -236,14 +236,28 @@ impl<'a> Advice<'a> {
     }
 
     /// The generated profile as the runtime takes it (`linux.seccomp` of the OCI spec), for
-    /// the advice's architecture and kernel and the recommended capabilities.
+    /// the advice's kernel and the recommended capabilities, for every architecture the
+    /// profile lists ([`Profile::resolve_every_arch`]; the advice's own architecture alone
+    /// unless [`Advice::render_for`] asked for others).
     pub fn oci(&self) -> Result<Profile, RecommendError> {
         let target = Target {
             arch: self.arch,
             caps: self.analysis.recommended.iter().cloned().collect(),
             kernel: self.kernel,
         };
-        Ok(self.profile()?.resolve(&target))
+        Ok(self.profile()?.resolve_every_arch(&target))
+    }
+
+    /// The advice in `format` with its seccomp profile (the seccomp, OCI and SPO formats) for
+    /// `arches`: the recorded syscalls translated for each ([`Profile::for_arches`]).
+    /// [`ArchList::native`] of the advice's architecture gives [`Advice::render`]'s text.
+    pub fn render_for(&self, format: Format, arches: &ArchList) -> Result<String, RecommendError> {
+        let translated = self.profile.map(|p| p.for_arches(self.arch, arches));
+        Advice {
+            profile: translated.as_ref().map_err(|why| *why),
+            ..self.clone()
+        }
+        .render(format)
     }
 }
 
@@ -388,6 +402,66 @@ mod tests {
                 "no seccomp profile for ls: capmon did not see the workload start"
             );
         }
+    }
+
+    #[test]
+    fn seccomp_formats_for_every_architecture_carry_the_same_arches_and_names() {
+        let a = analysis(&[], &[]);
+        let profile = Profile::allow_only(Arch::X86_64, &["open", "read", "fstat"]);
+        let advice = Advice {
+            name: "app",
+            analysis: &a,
+            profile: Ok(&profile),
+            arch: Arch::X86_64,
+            kernel: KernelVersion(6, 18),
+        };
+        // The native architecture: today's text, byte for byte.
+        let native = ArchList::native(Arch::X86_64);
+        for format in Format::ALL {
+            assert_eq!(
+                advice.render_for(format, &native).expect("renders"),
+                advice.render(format).expect("renders"),
+                "{format}"
+            );
+        }
+        let all = ArchList::all();
+        let docker: Value =
+            serde_json::from_str(&advice.render_for(Format::Seccomp, &all).expect("seccomp"))
+                .expect("json");
+        let every: Vec<&str> = crate::abi::Abi::ALL.iter().map(|a| a.scmp_name()).collect();
+        let mapped: Vec<&str> = docker["archMap"]
+            .as_array()
+            .expect("archMap")
+            .iter()
+            .flat_map(|m| {
+                std::iter::once(&m["architecture"])
+                    .chain(m["subArchitectures"].as_array().into_iter().flatten())
+            })
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(mapped, every);
+        let mut names: Vec<&str> = docker["syscalls"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .flat_map(|r| r["names"].as_array().expect("names"))
+            .filter_map(Value::as_str)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["fstat", "fstat64", "open", "openat", "read"]);
+        let oci: Value = serde_json::from_str(&advice.render_for(Format::Oci, &all).expect("oci"))
+            .expect("json");
+        assert_eq!(oci["architectures"], json!(every));
+        assert_eq!(oci["syscalls"][0]["names"], json!(names));
+        let spo = yaml(&advice.render_for(Format::Spo, &all).expect("spo"));
+        assert_eq!(spo["spec"]["architectures"], json!(every));
+        assert_eq!(spo["spec"]["syscalls"][0]["names"], json!(names));
+        // Without a profile, the same refusal for any list.
+        let none = Advice {
+            profile: Err("capmon did not see the workload start"),
+            ..advice
+        };
+        assert!(none.render_for(Format::Oci, &all).is_err());
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! | `validate` | parsing, and checking every value with errors that name the field |
 //! | `resolve` | [`Target`] and [`KernelVersion`]: Docker's `includes`/`excludes`, the OCI form, [`Verdict`] |
 //! | `generate` | Docker's default profile (compiled in) and least-privilege profiles |
+//! | `arches` | [`ArchList`] (`--arch`) and [`translate`]: a syscall's names on other architectures |
+//! | `multiarch` | a generated profile for other or several architectures, and its OCI form |
 //! | `replay` | recorded syscalls against a profile ([`Replay`]), two profiles compared ([`ProfileDiff`]) |
 //! | `applied` | a container's syscalls against the profile its runtime applied ([`AppliedDiff`]) |
 //! | `tables` | names of actions, operators, architectures, Docker's default capabilities |
@@ -18,13 +20,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 mod applied;
+mod arches;
 mod generate;
+mod multiarch;
 mod replay;
 mod resolve;
 mod tables;
 mod validate;
 
 pub use applied::{AppliedDiff, Refused};
+pub use arches::{ArchList, ArchListError, ILP32_VARIANTS, REPLACEMENTS, translate};
 pub use replay::{ProfileDiff, Replay, WouldDeny};
 pub use resolve::{KernelVersion, Target, Verdict};
 pub use tables::{ACTIONS, DOCKER_DEFAULT_CAPS, GO_ARCHES, OPERATORS, SCMP_ARCHES};

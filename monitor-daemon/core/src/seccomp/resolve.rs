@@ -88,11 +88,12 @@ impl Target {
 }
 
 impl Filter {
-    /// For `excludes`: whether any of its conditions holds for `target`.
-    fn any_holds(&self, target: &Target) -> bool {
+    /// For `excludes`: whether any of its conditions holds for `target` on a host of Docker's
+    /// architecture `host` (`amd64`).
+    fn any_holds(&self, host: &str, target: &Target) -> bool {
         self.arches
             .as_ref()
-            .is_some_and(|a| a.iter().any(|a| a == target.arch.go_name()))
+            .is_some_and(|a| a.iter().any(|a| a == host))
             || self
                 .caps
                 .as_ref()
@@ -103,12 +104,12 @@ impl Filter {
                 .is_some_and(|k| target.kernel_at_least(k))
     }
 
-    /// For `includes`: whether all of its conditions hold for `target` (an empty `arches`
-    /// list is no condition).
-    fn all_hold(&self, target: &Target) -> bool {
+    /// For `includes`: whether all of its conditions hold for `target` on a host of Docker's
+    /// architecture `host` (an empty `arches` list is no condition).
+    fn all_hold(&self, host: &str, target: &Target) -> bool {
         self.arches
             .as_ref()
-            .is_none_or(|a| a.is_empty() || a.iter().any(|a| a == target.arch.go_name()))
+            .is_none_or(|a| a.is_empty() || a.iter().any(|a| a == host))
             && self
                 .caps
                 .as_ref()
@@ -124,8 +125,34 @@ impl SyscallRule {
     /// Whether the rule is in force for `target`: no condition of `excludes` holds and every
     /// condition of `includes` does.
     fn applies(&self, target: &Target) -> bool {
-        !self.excludes.as_ref().is_some_and(|f| f.any_holds(target))
-            && self.includes.as_ref().is_none_or(|f| f.all_hold(target))
+        self.applies_on(target.arch.go_name(), target)
+    }
+
+    /// Whether the rule is in force for `target` on a host of Docker's architecture `host`
+    /// (`amd64`, `arm64`, `x86`, `arm`: what Docker compares `arches` with).
+    pub(super) fn applies_on(&self, host: &str, target: &Target) -> bool {
+        !self
+            .excludes
+            .as_ref()
+            .is_some_and(|f| f.any_holds(host, target))
+            && self
+                .includes
+                .as_ref()
+                .is_none_or(|f| f.all_hold(host, target))
+    }
+
+    /// The rule as the runtime takes it: conditions and comment removed.
+    pub(super) fn unconditional(&self) -> SyscallRule {
+        SyscallRule {
+            names: self.all_names().into_iter().map(str::to_owned).collect(),
+            action: self.action.clone(),
+            args: self.args.clone(),
+            comment: None,
+            includes: None,
+            excludes: None,
+            errno_ret: self.errno_ret,
+            extra: Map::new(),
+        }
     }
 }
 
@@ -146,17 +173,18 @@ impl Profile {
             .syscalls
             .iter()
             .filter(|r| r.applies(target))
-            .map(|r| SyscallRule {
-                names: r.all_names().into_iter().map(str::to_owned).collect(),
-                action: r.action.clone(),
-                args: r.args.clone(),
-                comment: None,
-                includes: None,
-                excludes: None,
-                errno_ret: r.errno_ret,
-                extra: Map::new(),
-            })
+            .map(SyscallRule::unconditional)
             .collect();
+        self.runtime_form(architectures, syscalls)
+    }
+
+    /// The OCI form with `architectures` and `syscalls`: the default action and the fields
+    /// runtimes take (`flags`, `listenerPath`, `listenerMetadata`) kept.
+    pub(super) fn runtime_form(
+        &self,
+        architectures: Vec<String>,
+        syscalls: Vec<SyscallRule>,
+    ) -> Profile {
         let mut extra = self.extra.clone();
         extra.retain(|k, _| matches!(k.as_str(), "flags" | "listenerPath" | "listenerMetadata"));
         Profile {
