@@ -19,7 +19,7 @@ use capmon::kernel::reader::KernelReader;
 use capmon_core::{
     recommend::{Advice, Format, RUNC_AFTER_FILTER},
     report::{self, BuildContext, RecordReport},
-    seccomp::{KernelVersion, Profile, Target},
+    seccomp::{ArchList, KernelVersion, Profile, Target},
 };
 use serde_json::{Value, json};
 
@@ -356,6 +356,27 @@ fn recommendations_work_when_applied_and_nothing_in_them_is_superfluous() {
             after.report.capabilities.denied
         );
         assert_runtime_syscalls_known(w, &after.report);
+        // The profile for every architecture (`--arch all`: per-architecture names, the
+        // union in the OCI form) runs it the same on this one.
+        let all: Profile = serde_json::from_str(
+            &advice
+                .render_for(Format::Oci, &ArchList::all())
+                .expect("--arch all"),
+        )
+        .expect("OCI JSON");
+        assert!(
+            all.architectures.as_ref().is_some_and(|a| a.len() > 1),
+            "{}: {all:?}",
+            w.name
+        );
+        let everywhere = run_workload(&mut rec, w, &a.recommended, &all, true);
+        assert!(
+            everywhere.ok && everywhere.stdout == w.stdout,
+            "{}: fails under the --arch all profile: {:?} {:#?}",
+            w.name,
+            everywhere.stdout,
+            everywhere.report.syscalls.denied
+        );
 
         // 3. Every recommended capability is needed, and capmon names it when it is missing.
         for cap in &a.recommended {
