@@ -47,7 +47,8 @@ fn toolchain_packages(llvm: u32) -> Vec<String> {
 /// Docker Engine and containerd (with `ctr`) the engine tests start and stop themselves;
 /// `docker-compose` runs the compose advice on that engine. `seccomp` has libseccomp's
 /// `scmp_sys_resolver`, which checks every name of the multi-architecture seccomp profiles
-/// (unit tier, `tests/seccomp_arches.rs`).
+/// (unit tier, `tests/seccomp_arches.rs`). `nginx-light` and `wrk` are the benchmark's real
+/// workload (`cargo xtask bench`).
 /// The kernel matrix (`cargo xtask vm`): `qemu-system-x86` boots Debian's kernels under TCG,
 /// `kmod` (`depmod -b`, `modprobe --show-depends`), `xz-utils` and `cpio` build their
 /// initramfs; `crun` is the second OCI runtime, which refuses this hybrid-cgroup host and
@@ -71,6 +72,8 @@ const TEST_PACKAGES: &[&str] = &[
     "xz-utils",
     "crun",
     "seccomp",
+    "nginx-light",
+    "wrk",
 ];
 
 fn quiet(cmd: &mut Command) -> Option<String> {

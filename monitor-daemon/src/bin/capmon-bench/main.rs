@@ -6,7 +6,8 @@
 //! Each round runs every configuration once, in a rotating order, on one pinned CPU; the table
 //! shows medians over the rounds. Then the daemon with 200 containers (`daemon.rs`) and a
 //! one-shot storm with real runc and Docker Engine (`storm.rs`).
-//! `CAPMON_BENCH_ONLY=probes|daemon|storm|modes` runs one part (`modes`: the probe modes side by
+//! Last, the cost on a real workload: nginx under wrk (`nginx.rs`).
+//! `CAPMON_BENCH_ONLY=probes|daemon|storm|modes|nginx` runs one part (`modes`: the probe modes side by
 //! side, which the kernel matrix runs in its guests).
 
 use aya::Btf;
@@ -47,6 +48,7 @@ impl Config {
 
 mod daemon;
 mod modes;
+mod nginx;
 mod probes;
 mod storm;
 
@@ -70,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         Ok("daemon") => return daemon::bench(),
         Ok("storm") => return storm::bench(),
         Ok("modes") => return modes::bench(),
+        Ok("nginx") => return nginx::bench(),
         _ => {}
     }
     let rounds: usize = std::env::var("CAPMON_BENCH_ROUNDS")
@@ -185,5 +188,7 @@ fn main() -> anyhow::Result<()> {
     }
     println!();
     daemon::bench()?;
-    storm::bench()
+    storm::bench()?;
+    println!();
+    nginx::bench()
 }
