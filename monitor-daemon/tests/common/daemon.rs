@@ -154,7 +154,10 @@ impl Daemon {
             state: state.to_owned(),
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // 20 s; the matrix's time factor under TCG, where loading the kprobe mode's programs
+        // alone took 21 s on a busy machine.
+        let bound = super::bound(Duration::from_secs(20));
+        let deadline = Instant::now() + bound;
         while Instant::now() < deadline {
             if http_get(port, "/healthz").is_some_and(|(s, _)| s == 200) {
                 return d;
@@ -162,7 +165,7 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!(
-            "capmon run did not answer /healthz within 20 s: {}",
+            "capmon run did not answer /healthz within {bound:?}: {}",
             fs::read_to_string(&d.log).unwrap_or_default()
         );
     }
