@@ -84,6 +84,24 @@ pub struct Config {
     /// Whether `/metrics` carries `capmon_workload_syscall_observed` (one series per
     /// workload and syscall it made: the largest family; off for very large nodes).
     pub workload_syscall_series: bool,
+    /// A file holding the API's bearer token: when set, every request but `GET /healthz`
+    /// needs `Authorization: Bearer <token>` (`/metrics` too). The file must not be
+    /// accessible by group or others (mode 0600 or 0400); re-read on SIGHUP.
+    pub api_token_file: Option<PathBuf>,
+    /// Connections the API serves at once; beyond, new ones are closed at once (also lowered
+    /// to what the open-file limit allows).
+    pub api_max_connections: u64,
+    /// Seconds a client has to send a request's headers, counted from the connection's
+    /// start or the end of the previous response (so also how long an idle keep-alive
+    /// connection stays open).
+    pub api_header_timeout_secs: u64,
+    /// Seconds without a byte moving either way after which a connection is closed (a
+    /// client that stops sending its body or stops reading its answer).
+    pub api_idle_timeout_secs: u64,
+    /// Largest request head (request line and headers), in bytes; beyond: 431.
+    pub api_max_header_bytes: u64,
+    /// Largest request body, in bytes (the API only has GETs); beyond: 413.
+    pub api_max_body_bytes: u64,
 }
 
 impl Default for Config {
@@ -100,6 +118,12 @@ impl Default for Config {
             log_level: "info".into(),
             probe_mode: "auto".into(),
             workload_syscall_series: true,
+            api_token_file: None,
+            api_max_connections: 4096,
+            api_header_timeout_secs: 10,
+            api_idle_timeout_secs: 30,
+            api_max_header_bytes: 16 * 1024,
+            api_max_body_bytes: 4096,
         }
     }
 }
@@ -137,6 +161,27 @@ pub struct Overrides {
     /// (capmon_workload_syscall_observed) [default: true].
     #[arg(long, env = "CAPMON_WORKLOAD_SYSCALL_SERIES")]
     pub workload_syscall_series: Option<bool>,
+    /// File holding the API's bearer token: every request but GET /healthz then needs
+    /// `Authorization: Bearer <token>`. Mode 0600 or 0400 (group and others: no access);
+    /// re-read on SIGHUP [default: none, no token].
+    #[arg(long, env = "CAPMON_API_TOKEN_FILE", value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Connections the API serves at once; beyond, new ones are closed [default: 4096].
+    #[arg(long, env = "CAPMON_API_MAX_CONNECTIONS")]
+    pub api_max_connections: Option<u64>,
+    /// Seconds to send a request's headers (from the connection's start or the previous
+    /// answer: idle keep-alive connections close then too) [default: 10].
+    #[arg(long, env = "CAPMON_API_HEADER_TIMEOUT_SECS")]
+    pub api_header_timeout_secs: Option<u64>,
+    /// Seconds without a byte moving after which a connection is closed [default: 30].
+    #[arg(long, env = "CAPMON_API_IDLE_TIMEOUT_SECS")]
+    pub api_idle_timeout_secs: Option<u64>,
+    /// Largest request line and headers, in bytes; beyond: 431 [default: 16384].
+    #[arg(long, env = "CAPMON_API_MAX_HEADER_BYTES")]
+    pub api_max_header_bytes: Option<u64>,
+    /// Largest request body, in bytes; beyond: 413 [default: 4096].
+    #[arg(long, env = "CAPMON_API_MAX_BODY_BYTES")]
+    pub api_max_body_bytes: Option<u64>,
 }
 
 impl Config {
@@ -186,6 +231,24 @@ impl Config {
         }
         if let Some(v) = o.workload_syscall_series {
             cfg.workload_syscall_series = v;
+        }
+        if let Some(v) = o.api_token_file {
+            cfg.api_token_file = Some(v);
+        }
+        if let Some(v) = o.api_max_connections {
+            cfg.api_max_connections = v;
+        }
+        if let Some(v) = o.api_header_timeout_secs {
+            cfg.api_header_timeout_secs = v;
+        }
+        if let Some(v) = o.api_idle_timeout_secs {
+            cfg.api_idle_timeout_secs = v;
+        }
+        if let Some(v) = o.api_max_header_bytes {
+            cfg.api_max_header_bytes = v;
+        }
+        if let Some(v) = o.api_max_body_bytes {
+            cfg.api_max_body_bytes = v;
         }
         cfg.validate()?;
         Ok(cfg)
@@ -240,6 +303,52 @@ impl Config {
             24 * 366 * 10,
             "must be at most ten years",
         )?;
+        check(
+            "api_max_connections",
+            self.api_max_connections,
+            1,
+            1 << 20,
+            "must be between 1 and 1048576",
+        )?;
+        check(
+            "api_header_timeout_secs",
+            self.api_header_timeout_secs,
+            1,
+            3600,
+            "must be between 1 and 3600",
+        )?;
+        check(
+            "api_idle_timeout_secs",
+            self.api_idle_timeout_secs,
+            1,
+            3600,
+            "must be between 1 and 3600",
+        )?;
+        check(
+            "api_max_header_bytes",
+            self.api_max_header_bytes,
+            1024,
+            1 << 20,
+            "must be between 1024 and 1048576",
+        )?;
+        check(
+            "api_max_body_bytes",
+            self.api_max_body_bytes,
+            0,
+            1 << 20,
+            "must be at most 1048576",
+        )?;
+        if self
+            .api_token_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(ConfigError::Value {
+                key: "api_token_file",
+                value: String::new(),
+                problem: "must name a file",
+            });
+        }
         if !matches!(
             self.probe_mode.as_str(),
             "auto" | "tp_btf" | "fexit" | "kprobe"
@@ -268,6 +377,16 @@ impl Config {
     /// The batch interval.
     pub fn batch_interval(&self) -> Duration {
         Duration::from_millis(self.batch_interval_ms)
+    }
+
+    /// How long a client has to send a request's headers.
+    pub fn api_header_timeout(&self) -> Duration {
+        Duration::from_secs(self.api_header_timeout_secs)
+    }
+
+    /// How long a connection may go without a byte moving.
+    pub fn api_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.api_idle_timeout_secs)
     }
 
     /// The retention, in seconds.
@@ -307,6 +426,78 @@ mod tests {
         let c = Config::load(Some(&path), &o).expect("file");
         assert_eq!(c.state_dir, PathBuf::from("/tmp/y"));
         assert_eq!(c.listen.port(), 9999);
+    }
+
+    #[test]
+    fn api_limits_and_token_file() {
+        let c = Config::default();
+        assert_eq!(c.api_token_file, None);
+        assert_eq!(
+            (
+                c.api_max_connections,
+                c.api_header_timeout_secs,
+                c.api_idle_timeout_secs
+            ),
+            (4096, 10, 30)
+        );
+        assert_eq!(
+            (c.api_max_header_bytes, c.api_max_body_bytes),
+            (16384, 4096)
+        );
+        let p = Path::new("capmon.toml");
+        let c = Config::from_toml(
+            p,
+            "api_token_file = \"/etc/capmon/token\"\napi_max_connections = 10\n\
+             api_header_timeout_secs = 5\napi_idle_timeout_secs = 7\n\
+             api_max_header_bytes = 8192\napi_max_body_bytes = 0\n",
+        )
+        .expect("parses");
+        assert!(c.validate().is_ok());
+        assert_eq!(c.api_token_file, Some(PathBuf::from("/etc/capmon/token")));
+        assert_eq!(c.api_header_timeout(), Duration::from_secs(5));
+        assert_eq!(c.api_idle_timeout(), Duration::from_secs(7));
+        for (text, message) in [
+            (
+                "api_max_connections = 0",
+                "bad config value api_max_connections = 0: must be between 1 and 1048576",
+            ),
+            (
+                "api_header_timeout_secs = 0",
+                "bad config value api_header_timeout_secs = 0: must be between 1 and 3600",
+            ),
+            (
+                "api_idle_timeout_secs = 86400",
+                "bad config value api_idle_timeout_secs = 86400: must be between 1 and 3600",
+            ),
+            (
+                "api_max_header_bytes = 100",
+                "bad config value api_max_header_bytes = 100: must be between 1024 and 1048576",
+            ),
+            (
+                "api_max_body_bytes = 2000000",
+                "bad config value api_max_body_bytes = 2000000: must be at most 1048576",
+            ),
+            (
+                "api_token_file = \"\"",
+                "bad config value api_token_file = : must name a file",
+            ),
+        ] {
+            let c = Config::from_toml(p, text).expect("parses");
+            assert_eq!(c.validate().expect_err(text).to_string(), message);
+        }
+        let err = Config::from_toml(p, "api_max_connections = -1").expect_err("negative");
+        assert!(err.to_string().contains("api_max_connections"), "{err}");
+        let o = Overrides {
+            api_token_file: Some("/run/token".into()),
+            api_max_connections: Some(2),
+            api_idle_timeout_secs: Some(0),
+            ..Default::default()
+        };
+        let err = Config::load(None, &o).expect_err("idle 0");
+        assert!(
+            err.to_string().contains("api_idle_timeout_secs = 0"),
+            "{err}"
+        );
     }
 
     #[test]

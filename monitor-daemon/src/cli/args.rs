@@ -34,7 +34,9 @@ pub enum Command {
     /// Settings: defaults, then the TOML file (--config, or /etc/capmon/capmon.toml when it
     /// exists), then environment variables, then flags. Keys of the file: listen, state_dir,
     /// poll_interval_ms, batch_interval_ms, retention_hours, queue_capacity, docker_socket,
-    /// log_format, log_level, probe_mode, workload_syscall_series.
+    /// log_format, log_level, probe_mode, workload_syscall_series, api_token_file,
+    /// api_max_connections, api_header_timeout_secs, api_idle_timeout_secs,
+    /// api_max_header_bytes, api_max_body_bytes.
     Run {
         /// TOML config file.
         #[arg(long, env = "CAPMON_CONFIG", value_name = "FILE")]
@@ -47,6 +49,9 @@ pub enum Command {
         /// Address of the daemon's API.
         #[arg(long, env = "CAPMON_ADDR", default_value = "127.0.0.1:9477")]
         addr: String,
+        /// The daemon's token file (its api_token_file), sent as a bearer token.
+        #[arg(long, env = "CAPMON_API_TOKEN_FILE", value_name = "FILE")]
+        api_token_file: Option<PathBuf>,
         /// Print the API's JSON.
         #[arg(long)]
         json: bool,
@@ -82,6 +87,9 @@ pub enum Command {
         /// Address of the daemon's API.
         #[arg(long, env = "CAPMON_ADDR", default_value = "127.0.0.1:9477")]
         addr: String,
+        /// The daemon's token file (its api_token_file), sent as a bearer token.
+        #[arg(long, env = "CAPMON_API_TOKEN_FILE", value_name = "FILE")]
+        api_token_file: Option<PathBuf>,
         /// docker, compose, kubernetes, apparmor, seccomp, oci or spo.
         #[arg(long, value_parser = parse_format)]
         format: Format,

@@ -1,11 +1,36 @@
-//! The daemon's HTTP API, as a client: `GET` with a timeout, errors that say what to do.
+//! The daemon's HTTP API, as a client: `GET` with a timeout (and the bearer token when the
+//! daemon asks for one), errors that say what to do.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use http_body_util::{BodyExt, Empty};
 use hyper::{Request, body::Bytes};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
+
+use crate::daemon::auth::{ApiToken, TokenError};
+
+/// A daemon's API: its address and the token it asks for.
+pub struct Daemon {
+    /// `host:port`.
+    pub addr: String,
+    /// The token, from `--api-token-file`.
+    pub token: Option<ApiToken>,
+}
+
+impl Daemon {
+    /// The daemon at `addr`; its token read from `token_file` (the checks of `capmon run`'s
+    /// `api_token_file`).
+    pub fn new(addr: String, token_file: Option<&Path>) -> Result<Daemon, TokenError> {
+        let token = token_file.map(ApiToken::read).transpose()?;
+        Ok(Daemon { addr, token })
+    }
+
+    /// `GET path`: the body on 2xx.
+    pub async fn get(&self, path: &str) -> Result<String, ClientError> {
+        get_with(&self.addr, path, self.token.as_ref()).await
+    }
+}
 
 /// Errors of the clients.
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +64,13 @@ pub enum ClientError {
     },
 }
 
-/// `GET path` from the daemon at `addr` (`host:port`); the body on 2xx.
+/// `GET path` from the server at `addr` (`host:port`); the body on 2xx.
 pub async fn get(addr: &str, path: &str) -> Result<String, ClientError> {
+    get_with(addr, path, None).await
+}
+
+/// `GET path` from `addr`, with `token` as a bearer token when given.
+async fn get_with(addr: &str, path: &str, token: Option<&ApiToken>) -> Result<String, ClientError> {
     let http = |detail: String| ClientError::Http {
         addr: addr.to_owned(),
         detail,
@@ -56,8 +86,11 @@ pub async fn get(addr: &str, path: &str) -> Result<String, ClientError> {
             .await
             .map_err(|e| http(e.to_string()))?;
         tokio::spawn(conn);
-        let req = Request::get(path)
-            .header("host", addr)
+        let mut req = Request::get(path).header("host", addr);
+        if let Some(t) = token {
+            req = req.header("authorization", t.authorization());
+        }
+        let req = req
             .body(Empty::<Bytes>::new())
             .map_err(|e| http(e.to_string()))?;
         let resp = sender

@@ -71,35 +71,37 @@ fn dispatch(log_format: LogFormat, command: Command) -> Outcome {
         Command::Run { config, overrides } => run::main(log_format, config, overrides),
         Command::Report {
             addr,
+            api_token_file,
             json,
-            workloads: false,
+            workloads,
             container,
-        } => report::report(&addr, json, container.as_deref()),
-        Command::Report {
-            addr,
-            json,
-            workloads: true,
-            container,
-        } => workloads::report(&addr, json, container.as_deref()),
+        } => {
+            let api = client::Daemon::new(addr, api_token_file.as_deref())?;
+            if workloads {
+                workloads::report(&api, json, container.as_deref())
+            } else {
+                report::report(&api, json, container.as_deref())
+            }
+        }
         Command::Profile {
             addr,
+            api_token_file,
             format,
             arch,
-            workload: Some(w),
-            ..
-        } => workloads::profile(&addr, format, arch.as_ref(), &w),
-        Command::Profile {
-            addr,
-            format,
-            arch,
-            workload: None,
+            workload,
             container,
-        } => report::profile(
-            &addr,
-            format,
-            arch.as_ref(),
-            container.as_deref().unwrap_or_default(),
-        ),
+        } => {
+            let api = client::Daemon::new(addr, api_token_file.as_deref())?;
+            match workload {
+                Some(w) => workloads::profile(&api, format, arch.as_ref(), &w),
+                None => report::profile(
+                    &api,
+                    format,
+                    arch.as_ref(),
+                    container.as_deref().unwrap_or_default(),
+                ),
+            }
+        }
         Command::Check => Ok(check::main()),
         Command::Fleet {
             prometheus,

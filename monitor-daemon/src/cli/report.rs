@@ -20,7 +20,7 @@ pub struct BadAnswer {
 }
 
 /// `capmon report [--json] [CONTAINER]`.
-pub fn report(addr: &str, json: bool, container: Option<&str>) -> Outcome {
+pub fn report(api: &client::Daemon, json: bool, container: Option<&str>) -> Outcome {
     type Render = fn(&Value) -> String;
     let (path, key, render): (String, &str, Render) = match container {
         Some(c) => (
@@ -30,8 +30,8 @@ pub fn report(addr: &str, json: bool, container: Option<&str>) -> Outcome {
         ),
         None => ("/v1/containers".to_owned(), "containers", render_list),
     };
-    let body = runtime()?.block_on(client::get(addr, &path))?;
-    let value = checked(addr, &path, &body, key)?;
+    let body = runtime()?.block_on(api.get(&path))?;
+    let value = checked(&api.addr, &path, &body, key)?;
     if json {
         println!("{body}");
     } else {
@@ -41,14 +41,19 @@ pub fn report(addr: &str, json: bool, container: Option<&str>) -> Outcome {
 }
 
 /// `capmon profile --format F [--arch LIST] CONTAINER`.
-pub fn profile(addr: &str, format: Format, arch: Option<&ArchList>, container: &str) -> Outcome {
+pub fn profile(
+    api: &client::Daemon,
+    format: Format,
+    arch: Option<&ArchList>,
+    container: &str,
+) -> Outcome {
     let path = format!(
         "/v1/containers/{}/recommendation?format={}{}",
         client::segment(container),
         format.name(),
         arch_query(arch)
     );
-    let body = runtime()?.block_on(client::get(addr, &path))?;
+    let body = runtime()?.block_on(api.get(&path))?;
     print!("{body}");
     Ok(ExitCode::SUCCESS)
 }

@@ -13,13 +13,13 @@ use super::{
 };
 
 /// `capmon report --workloads [--json] [NAME]`.
-pub fn report(addr: &str, json: bool, name: Option<&str>) -> Outcome {
+pub fn report(api: &client::Daemon, json: bool, name: Option<&str>) -> Outcome {
     let (path, key) = match name {
         Some(n) => (format!("/v1/workloads/{}", client::segment(n)), "workload"),
         None => ("/v1/workloads".to_owned(), "workloads"),
     };
-    let body = runtime()?.block_on(client::get(addr, &path))?;
-    let value = checked(addr, &path, &body, key)?;
+    let body = runtime()?.block_on(api.get(&path))?;
+    let value = checked(&api.addr, &path, &body, key)?;
     if json {
         println!("{body}");
     } else if name.is_some() {
@@ -31,14 +31,19 @@ pub fn report(addr: &str, json: bool, name: Option<&str>) -> Outcome {
 }
 
 /// `capmon profile --workload NAME --format F [--arch LIST]`.
-pub fn profile(addr: &str, format: Format, arch: Option<&ArchList>, name: &str) -> Outcome {
+pub fn profile(
+    api: &client::Daemon,
+    format: Format,
+    arch: Option<&ArchList>,
+    name: &str,
+) -> Outcome {
     let path = format!(
         "/v1/workloads/{}/recommendation?format={}{}",
         client::segment(name),
         format.name(),
         arch_query(arch)
     );
-    let body = runtime()?.block_on(client::get(addr, &path))?;
+    let body = runtime()?.block_on(api.get(&path))?;
     print!("{body}");
     Ok(ExitCode::SUCCESS)
 }

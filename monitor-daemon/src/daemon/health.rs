@@ -5,7 +5,7 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -49,6 +49,70 @@ impl Stage {
     }
 }
 
+/// Why the API closed a connection or refused a request (label `reason` of
+/// `capmon_api_refused_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiRefusal {
+    /// A connection beyond `api_max_connections`, closed as soon as accepted.
+    ConnectionLimit,
+    /// A connection whose request headers did not arrive within `api_header_timeout_secs`
+    /// (also an idle keep-alive connection).
+    HeaderTimeout,
+    /// A connection on which no byte moved for `api_idle_timeout_secs`.
+    IdleTimeout,
+    /// A request head larger than `api_max_header_bytes` (431).
+    HeaderTooLarge,
+    /// A request body larger than `api_max_body_bytes` (413).
+    BodyTooLarge,
+    /// A request without the bearer token, or with another (401).
+    Unauthorized,
+}
+
+impl ApiRefusal {
+    /// Every reason.
+    pub const ALL: [ApiRefusal; 6] = [
+        ApiRefusal::ConnectionLimit,
+        ApiRefusal::HeaderTimeout,
+        ApiRefusal::IdleTimeout,
+        ApiRefusal::HeaderTooLarge,
+        ApiRefusal::BodyTooLarge,
+        ApiRefusal::Unauthorized,
+    ];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ApiRefusal::ConnectionLimit => "connection_limit",
+            ApiRefusal::HeaderTimeout => "header_timeout",
+            ApiRefusal::IdleTimeout => "idle_timeout",
+            ApiRefusal::HeaderTooLarge => "header_too_large",
+            ApiRefusal::BodyTooLarge => "body_too_large",
+            ApiRefusal::Unauthorized => "unauthorized",
+        }
+    }
+}
+
+/// The API server's connections, shared between the server and `/metrics`.
+#[derive(Debug, Default)]
+pub struct ApiStats {
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Refusals, in the order of [`ApiRefusal::ALL`].
+    refused: [AtomicU64; ApiRefusal::ALL.len()],
+}
+
+impl ApiStats {
+    /// Counts one refusal.
+    pub fn refused(&self, why: ApiRefusal) {
+        self.refused[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refusals so far, by reason.
+    pub fn refusals(&self) -> [(ApiRefusal, u64); ApiRefusal::ALL.len()] {
+        ApiRefusal::ALL.map(|r| (r, self.refused[r as usize].load(Ordering::Relaxed)))
+    }
+}
+
 /// Ring-buffer records the reader could not decode (a loss reason of its own).
 pub use monitor_common::counter::UNDECODABLE;
 
@@ -89,6 +153,8 @@ pub struct Health {
     pub store_write: prometheus::Histogram,
     /// Failed store writes (the batch is kept and retried).
     pub store_errors: AtomicU64,
+    /// The API server's connections.
+    pub api: Arc<ApiStats>,
 }
 
 /// Name of the store-write histogram.
@@ -122,6 +188,7 @@ impl Health {
             processed_denials: AtomicU64::new(0),
             store_write,
             store_errors: AtomicU64::new(0),
+            api: Arc::default(),
         })
     }
 

@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 
 use capmon_core::posture::Check;
 use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder, core::Collector,
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    core::Collector,
 };
 
 use super::{
@@ -189,6 +190,8 @@ struct DaemonFamilies {
     tracked: IntGaugeVec,
     processed: IntCounterVec,
     store_errors: IntCounter,
+    api_connections: IntGauge,
+    api_refused: IntCounterVec,
 }
 
 impl DaemonFamilies {
@@ -226,6 +229,15 @@ impl DaemonFamilies {
                 "capmon_store_write_errors_total",
                 "Failed store writes (batches are kept and retried).",
             ))?,
+            api_connections: IntGauge::with_opts(Opts::new(
+                "capmon_api_connections",
+                "Connections to the HTTP API open now.",
+            ))?,
+            api_refused: counter(
+                "capmon_api_refused_total",
+                "Connections the API closed and requests it refused, by reason (its limits, the token).",
+                &["reason"],
+            )?,
         })
     }
 
@@ -242,6 +254,8 @@ impl DaemonFamilies {
                 Box::new(self.tracked.clone()),
                 Box::new(self.processed.clone()),
                 Box::new(self.store_errors.clone()),
+                Box::new(self.api_connections.clone()),
+                Box::new(self.api_refused.clone()),
             ],
         )
     }
@@ -281,6 +295,13 @@ impl DaemonFamilies {
             .inc_by(denials);
         self.store_errors
             .inc_by(h.store_errors.load(Ordering::Relaxed));
+        self.api_connections
+            .set(h.api.open.load(Ordering::Relaxed) as i64);
+        for (reason, n) in h.api.refusals() {
+            self.api_refused
+                .with_label_values(&[reason.as_str()])
+                .inc_by(n);
+        }
     }
 }
 
@@ -567,6 +588,14 @@ mod tests {
             assert_eq!(value(&text, &series), "0");
         }
         assert_eq!(value(&text, "capmon_store_write_errors_total"), "0");
+        assert_eq!(value(&text, "capmon_api_connections"), "0");
+        for reason in crate::daemon::health::ApiRefusal::ALL {
+            let series = format!(
+                r#"capmon_api_refused_total{{reason="{}"}}"#,
+                reason.as_str()
+            );
+            assert_eq!(value(&text, &series), "0");
+        }
         assert_eq!(
             value(&text, "capmon_store_write_duration_seconds_count"),
             "0"

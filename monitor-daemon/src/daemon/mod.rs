@@ -21,8 +21,10 @@
 //! | [`worker`] | snapshots -> containers; housekeeping |
 //! | [`store`], [`store_thread`] | SQLite, and the thread that writes it |
 //! | [`api`], [`metrics`] | HTTP JSON and the Prometheus exposition, reading the model |
+//! | [`server`], [`auth`] | serving them: limits, the bearer token |
 
 pub mod api;
+pub mod auth;
 pub mod container;
 pub mod health;
 pub mod identity;
@@ -30,6 +32,7 @@ pub mod learners;
 pub mod metrics;
 pub mod model;
 pub mod probe_thread;
+pub mod server;
 pub mod store;
 pub mod store_thread;
 pub mod worker;
@@ -49,9 +52,11 @@ use tokio::{
 };
 
 use self::{
+    auth::{ApiToken, Guard, TokenCell, TokenError},
     health::Health,
     model::{Model, Shared},
     probe_thread::{ProbeRequest, Snapshot},
+    server::{Limits, Server},
     store::{Store, StoreError},
     store_thread::StoreThread,
     worker::ModelWorker,
@@ -105,6 +110,9 @@ pub enum DaemonError {
     /// The daemon's own metrics.
     #[error("cannot create the daemon's health metrics: {0}")]
     HealthMetrics(#[source] prometheus::Error),
+    /// The API's token file.
+    #[error(transparent)]
+    Token(#[from] TokenError),
 }
 
 /// The signals the daemon answers.
@@ -139,15 +147,15 @@ pub async fn run(
     // Signals first: once the API answers, a SIGHUP or SIGTERM must find its handler (their
     // default action would end the process without a flush).
     let mut signals = Signals::install()?;
+    let token: TokenCell = Arc::new(RwLock::new(read_token(&config)?));
     let store = Store::open(&config.state_dir)?;
     let stored = store.load()?;
     tracing::info!(path = %store.path().display(), containers = stored.len(), "store opened");
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| DaemonError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = server::bind(config.listen).map_err(|source| DaemonError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    warn_exposure(&config, &token);
     let mount = cgroup::find_cgroup2_mount()?;
     let startup_cgroups: HashSet<u64> = cgroup::all_cgroup_ids(&mount).into_iter().collect();
     let requested = crate::kernel::loader::parse_mode(&config.probe_mode)
@@ -189,7 +197,7 @@ pub async fn run(
     let events = learners::spawn_event_follower(shared.clone());
     let bundles = learners::BundleWatcher::spawn(shared.clone()).map_err(thread("bundles"))?;
     let store = StoreThread::spawn(store, shared.clone()).map_err(thread("store"))?;
-    let api = serve(listener, shared.clone());
+    let api = serve(listener, shared.clone(), &config, token.clone());
     let index = CgroupIndex::new(mount);
     let worker = ModelWorker::new(
         shared.clone(),
@@ -206,6 +214,7 @@ pub async fn run(
         probe,
         probe_requests: req_tx,
         api,
+        token,
         events,
         bundles,
     };
@@ -217,23 +226,64 @@ pub async fn run(
     Ok(())
 }
 
-/// The API server, and how to stop it.
-struct Server {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+/// The token `config` names, if any.
+fn read_token(config: &Config) -> Result<Option<ApiToken>, TokenError> {
+    config
+        .api_token_file
+        .as_deref()
+        .map(ApiToken::read)
+        .transpose()
 }
 
-/// Serves the API on `listener` until told to stop.
-fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> Server {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, api::router(shared))
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    Server { stop, task }
+/// Serves the API (and `/metrics`) on `listener` with the configured limits and `token`.
+fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    config: &Config,
+    token: TokenCell,
+) -> Server {
+    let mut limits = Limits::of(config);
+    limits.max_connections = server::fit_open_file_limit(limits.max_connections);
+    let stats = shared.health.api.clone();
+    let guard = Guard {
+        token,
+        max_body: limits.max_body_bytes,
+        body_timeout: limits.header_timeout,
+        stats: stats.clone(),
+    };
+    server::serve(
+        listener,
+        auth::guarded(api::router(shared), guard),
+        limits,
+        stats,
+    )
+}
+
+/// Says who can read the API: a warning for any address but loopback, saying whether a token
+/// is needed.
+fn warn_exposure(config: &Config, token: &TokenCell) {
+    let needed = token.read().is_ok_and(|t| t.is_some());
+    if config.listen.ip().is_loopback() {
+        if needed {
+            tracing::info!(
+                "the API needs a bearer token (api_token_file) for everything but /healthz"
+            );
+        }
+    } else if needed {
+        tracing::warn!(
+            "the API listens on {}, not loopback; a bearer token (api_token_file) is required \
+             for everything but /healthz, but it travels in clear text (plain HTTP): keep the \
+             port behind a firewall or network policy too",
+            config.listen
+        );
+    } else {
+        tracing::warn!(
+            "the API listens on {}, not loopback, and no token is required: whoever reaches \
+             the port sees what every container on this host does; set api_token_file, or keep \
+             the port behind a firewall or network policy",
+            config.listen
+        );
+    }
 }
 
 /// The running daemon's parts.
@@ -245,6 +295,7 @@ struct Running {
     probe: std::thread::JoinHandle<()>,
     probe_requests: std::sync::mpsc::Sender<ProbeRequest>,
     api: Server,
+    token: TokenCell,
     events: tokio::task::JoinHandle<()>,
     bundles: learners::BundleWatcher,
 }
@@ -266,7 +317,7 @@ impl Running {
                 Some(snap) = self.snapshots.recv() => self.worker.apply(snap),
                 _ = batch_timer.tick() => self.store.offer(&self.shared),
                 _ = housekeeping.tick() => self.worker.housekeeping(),
-                _ = signals.hup.recv() => reload(&self.shared, config_file, overrides),
+                _ = signals.hup.recv() => reload(&self.shared, &self.token, config_file, overrides),
                 _ = signals.term.recv() => {
                     tracing::info!("SIGTERM: flushing and stopping");
                     return;
@@ -288,25 +339,50 @@ impl Running {
             self.worker.apply(snap);
         }
         self.store.flush_and_stop(&self.shared).await;
-        let _ = self.api.stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.api.task).await;
+        self.api.stop().await;
         let _ = self.probe.join();
         self.events.abort();
         self.bundles.stop();
     }
 }
 
-/// SIGHUP: re-reads the config file (flags and environment still override it); settings that
-/// need a restart are reported.
-fn reload(shared: &Shared, file: Option<&Path>, overrides: &Overrides) {
+/// SIGHUP: re-reads the config file (flags and environment still override it) and the token
+/// file; settings that need a restart are reported.
+fn reload(shared: &Shared, token: &TokenCell, file: Option<&Path>, overrides: &Overrides) {
     match Config::load(file, overrides) {
         Ok(new) => {
+            match read_token(&new) {
+                Ok(t) => {
+                    let had = token.read().is_ok_and(|t| t.is_some());
+                    if had != t.is_some() {
+                        tracing::info!(
+                            "SIGHUP: the API {} a bearer token",
+                            if t.is_some() {
+                                "now needs"
+                            } else {
+                                "no longer needs"
+                            }
+                        );
+                    }
+                    if let Ok(mut cur) = token.write() {
+                        *cur = t;
+                    }
+                }
+                Err(e) => tracing::error!("SIGHUP: {e}; keeping the current token"),
+            }
             let Ok(mut cur) = shared.config.write() else {
                 return;
             };
             if new.listen != cur.listen || new.state_dir != cur.state_dir {
                 tracing::warn!("listen and state_dir changes take effect at the next start");
             }
+            if Limits::of(&new) != Limits::of(&cur) {
+                tracing::warn!(
+                    "changes of the API's limits (api_max_*, api_*_timeout_secs) take effect at \
+                     the next start"
+                );
+            }
+            cur.api_token_file = new.api_token_file;
             cur.poll_interval_ms = new.poll_interval_ms;
             cur.retention_hours = new.retention_hours;
             cur.docker_socket = new.docker_socket;
