@@ -510,7 +510,15 @@ fn recommendation_files_formats_and_replay_from_the_command_line() {
         )
     );
     let apparmor = fs::read_to_string(outdir.join("apparmor-capabilities.txt")).expect("aa");
-    assert!(apparmor.contains("  capability chown,\n"), "{apparmor}");
+    // Each allowed capability says how sure the advice is of it.
+    assert!(
+        apparmor.contains("  capability chown,  # observed\n"),
+        "{apparmor}"
+    );
+    assert!(
+        flags.contains("# added capabilities: CHOWN (observed)\n"),
+        "{flags}"
+    );
     assert!(
         apparmor.contains("  deny capability sys_admin,\n"),
         "{apparmor}"
