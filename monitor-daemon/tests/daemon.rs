@@ -362,15 +362,6 @@ fn bad_config_port_in_use_and_bad_databases_are_clear_errors() {
     assert!(status.success());
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 #[ignore = "needs root and runc: run `cargo xtask test`"]
 fn container_churn_leaks_no_memory_series_or_map_entries() {

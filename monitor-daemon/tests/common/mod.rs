@@ -192,3 +192,13 @@ pub fn strs(v: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The resident set of process `pid` in KiB (`VmRSS` of `/proc/PID/status`; 0 once it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
