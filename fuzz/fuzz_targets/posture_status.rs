@@ -2,7 +2,7 @@
 //! error, never a panic, and the posture's findings agree with its fields.
 #![no_main]
 
-use capmon_core::posture::{SeccompMode, from_status};
+use capmon_core::posture::{Check, SeccompMode, from_status};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,14 +19,14 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(p.pid, 42);
     let has = |check| p.findings.iter().filter(|f| f.check == check).count();
     for f in &p.findings {
-        assert_eq!(has(f.check), 1, "{} twice: {:?}", f.check, p.findings);
+        assert_eq!(has(f.check), 1, "{:?} twice: {:?}", f.check, p.findings);
     }
     assert_eq!(
-        has("seccomp_disabled") == 1,
+        has(Check::SeccompDisabled) == 1,
         p.seccomp == SeccompMode::Disabled
     );
-    assert_eq!(has("no_new_privileges_off") == 1, !p.no_new_privs);
-    assert_eq!(has("runs_as_root") == 1, p.uid == 0);
+    assert_eq!(has(Check::NoNewPrivilegesOff) == 1, !p.no_new_privs);
+    assert_eq!(has(Check::RunsAsRoot) == 1, p.uid == 0);
     for cap in p.effective.iter().chain(&p.permitted).chain(&p.bounding) {
         assert!(!cap.is_empty());
     }

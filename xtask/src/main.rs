@@ -37,8 +37,9 @@ enum Task {
     },
     /// Set up if needed, build (release) and run the overhead benchmark as root.
     Bench,
-    /// Fuzz every parser of outside input in capmon-core with cargo-fuzz (nightly), one target
-    /// after the other (fuzz/fuzz_targets), growing fuzz/corpus/<target>.
+    /// Fuzz every parser of outside input in capmon-core with cargo-fuzz (nightly, for
+    /// AddressSanitizer), one target after the other (fuzz/fuzz_targets), growing
+    /// fuzz/corpus/<target>.
     Fuzz {
         /// How long each target runs, in seconds.
         #[arg(default_value_t = 60)]
@@ -47,7 +48,8 @@ enum Task {
     /// Check the Grafana dashboards: JSON lint, and tsc against npm @grafana/schema's
     /// `Dashboard` type (installs typescript and @grafana/schema under target/).
     Dashboards,
-    /// Set up if needed, then run every test tier: unit (no root), the dashboard check,
+    /// Set up if needed, then run every test tier: unit (no root; then each fuzz target for a
+    /// few seconds from its committed corpus), the dashboard check,
     /// privileged (real kernel, as root) on the host and, under qemu TCG, on Debian's 6.1,
     /// 6.12 and 6.12-rt kernels (the kernel matrix, `cargo xtask vm`).
     Test {
@@ -73,15 +75,20 @@ fn root() -> PathBuf {
         .to_owned()
 }
 
-/// The cargo that runs us, with `$CARGO_HOME/bin` (where setup puts bpf-linker) on PATH.
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    c.current_dir(root());
+/// PATH with `$CARGO_HOME/bin` (where setup puts bpf-linker and cargo-fuzz) first.
+fn path_with_cargo_home() -> Option<std::ffi::OsString> {
     let mut paths = vec![setup::cargo_home().join("bin")];
     paths.extend(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
-    if let Ok(path) = std::env::join_paths(paths) {
+    std::env::join_paths(paths).ok()
+}
+
+/// The cargo that runs us, with `$CARGO_HOME/bin` (where setup puts bpf-linker) on PATH.
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(root());
+    if let Some(path) = path_with_cargo_home() {
         c.env("PATH", path);
     }
     c
@@ -163,16 +170,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cargo xtask fuzz SECONDS`: every target of fuzz/fuzz_targets for SECONDS each. The pure
-/// crate needs no eBPF toolchain: only nightly and cargo-fuzz.
-fn fuzz(seconds: u64) -> Result<()> {
-    let has_fuzz = Command::new("cargo")
-        .args(["fuzz", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_fuzz {
-        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
-    }
+/// The fuzz targets (fuzz/fuzz_targets/*.rs), sorted.
+fn fuzz_targets() -> Result<Vec<String>> {
     let dir = root().join("fuzz/fuzz_targets");
     let mut targets: Vec<String> = std::fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -185,14 +184,101 @@ fn fuzz(seconds: u64) -> Result<()> {
         })
         .collect();
     targets.sort();
+    Ok(targets)
+}
+
+/// `cargo fuzz SUBCOMMAND` in fuzz/ (through rustup's cargo, which picks the toolchain): with
+/// nightly and AddressSanitizer when there is a nightly, else without a sanitizer
+/// ([`setup::fuzz_nightly`]).
+fn cargo_fuzz(subcommand: &str) -> Command {
+    let nightly = setup::fuzz_nightly();
+    let mut c = Command::new("cargo");
+    c.current_dir(root().join("fuzz"));
+    if let Some(path) = path_with_cargo_home() {
+        c.env("PATH", path);
+    }
+    if nightly {
+        c.arg("+nightly");
+    }
+    c.args(["fuzz", subcommand]);
+    if !nightly {
+        c.args(["-s", "none"]);
+    }
+    c
+}
+
+/// `cargo xtask fuzz SECONDS`: every target of fuzz/fuzz_targets for SECONDS each, growing
+/// its corpus. The pure crate needs no eBPF toolchain: only cargo-fuzz (and nightly for
+/// AddressSanitizer).
+fn fuzz(seconds: u64) -> Result<()> {
+    setup::ensure_cargo_fuzz()?;
+    let targets = fuzz_targets()?;
     for target in &targets {
         eprintln!("xtask: fuzzing {target} for {seconds} s");
-        run(Command::new("cargo")
-            .current_dir(root().join("fuzz"))
-            .args(["+nightly", "fuzz", "run", target, "--"])
+        run(cargo_fuzz("run")
+            .args([target, "--"])
             .arg(format!("-max_total_time={seconds}")))?;
     }
     eprintln!("xtask: {} fuzz targets ran without a crash", targets.len());
+    Ok(())
+}
+
+/// How long `cargo xtask test` runs each fuzz target.
+const FUZZ_SMOKE_SECONDS: u64 = 3;
+
+/// `cargo xtask test`'s fuzz step: every target for [`FUZZ_SMOKE_SECONDS`] from its committed
+/// corpus (what it finds goes to fuzz/target/smoke-corpus, never into the corpus); a crash
+/// fails the step and leaves its input in fuzz/artifacts/<target>.
+fn fuzz_smoke() -> Result<()> {
+    let start = std::time::Instant::now();
+    let targets = fuzz_targets()?;
+    eprintln!(
+        "xtask: fuzz targets: {} x {FUZZ_SMOKE_SECONDS} s from fuzz/corpus ({})",
+        targets.len(),
+        if setup::fuzz_nightly() {
+            "nightly, AddressSanitizer"
+        } else {
+            "no nightly: without a sanitizer"
+        }
+    );
+    // The dev profile: a change to capmon-core rebuilds the targets in seconds instead of more
+    // than a minute optimized, and a few seconds of each need no speed.
+    run(cargo_fuzz("build").arg("--dev"))?;
+    let scratch = root().join("fuzz/target/smoke-corpus");
+    for target in &targets {
+        let found = scratch.join(target);
+        let _ = std::fs::remove_dir_all(&found);
+        std::fs::create_dir_all(&found).with_context(|| format!("mkdir {}", found.display()))?;
+        let out = cargo_fuzz("run")
+            .args(["--dev", target])
+            .arg(&found)
+            .arg(root().join("fuzz/corpus").join(target))
+            .arg("--")
+            .arg(format!("-max_total_time={FUZZ_SMOKE_SECONDS}"))
+            .arg("-timeout=30")
+            .output()
+            .with_context(|| format!("cannot run fuzz target {target}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            let lines: Vec<&str> = stderr.lines().collect();
+            eprintln!("{}", lines[lines.len().saturating_sub(60)..].join("\n"));
+            bail!(
+                "fuzz target {target} failed ({}): its input is in fuzz/artifacts/{target}/",
+                out.status
+            );
+        }
+        let done = stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("Done "))
+            .unwrap_or("done");
+        eprintln!("xtask: fuzz {target}: {done}");
+    }
+    eprintln!(
+        "xtask: {} fuzz targets ran without a crash [{:.1?}]",
+        targets.len(),
+        start.elapsed()
+    );
     Ok(())
 }
 
@@ -211,6 +297,7 @@ fn test(unit_only: bool, no_vm: bool) -> Result<()> {
     setup::ensure()?;
     eprintln!("xtask: tier 1/2: unit tests (no root needed)");
     run(cargo().args(["test", "--workspace"]))?;
+    fuzz_smoke()?;
     if unit_only {
         eprintln!("xtask: dashboard check and privileged tier skipped (--unit-only)");
         return Ok(());

@@ -3,7 +3,11 @@
 //! 1. Debian packages: `rustc-web` (rustc 1.96 with LLVM 22), `libstd-rust-web-dev-bpf`
 //!    (precompiled `core` for bpfel-unknown-none) and the matching LLVM, in one apt command;
 //! 2. `bpf-linker` 0.13.0 built against that LLVM, into `$CARGO_HOME/bin`;
-//! 3. the `debian` rustup toolchain linked to `/usr`.
+//! 3. the `debian` rustup toolchain linked to `/usr`;
+//! 4. `cargo-fuzz` into `$CARGO_HOME/bin`, for the fuzz targets (`cargo xtask fuzz`, and the
+//!    few seconds of each that `cargo xtask test` runs). They build with rustup's `nightly`
+//!    (AddressSanitizer) when the machine has it (rustup cannot download a toolchain offline),
+//!    else with the default toolchain and no sanitizer ([`fuzz_nightly`]).
 //!
 //! Each step first checks whether it is already done, so a warm machine takes seconds.
 
@@ -21,6 +25,8 @@ use crate::run;
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// LLVM major of Debian's rustc-web when this was written.
 const DEFAULT_LLVM: u32 = 22;
+/// cargo-fuzz version the fuzz targets were written for.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 fn toolchain_packages(llvm: u32) -> Vec<String> {
     let mut p: Vec<String> = ["rustc-web", "cargo-web", "libstd-rust-web-dev-bpf"]
@@ -139,6 +145,45 @@ fn debian_toolchain_ok() -> bool {
     quiet(Command::new("rustup").args(["run", "debian", "rustc", "--version"])).is_some()
 }
 
+fn cargo_fuzz_ok() -> bool {
+    let bin = cargo_home().join("bin/cargo-fuzz");
+    let on_path = quiet(Command::new("cargo-fuzz").arg("--version"));
+    let in_home = quiet(Command::new(&bin).arg("--version"));
+    on_path.or(in_home).is_some()
+}
+
+/// Whether the fuzz targets build with rustup's `nightly` and AddressSanitizer (cargo-fuzz's
+/// default): when the machine has it. Else they build with the default toolchain and no
+/// sanitizer (`-s none`, which needs no nightly feature).
+pub fn fuzz_nightly() -> bool {
+    quiet(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])).is_some()
+}
+
+/// Installs cargo-fuzz unless it is there; says which toolchain the fuzz targets build with.
+pub fn ensure_cargo_fuzz() -> Result<()> {
+    if !cargo_fuzz_ok() {
+        eprintln!("setup: installing cargo-fuzz {CARGO_FUZZ_VERSION} (about a minute)");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        run(Command::new(cargo)
+            .args([
+                "install",
+                "cargo-fuzz",
+                "--locked",
+                "--version",
+                CARGO_FUZZ_VERSION,
+            ])
+            .arg("--root")
+            .arg(cargo_home()))?;
+    }
+    if !fuzz_nightly() {
+        eprintln!(
+            "setup: no rustup `nightly` toolchain (rustup cannot download one offline): the fuzz \
+             targets build with the default toolchain, without AddressSanitizer"
+        );
+    }
+    Ok(())
+}
+
 /// Everything present?
 fn complete() -> bool {
     let llvm = debian_llvm_major().unwrap_or(DEFAULT_LLVM);
@@ -147,6 +192,7 @@ fn complete() -> bool {
         && std::path::Path::new("/usr/lib/rustlib/bpfel-unknown-none").is_dir()
         && bpf_linker_ok()
         && debian_toolchain_ok()
+        && cargo_fuzz_ok()
 }
 
 /// Runs setup only when something is missing.
@@ -210,11 +256,12 @@ pub fn setup() -> Result<()> {
             );
         }
     }
+    ensure_cargo_fuzz()?;
     if !complete() {
         bail!("setup finished but the toolchain is still incomplete; see the messages above");
     }
     eprintln!(
-        "setup: everything is present (LLVM {llvm}, bpf-linker {BPF_LINKER_VERSION}, toolchain `debian`) [{:.1?}]",
+        "setup: everything is present (LLVM {llvm}, bpf-linker {BPF_LINKER_VERSION}, toolchain `debian`, cargo-fuzz) [{:.1?}]",
         start.elapsed()
     );
     Ok(())

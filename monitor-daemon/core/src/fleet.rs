@@ -154,7 +154,8 @@ pub fn merge(
         if let Some((node, w)) = entry(&mut out, s)
             && s.value > 0.0
         {
-            w.containers += s.value as u64;
+            // A count as large as u64's (`+Inf` saturates) must not overflow the sum.
+            w.containers = w.containers.saturating_add(s.value as u64);
             w.nodes.insert(node);
         }
     }
@@ -170,7 +171,7 @@ pub fn merge(
         if let Some((node, w)) = entry(&mut out, s) {
             let c = w.capabilities.entry(name).or_default();
             c.0.insert(node.clone());
-            c.1 += s.value as u64;
+            c.1 = c.1.saturating_add(s.value as u64);
             w.nodes.insert(node);
         }
     }
@@ -350,6 +351,35 @@ mod tests {
             cov["syscalls"][1],
             serde_json::json!({"name": "read", "nodes": 2, "of_nodes": 2})
         );
+    }
+
+    #[test]
+    fn counts_too_large_saturate() {
+        // Found by fuzzing (fuzz/fuzz_targets/prometheus_query.rs): `+Inf` (Prometheus' answer
+        // to a division by zero) is u64::MAX as a count, and two of them overflowed the sum.
+        let inf = parse_vector(&answer(&[
+            (
+                &[W, K, ("instance", "a:9477"), ("state", "running")],
+                "+Inf",
+            ),
+            (
+                &[W, K, ("instance", "b:9477"), ("state", "running")],
+                "+Inf",
+            ),
+        ]))
+        .expect("vector");
+        let caps: Vec<Sample> = inf
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                s.labels.insert("capability".into(), "CAP_CHOWN".into());
+                s
+            })
+            .collect();
+        let all = merge(&[], &caps, &inf, &[]);
+        let w = &all["k8s:shop:web:app"];
+        assert_eq!(w.containers, u64::MAX);
+        assert_eq!(w.capability_coverage()[0].containers, Some(u64::MAX));
     }
 
     #[test]

@@ -17,7 +17,9 @@
 //! | [`config`] | the daemon's configuration: defaults, TOML, environment, flags |
 //! | [`oci`] | an OCI runtime spec: what the runtime applied, Kubernetes names from annotations |
 //! | [`mountinfo`] | the cgroup2 mount in `/proc/self/mountinfo` |
-//! | [`runtime_api`] | a Docker-compatible API's container inspect answer |
+//! | [`kallsyms`] | `/proc/kallsyms` lines -> kernel symbols |
+//! | [`runtime_api`] | a Docker-compatible API's container inspect answer and event stream |
+//! | [`lookup`] | a container by full id, short id or name (the API's `{id}`) |
 //! | [`fleet`] | a fleet's workloads merged from Prometheus query answers, with coverage |
 //! | [`workload`] | containers -> workloads (replicas, restarts): the rule table |
 
@@ -26,6 +28,8 @@ pub mod attribution;
 pub mod classify;
 pub mod config;
 pub mod fleet;
+pub mod kallsyms;
+pub mod lookup;
 pub mod mountinfo;
 pub mod names;
 pub mod oci;

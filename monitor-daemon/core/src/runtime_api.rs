@@ -1,7 +1,8 @@
 //! What a Docker-compatible container API (Docker Engine, podman's service) answers, parsed:
-//! `GET /containers/{id}/json` -> the container's name, image, compose and Kubernetes labels; a line of
-//! `GET /events` -> a container event. Talking
-//! to the socket is the daemon's job (`containers::names_api`).
+//! `GET /containers/{id}/json` -> the container's name, image, compose and Kubernetes labels;
+//! `GET /events` -> its lines ([`complete_lines`]), each a container event ([`parse_event`]).
+//! Talking to the socket is the daemon's job (`containers::names_api`,
+//! `containers::docker_events`).
 
 use serde::Deserialize;
 
@@ -144,6 +145,21 @@ struct Actor {
     attributes: std::collections::BTreeMap<String, String>,
 }
 
+/// Splits what arrived of the event stream (`buf`) into its complete lines, leaving the
+/// unfinished rest in `buf`; blank lines are dropped. Fed the stream in any pieces, it yields
+/// the same lines.
+pub fn complete_lines(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
+    let Some(last) = buf.iter().rposition(|&b| b == b'\n') else {
+        return Vec::new();
+    };
+    let rest = buf.split_off(last + 1);
+    let done = std::mem::replace(buf, rest);
+    done.split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
 /// Parses one line of the event stream: `Ok(None)` for events that are not about a container
 /// (images, networks, volumes), an error for a line that is not an event.
 pub fn parse_event(line: &[u8]) -> Result<Option<ContainerEvent>, String> {
@@ -192,6 +208,20 @@ mod tests {
         );
         assert!(parse_inspect(b"not json").is_err());
         assert!(parse_inspect(br#"{"Name":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn lines_are_split_where_they_end() {
+        let mut buf = b"{\"a\":1}\n{\"b\":2}\n{\"c\"".to_vec();
+        assert_eq!(
+            complete_lines(&mut buf),
+            [b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()]
+        );
+        assert_eq!(buf, b"{\"c\"");
+        buf.extend_from_slice(b":3}\n\n \r\n");
+        assert_eq!(complete_lines(&mut buf), [b"{\"c\":3}".to_vec()]);
+        assert!(buf.is_empty());
+        assert!(complete_lines(&mut buf).is_empty());
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! container's first process runs, so a `--rm` container gone after milliseconds is still
 //! named. The stream is reopened when it drops, asking for the events missed meanwhile
 //! (`since`); a socket that does not exist (no Docker here) is looked for every few seconds.
+//! Splitting the stream into lines and reading each is [`capmon_core::runtime_api`]'s.
 
 use std::{path::Path, time::Duration};
 
-use capmon_core::runtime_api::{ContainerEvent, parse_event};
+use capmon_core::runtime_api::{ContainerEvent, complete_lines, parse_event};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::{Request, body::Bytes};
 use hyper_util::rt::TokioIo;
@@ -45,19 +46,6 @@ impl Resume {
     fn since(self) -> Option<String> {
         (self.0 > 0).then(|| format!("{}.{:09}", self.0 / 1_000_000_000, self.0 % 1_000_000_000))
     }
-}
-
-/// Splits `buf` into complete lines, leaving the unfinished rest in it.
-fn complete_lines(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
-    let Some(last) = buf.iter().rposition(|&b| b == b'\n') else {
-        return Vec::new();
-    };
-    let rest = buf.split_off(last + 1);
-    let done = std::mem::replace(buf, rest);
-    done.split(|&b| b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .map(<[u8]>::to_vec)
-        .collect()
 }
 
 /// Reads the stream at `socket` until it ends, calling `on_event` for each container event;
@@ -153,16 +141,7 @@ mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     #[test]
-    fn lines_are_split_where_they_end() {
-        let mut buf = b"{\"a\":1}\n{\"b\":2}\n{\"c\"".to_vec();
-        assert_eq!(
-            complete_lines(&mut buf),
-            [b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()]
-        );
-        assert_eq!(buf, b"{\"c\"");
-        buf.extend_from_slice(b":3}\n\n");
-        assert_eq!(complete_lines(&mut buf), [b"{\"c\":3}".to_vec()]);
-        assert!(buf.is_empty());
+    fn since_is_seconds_with_nanoseconds() {
         assert_eq!(
             Resume(1_764_579_600_000_000_123).since().as_deref(),
             Some("1764579600.000000123")

@@ -60,16 +60,8 @@ pub struct Model {
     first_created: Option<u64>,
 }
 
-/// Why a container lookup failed.
-#[derive(Debug, thiserror::Error)]
-pub enum FindError {
-    /// No such container.
-    #[error("no container with id, short id or name {0:?}")]
-    NotFound(String),
-    /// Several match.
-    #[error("{0:?} matches {1} containers: use more of the id")]
-    Ambiguous(String, usize),
-}
+/// Why a container lookup failed ([`Model::find`]).
+pub use capmon_core::lookup::FindError;
 
 /// What the model knows of a cgroup id of a snapshot.
 #[derive(Debug, PartialEq, Eq)]
@@ -112,6 +104,18 @@ pub struct SweepInput<'a> {
     pub records_lost: bool,
 }
 
+impl capmon_core::lookup::Findable for ContainerState {
+    fn id(&self) -> &str {
+        &self.info.id
+    }
+    fn name(&self) -> Option<&str> {
+        self.info.name.as_deref()
+    }
+    fn running(&self) -> bool {
+        ContainerState::running(self)
+    }
+}
+
 impl Model {
     /// Loads what the store holds.
     pub fn from_store(stored: Vec<Stored>) -> Model {
@@ -128,38 +132,10 @@ impl Model {
         m
     }
 
-    /// Finds a container by full id, unique id prefix (the short id), or name.
+    /// Finds a container by full id, unique id prefix (the short id), or name
+    /// ([`capmon_core::lookup::find`]; the running one wins over exited namesakes).
     pub fn find(&self, key: &str) -> Result<&ContainerState, FindError> {
-        if let Some(c) = self.containers.get(key) {
-            return Ok(c);
-        }
-        let by_name: Vec<&ContainerState> = self
-            .containers
-            .values()
-            .filter(|c| c.info.name.as_deref() == Some(key))
-            .collect();
-        let matches: Vec<&ContainerState> = if !by_name.is_empty() {
-            by_name
-        } else if key.len() >= 4 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            self.containers
-                .values()
-                .filter(|c| c.info.id.starts_with(key))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        match matches.as_slice() {
-            [one] => Ok(one),
-            [] => Err(FindError::NotFound(key.to_owned())),
-            many => {
-                // The running one wins over exited namesakes.
-                let running: Vec<&&ContainerState> = many.iter().filter(|c| c.running()).collect();
-                match running.as_slice() {
-                    [one] => Ok(one),
-                    _ => Err(FindError::Ambiguous(key.to_owned(), many.len())),
-                }
-            }
-        }
+        capmon_core::lookup::find(&self.containers, key)
     }
 
     /// Containers (running, exited).

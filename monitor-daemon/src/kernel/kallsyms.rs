@@ -1,7 +1,9 @@
 //! Kernel addresses to function names, against `/proc/kallsyms` (whose addresses are only
-//! visible with `CAP_SYSLOG`).
+//! visible with `CAP_SYSLOG`); its lines are parsed by [`capmon_core::kallsyms`].
 
 use std::collections::{BTreeMap, HashMap};
+
+use capmon_core::kallsyms;
 
 /// Symbolizes kernel addresses against `/proc/kallsyms`: text symbols only, in one sorted
 /// address array and one name arena (about 2 MB for 120,000 symbols, against about 15 MB as a
@@ -30,20 +32,10 @@ impl Symbolizer {
         Ok(s)
     }
 
-    /// Parses kallsyms text (`address type name [module]`), keeping text symbols.
+    /// Parses kallsyms text (`address type name [module]`, [`capmon_core::kallsyms`]),
+    /// keeping text symbols.
     pub fn parse(text: &str) -> Self {
-        let mut entries: Vec<(u64, &str)> = text
-            .lines()
-            .filter_map(|line| {
-                let mut f = line.split_whitespace();
-                let addr = u64::from_str_radix(f.next()?, 16).ok()?;
-                let kind = f.next()?;
-                let name = f.next()?;
-                matches!(kind, "t" | "T" | "w" | "W").then_some((addr, name))
-            })
-            .collect();
-        entries.sort_by_key(|(a, _)| *a);
-        Self::from_sorted(entries.into_iter())
+        Self::from_sorted(kallsyms::text_symbols(text).into_iter())
     }
 
     fn from_sorted<'a>(entries: impl Iterator<Item = (u64, &'a str)>) -> Self {
