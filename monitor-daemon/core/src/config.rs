@@ -69,8 +69,9 @@ pub struct Config {
     pub batch_interval_ms: u64,
     /// How long exited containers are kept, in hours (then pruned from the store and metrics).
     pub retention_hours: u64,
-    /// Capacity of the queue between the probe reader and the model; what does not fit is
-    /// dropped and counted (the next poll carries the same cumulative counts).
+    /// No longer used: the probe thread hands the model only its newest snapshot (one not
+    /// taken yet is superseded by the next, which carries the same cumulative counts). Still
+    /// read and checked, so that configuration files that set it keep loading.
     pub queue_capacity: usize,
     /// Docker-compatible API socket for container names and images (missing is fine).
     pub docker_socket: PathBuf,

@@ -13,7 +13,7 @@ use std::{
 /// A pipeline stage that can drop work (label `stage` of `capmon_pipeline_dropped_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
-    /// Snapshots dropped at the model's full queue (superseded by the next one).
+    /// Snapshots superseded by the next one before the model took them ([`super::handoff`]).
     ProbeToModel,
     /// cgroups whose records were dropped because neither the kernel side's record of their
     /// creation nor a scan gave their path (a creation record lost to a full ring buffer or to
@@ -134,7 +134,7 @@ pub struct Health {
     pub skipped: Vec<(&'static str, String)>,
     /// Kernel loss counters by reason, as last read.
     kernel_lost: Mutex<BTreeMap<String, u64>>,
-    /// Snapshots dropped at the model's queue.
+    /// Snapshots superseded before the model took them.
     pub dropped: AtomicU64,
     /// cgroups dropped unattributed (see [`Stage::Unattributed`]).
     pub unattributed: AtomicU64,

@@ -1,23 +1,24 @@
 //! `capmon run`: the node daemon, and the wiring of its parts.
 //!
 //! ```text
-//! probe thread (owns the probes)  --bounded queue-->  model worker  --> model <-- HTTP API, /metrics
-//!   reads every map each poll,       (drops counted)    attribution,     |        (api, metrics)
+//! probe thread (owns the probes)  --newest snapshot-->  model worker  --> model <-- HTTP API, /metrics
+//!   reads every map each poll,       (handoff; older       attribution,     |        (api, metrics)
+//!                                     superseded)
 //!   forgets cgroups that are gone                       posture, names    |
 //!   (probe_thread)                                      (worker)          |
 //!                                      store thread <-- batch every interval
 //!                                      (store_thread, store: SQLite, one transaction per batch)
 //! ```
 //!
-//! The kernel's counts are cumulative, so a snapshot dropped from the full queue loses
-//! nothing: the next one carries the same counts and more.
+//! The kernel's counts are cumulative, so a snapshot superseded before the model took it
+//! loses nothing: the next one carries the same counts and more (and its lifecycle records).
 //!
 //! | module | owns |
 //! | --- | --- |
 //! | [`container`] | one container: typed identity, check sites, denials, its report |
 //! | [`model`] | all containers, by id and cgroup; the state shared with the API |
 //! | [`health`] | the daemon's own health (stages, kernel losses, store writes) |
-//! | [`probe_thread`] | the kernel reader |
+//! | [`probe_thread`], [`handoff`] | the kernel reader; the newest snapshot, for the worker |
 //! | [`worker`] | snapshots -> containers; housekeeping |
 //! | [`store`], [`store_thread`] | SQLite, and the thread that writes it |
 //! | [`api`], [`metrics`] | HTTP JSON and the Prometheus exposition, reading the model |
@@ -26,6 +27,7 @@
 pub mod api;
 pub mod auth;
 pub mod container;
+pub mod handoff;
 pub mod health;
 pub mod identity;
 pub mod learners;
@@ -48,14 +50,14 @@ use std::{
 use capmon_core::config::{Config, Overrides};
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
-    sync::{mpsc, oneshot},
+    sync::oneshot,
 };
 
 use self::{
     auth::{ApiToken, Guard, TokenCell, TokenError},
     health::Health,
     model::{Model, Shared},
-    probe_thread::{ProbeRequest, Snapshot},
+    probe_thread::ProbeRequest,
     server::{Limits, Server},
     store::{Store, StoreError},
     store_thread::StoreThread,
@@ -188,11 +190,11 @@ pub async fn run(
     });
     tracing::info!(mode, why = %shared.health.mode_reason, listen = %config.listen, "capmon running");
 
-    let (snap_tx, snap_rx) = mpsc::channel::<Snapshot>(config.queue_capacity);
+    let handoff = Arc::new(handoff::Handoff::default());
     let (req_tx, req_rx) = std::sync::mpsc::channel();
     let thread = |thread| move |source| DaemonError::Thread { thread, source };
-    let probe =
-        probe_thread::spawn(recorder, shared.clone(), snap_tx, req_rx).map_err(thread("probe"))?;
+    let probe = probe_thread::spawn(recorder, shared.clone(), handoff.clone(), req_rx)
+        .map_err(thread("probe"))?;
     let names = learners::spawn_name_lookups(shared.clone());
     let events = learners::spawn_event_follower(shared.clone());
     let bundles = learners::BundleWatcher::spawn(shared.clone()).map_err(thread("bundles"))?;
@@ -209,7 +211,7 @@ pub async fn run(
     let mut daemon = Running {
         shared,
         worker,
-        snapshots: snap_rx,
+        handoff,
         store,
         probe,
         probe_requests: req_tx,
@@ -290,7 +292,7 @@ fn warn_exposure(config: &Config, token: &TokenCell) {
 struct Running {
     shared: Arc<Shared>,
     worker: ModelWorker,
-    snapshots: mpsc::Receiver<Snapshot>,
+    handoff: Arc<handoff::Handoff>,
     store: StoreThread,
     probe: std::thread::JoinHandle<()>,
     probe_requests: std::sync::mpsc::Sender<ProbeRequest>,
@@ -314,7 +316,7 @@ impl Running {
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                Some(snap) = self.snapshots.recv() => self.worker.apply(snap),
+                snap = self.handoff.take() => self.worker.apply(snap),
                 _ = batch_timer.tick() => self.store.offer(&self.shared),
                 _ = housekeeping.tick() => self.worker.housekeeping(),
                 _ = signals.hup.recv() => reload(&self.shared, &self.token, config_file, overrides),
@@ -335,7 +337,7 @@ impl Running {
         let (done_tx, done_rx) = oneshot::channel();
         let _ = self.probe_requests.send(ProbeRequest::Stop(done_tx));
         let _ = tokio::time::timeout(Duration::from_secs(1), done_rx).await;
-        while let Ok(snap) = self.snapshots.try_recv() {
+        if let Some(snap) = self.handoff.try_take() {
             self.worker.apply(snap);
         }
         self.store.flush_and_stop(&self.shared).await;

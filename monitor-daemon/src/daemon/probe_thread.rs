@@ -1,11 +1,11 @@
 //! The probe thread: the one owner of the kernel reader. It drains the ring buffer every
-//! 50 ms, reads every map each poll interval and sends the snapshot to the model's bounded
-//! queue (a snapshot dropped there is counted, and superseded by the next: its counts are
-//! cumulative); between polls it forgets or trims cgroups when the worker asks. Every call
+//! 50 ms, reads every map each poll interval and hands the snapshot over ([`Handoff`]: one
+//! that the model has not taken yet is superseded by the next, its counts being cumulative,
+//! and counted); between polls it forgets or trims cgroups when the worker asks. Every call
 //! into the kernel reader is here.
 //!
-//! cgroups' lives (created, removed, first exec) are not cumulative: they ride with the next
-//! snapshot the queue accepts, and wait here (bounded) while it is full.
+//! cgroups' lives (created, removed, first exec) are not cumulative: they ride with the
+//! snapshot, and move into the next one when it supersedes it (bounded).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -15,9 +15,9 @@ use std::{
 };
 
 use capmon_core::report::Observed;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use super::model::Shared;
+use super::{handoff::Handoff, model::Shared};
 use crate::kernel::{events::Lifecycle, reader::KernelReader};
 
 /// What the kernel side counted, cumulative since the probes were attached, by cgroup id, and
@@ -30,8 +30,8 @@ pub struct Snapshot {
     pub lifecycle: Vec<Lifecycle>,
 }
 
-/// Lifecycle records that wait for the model's queue at most; beyond, the newest are dropped
-/// and counted ([`super::health::Stage::Lifecycle`]).
+/// Lifecycle records that wait for the model at most; beyond, the newest are dropped and
+/// counted ([`super::health::Stage::Lifecycle`]).
 const PENDING_CAP: usize = 262_144;
 
 /// What the probe thread is asked to do besides polling.
@@ -48,14 +48,14 @@ pub enum ProbeRequest {
 pub fn spawn(
     mut recorder: KernelReader,
     shared: Arc<Shared>,
-    snapshots: mpsc::Sender<Snapshot>,
+    handoff: Arc<Handoff>,
     requests: std_mpsc::Receiver<ProbeRequest>,
 ) -> std::io::Result<JoinHandle<()>> {
     recorder.keep_lifecycle();
     let thread = ProbeThread {
         recorder,
         shared,
-        snapshots,
+        handoff,
         polls: 0,
         pending: Vec::new(),
         reader_dropped: 0,
@@ -68,7 +68,7 @@ pub fn spawn(
 struct ProbeThread {
     recorder: KernelReader,
     shared: Arc<Shared>,
-    snapshots: mpsc::Sender<Snapshot>,
+    handoff: Arc<Handoff>,
     polls: u64,
     /// Lifecycle records not yet taken by the model.
     pending: Vec<Lifecycle>,
@@ -178,10 +178,14 @@ impl ProbeThread {
             observed,
             lifecycle: std::mem::take(&mut self.pending),
         };
-        if let Err(e) = self.snapshots.try_send(snapshot) {
+        let put = self.handoff.put(snapshot, PENDING_CAP);
+        if put.superseded {
             health.dropped.fetch_add(1, Ordering::Relaxed);
-            // The next snapshot carries them.
-            self.pending = e.into_inner().lifecycle;
+        }
+        if put.lifecycle_dropped > 0 {
+            health
+                .lifecycle_dropped
+                .fetch_add(put.lifecycle_dropped, Ordering::Relaxed);
         }
     }
 }

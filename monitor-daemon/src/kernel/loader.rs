@@ -105,6 +105,9 @@ pub enum ProbeError {
     /// A map is missing or has the wrong type (a build problem).
     #[error("eBPF map {0}: {1}")]
     Map(&'static str, #[source] aya::maps::MapError),
+    /// Reading a map in batches failed.
+    #[error("eBPF map {0}: batch lookup: {1}")]
+    Batch(&'static str, #[source] std::io::Error),
 }
 
 /// The error for `program` at `hook`, from aya's.

@@ -4,10 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aya::maps::{HashMap as AyaHashMap, PerCpuArray, PerCpuHashMap};
+use aya::maps::{HashMap as AyaHashMap, IterableMap as _, PerCpuArray, PerCpuHashMap};
 use monitor_common::{CapCacheEntry, CapKey, DenyKey, SyscallBitmap, counter};
 
-use super::loader::{ProbeError, Probes};
+use super::{
+    batch,
+    loader::{ProbeError, Probes},
+};
 
 /// A cgroup's syscall numbers: (the workload's, the runtime's under the filter).
 pub type SyscallSets = (Vec<u32>, Vec<u32>);
@@ -54,8 +57,17 @@ impl Probes {
     ) -> Result<BTreeMap<u64, SyscallSets>, ProbeError> {
         let map: AyaHashMap<_, u64, SyscallBitmap> = self.map("SYSCALLS")?;
         let mut out: BTreeMap<u64, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
-        for item in map.iter() {
-            let (key, bitmap) = item.map_err(|e| ProbeError::Map("SYSCALLS", e))?;
+        let entries: Vec<(u64, SyscallBitmap)> =
+            match batch::lookup_all::<u64, SyscallBitmap>(map.map(), 1)
+                .map_err(|e| ProbeError::Batch("SYSCALLS", e))?
+            {
+                Some((keys, values)) => keys.into_iter().zip(values).collect(),
+                None => map
+                    .iter()
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| ProbeError::Map("SYSCALLS", e))?,
+            };
+        for (key, bitmap) in entries {
             let runtime = key & monitor_common::RUNTIME_SYSCALLS_KEY_BIT != 0;
             let id = key & !monitor_common::RUNTIME_SYSCALLS_KEY_BIT;
             if !keep(id) {
@@ -70,7 +82,6 @@ impl Probes {
 
     /// Fill levels of the hash maps: (map, entries, capacity).
     pub fn map_fill(&self) -> Result<Vec<(&'static str, u64, u64)>, ProbeError> {
-        use aya::maps::IterableMap as _;
         let capacity = |name: &'static str, data: &aya::maps::MapData| {
             data.info()
                 .map(|i| u64::from(i.max_entries()))
@@ -175,7 +186,8 @@ impl Probes {
         Ok(())
     }
 
-    /// The entries of a per-CPU counting hash that `keep` selects, summed over CPUs.
+    /// The entries of a per-CPU counting hash that `keep` selects, summed over CPUs: in
+    /// batches ([`super::batch`]) where the kernel can, else key by key.
     fn per_cpu_counts<K: aya::Pod + Ord>(
         &self,
         name: &'static str,
@@ -183,6 +195,18 @@ impl Probes {
     ) -> Result<BTreeMap<K, u64>, ProbeError> {
         let map: PerCpuHashMap<_, K, u64> = self.map(name)?;
         let mut counts = BTreeMap::new();
+        let cpus = batch::possible_cpus().map_err(|e| ProbeError::Batch(name, e))?;
+        if let Some((keys, values)) =
+            batch::lookup_all::<K, u64>(map.map(), cpus).map_err(|e| ProbeError::Batch(name, e))?
+        {
+            for (key, per_cpu) in keys.into_iter().zip(values.chunks(cpus)) {
+                if keep(&key) {
+                    let n = per_cpu.iter().copied().fold(0u64, u64::wrapping_add);
+                    *counts.entry(key).or_default() += n;
+                }
+            }
+            return Ok(counts);
+        }
         for item in map.iter() {
             let (key, values) = item.map_err(|e| ProbeError::Map(name, e))?;
             if keep(&key) {

@@ -8,13 +8,14 @@
 //! | [`btf`] | field offsets from the kernel's BTF |
 //! | [`offsets`] | what the programs are told before they are verified |
 //! | [`loader`] | [`loader::Probes`]: load, attach, detach; capmon's privileges |
-//! | [`maps`] | reading and trimming the maps |
+//! | [`maps`], [`batch`] | reading and trimming the maps; whole maps in a few syscalls |
 //! | [`events`] | decoding ring-buffer records |
 //! | [`kallsyms`] | kernel addresses to function names |
 //! | [`reader`] | [`reader::KernelReader`]: probes + ring buffer + symbols, by cgroup |
 //! | [`preemption`] | the kernel's preemption model, and which probe modes it makes unsafe |
 //! | [`inlined`] | which hook sees the checks of `cap_capable` copies inlined into callers |
 
+pub mod batch;
 pub mod btf;
 pub mod events;
 pub mod inlined;
