@@ -19,6 +19,7 @@ use common::{Daemon, bundle, container_id, dropped, free_port, http_get, require
 use serde_json::Value;
 
 const CAPMON: &str = env!("CARGO_BIN_EXE_capmon");
+const STRESS: &str = env!("CARGO_BIN_EXE_capmon-stress");
 
 /// The records about cgroup `id` among `all`.
 fn about(all: &[Lifecycle], id: u64) -> Vec<Lifecycle> {
@@ -308,4 +309,130 @@ fn one_shots_created_while_the_maps_are_read_are_kept_under_a_long_poll_interval
     assert_eq!(dropped(port, "unattributed"), Some(0.0));
     drop(daemon);
     let _ = fs::remove_dir_all(&state);
+}
+
+/// A sample of the daemon's `/metrics`, by its whole series name.
+fn sample(port: u16, series: &str) -> Option<f64> {
+    let (_, text) = http_get(port, "/metrics")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Capability checks made on CPU 0 for 20 s beside a daemon reading its maps every 50 ms (the
+/// shortest interval), pinned there too, started under `wrapper`, while a real-time task wakes
+/// there every millisecond (preempting whichever runs, in the middle of its syscalls): (chown
+/// calls, program_skipped and kretprobe_unmatched added meanwhile, the probe mode).
+fn checks_beside_the_map_reads(wrapper: &[&str]) -> (u64, Option<f64>, Option<f64>, Value) {
+    let state = std::env::temp_dir().join(format!("capmon-skip-state-{}", container_id()));
+    let port = free_port();
+    let wrapper: Vec<&str> = wrapper
+        .iter()
+        .copied()
+        .chain(["taskset", "-c", "0"])
+        .collect();
+    let daemon = Daemon::start_wrapped(
+        &wrapper,
+        CAPMON,
+        &state,
+        port,
+        &["--poll-interval-ms", "50"],
+    );
+    let skipped = r#"capmon_kernel_events_lost_total{reason="program_skipped"}"#;
+    let unmatched = r#"capmon_kernel_events_lost_total{reason="kretprobe_unmatched"}"#;
+    std::thread::sleep(Duration::from_secs(2));
+    let before = (sample(port, skipped), sample(port, unmatched));
+    let file = std::env::temp_dir().join(format!("capmon-skip-{}", container_id()));
+    fs::write(&file, b"x").expect("file");
+    let mut sleeper = Command::new("chrt")
+        .args(["-f", "50", "taskset", "-c", "0", STRESS, "sleeper", "15000"])
+        .spawn()
+        .expect("chrt (util-linux) and capmon-stress");
+    let calls = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut cpu0 = nix::sched::CpuSet::new();
+            cpu0.set(0).expect("cpu 0");
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0)
+                .expect("pin to CPU 0");
+            let (mut calls, start) = (0u64, Instant::now());
+            while start.elapsed() < Duration::from_secs(20) {
+                for owner in [1, 0] {
+                    let uid = Some(nix::unistd::Uid::from_raw(owner));
+                    let gid = Some(nix::unistd::Gid::from_raw(owner));
+                    nix::unistd::chown(&file, uid, gid).expect("chown");
+                    calls += 1;
+                }
+            }
+            calls
+        })
+        .join()
+        .expect("checks")
+    });
+    let _ = fs::remove_file(&file);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    // Polls later the counters include every run of the loop.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = (sample(port, skipped), sample(port, unmatched));
+    let mode = common::get_json(port, "/healthz").1["probe_mode"].clone();
+    drop(daemon);
+    let _ = fs::remove_dir_all(&state);
+    let delta = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
+    (
+        calls,
+        delta(after.0, before.0),
+        delta(after.1, before.1),
+        mode,
+    )
+}
+
+#[test]
+#[ignore = "needs root and a kernel with BTF: run by `cargo xtask test`"]
+fn capability_checks_on_the_cpu_that_reads_the_maps_are_not_skipped() {
+    require_root_and_runc();
+    let preemption = capmon::kernel::preemption::Preemption::of_running_kernel();
+    if preemption == capmon::kernel::preemption::Preemption::Voluntary {
+        common::skip(
+            "this kernel does not preempt kernel code (voluntary preemption): a map syscall \
+             cannot be preempted, so nothing here can skip a kprobe (run on 6.12-rt: \
+             `cargo xtask vm --kernel 6.12-rt --mode kprobe`)",
+        );
+        return;
+    }
+    // A map-reading syscall raises its CPU's bpf_prog_active; a kprobe that fires on that CPU
+    // before it is lowered again is skipped by the kernel (its program's recursion_misses, the
+    // daemon's program_skipped, since Linux 6.7; a kretprobe run without its entry is
+    // kretprobe_unmatched). Where the kernel preempts kernel code, that can be another task's:
+    // this thread's, making capability checks as fast as it can (a chown to another owner and
+    // back: CAP_CHOWN twice each) on the CPU of the daemon's map reads. There the daemon makes
+    // its map syscalls at SCHED_FIFO; without CAP_SYS_NICE and RLIMIT_RTPRIO it cannot.
+    let refused =
+        checks_beside_the_map_reads(&["setpriv", "--bounding-set=-sys_nice", "--inh-caps=-all"]);
+    eprintln!(
+        "{}: normal priority (refused): {} chown calls, program_skipped +{:?}, \
+         kretprobe_unmatched +{:?}",
+        refused.3, refused.0, refused.1, refused.2
+    );
+    let raised = checks_beside_the_map_reads(&[
+        "prlimit",
+        "--rtprio=1",
+        "setpriv",
+        "--bounding-set=-sys_nice",
+        "--inh-caps=-all",
+    ]);
+    eprintln!(
+        "{}: SCHED_FIFO where needed (RLIMIT_RTPRIO 1): {} chown calls, program_skipped +{:?}, \
+         kretprobe_unmatched +{:?}",
+        raised.3, raised.0, raised.1, raised.2
+    );
+    assert_eq!(
+        raised.1.unwrap_or(0.0),
+        0.0,
+        "programs skipped while the maps were read"
+    );
+    assert_eq!(
+        raised.2.unwrap_or(0.0),
+        0.0,
+        "kretprobes without their entry"
+    );
 }

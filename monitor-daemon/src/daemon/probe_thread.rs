@@ -18,7 +18,9 @@ use capmon_core::report::Observed;
 use tokio::sync::oneshot;
 
 use super::{handoff::Handoff, model::Shared};
-use crate::kernel::{events::Lifecycle, reader::KernelReader};
+use crate::kernel::{
+    events::Lifecycle, map_reads::MapReads, preemption::Preemption, reader::KernelReader,
+};
 
 /// What the kernel side counted, cumulative since the probes were attached, by cgroup id, and
 /// the cgroups' lives since the last snapshot taken.
@@ -52,8 +54,10 @@ pub fn spawn(
     requests: std_mpsc::Receiver<ProbeRequest>,
 ) -> std::io::Result<JoinHandle<()>> {
     recorder.keep_lifecycle();
+    let map_reads = MapReads::new(recorder.probes().mode(), Preemption::of_running_kernel());
     let thread = ProbeThread {
         recorder,
+        map_reads,
         shared,
         handoff,
         polls: 0,
@@ -67,6 +71,9 @@ pub fn spawn(
 
 struct ProbeThread {
     recorder: KernelReader,
+    /// Every map syscall that holds off kprobes (all but counting keys) goes through it: kept
+    /// from being preempted where the kprobe mode needs that ([`crate::kernel::map_reads`]).
+    map_reads: MapReads,
     shared: Arc<Shared>,
     handoff: Arc<Handoff>,
     polls: u64,
@@ -93,13 +100,15 @@ impl ProbeThread {
                 .min(Duration::from_millis(50));
             match requests.recv_timeout(wait) {
                 Ok(ProbeRequest::Forget(gone)) => {
-                    if let Err(e) = self.recorder.forget(&gone) {
+                    let recorder = &mut self.recorder;
+                    if let Err(e) = self.map_reads.run(|| recorder.forget(&gone)) {
                         tracing::warn!("cannot clear exited cgroups from the kernel maps: {e}");
                     }
                     continue;
                 }
                 Ok(ProbeRequest::Trim(ids)) => {
-                    if let Err(e) = self.recorder.trim(&ids) {
+                    let recorder = &mut self.recorder;
+                    if let Err(e) = self.map_reads.run(|| recorder.trim(&ids)) {
                         tracing::warn!("cannot trim the kernel maps: {e}");
                     }
                     continue;
@@ -150,7 +159,8 @@ impl ProbeThread {
     /// Reads every map: the snapshot goes to the model, the loss counters and map fill to
     /// the daemon's health.
     fn poll(&mut self) {
-        let observed = match self.recorder.observe_all() {
+        let recorder = &mut self.recorder;
+        let observed = match self.map_reads.run(|| recorder.observe_all()) {
             Ok(observed) => observed,
             Err(e) => {
                 tracing::warn!("reading the kernel maps failed: {e}");

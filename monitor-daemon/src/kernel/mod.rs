@@ -14,6 +14,7 @@
 //! | [`reader`] | [`reader::KernelReader`]: probes + ring buffer + symbols, by cgroup |
 //! | [`preemption`] | the kernel's preemption model, and which probe modes it makes unsafe |
 //! | [`inlined`] | which hook sees the checks of `cap_capable` copies inlined into callers |
+//! | [`map_reads`] | map syscalls kept from being preempted where that would skip kprobes |
 
 pub mod batch;
 pub mod btf;
@@ -21,6 +22,7 @@ pub mod events;
 pub mod inlined;
 pub mod kallsyms;
 pub mod loader;
+pub mod map_reads;
 pub mod maps;
 pub mod offsets;
 pub mod preemption;
