@@ -339,17 +339,10 @@ mod confined {
     /// Polls `GET path` until `ok` holds: 30 s (the matrix's time factor in guests), as the
     /// machine may be busy with other work.
     fn wait(daemon: &Daemon, path: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + bound(Duration::from_secs(30));
-        let mut last = Value::Null;
-        while Instant::now() < deadline {
-            if let Some((200, body)) = http_get(daemon.port, path) {
-                last = serde_json::from_str(&body).unwrap_or_default();
-                if ok(&last) {
-                    return last;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let last = match daemon.poll_for(path, bound(Duration::from_secs(30)), ok) {
+            Ok(seen) => return seen,
+            Err(last) => last,
+        };
         // Losses name a busy machine rather than the filter (the recording's denials say that).
         let losses: Vec<String> = http_get(daemon.port, "/metrics")
             .map(|(_, m)| {

@@ -172,18 +172,30 @@ impl Daemon {
 
     /// Polls `GET path` until `ok` holds (10 s).
     pub fn wait_for(&self, path: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.poll_for(path, Duration::from_secs(10), ok)
+            .unwrap_or_else(|last| panic!("{what}: not seen within 10 s at {path}: {last:#}"))
+    }
+
+    /// Polls `GET path` every 100 ms for at most `within` until `ok` holds: the answer that
+    /// did, or the last one seen.
+    pub fn poll_for(
+        &self,
+        path: &str,
+        within: Duration,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Result<Value, Value> {
+        let deadline = Instant::now() + within;
         let mut last = Value::Null;
         while Instant::now() < deadline {
             if let Some((200, body)) = http_get(self.port, path) {
                 last = serde_json::from_str(&body).unwrap_or_default();
                 if ok(&last) {
-                    return last;
+                    return Ok(last);
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("{what}: not seen within 10 s at {path}: {last:#}");
+        Err(last)
     }
 
     /// Whether the daemon still runs.
