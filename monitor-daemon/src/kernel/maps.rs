@@ -16,7 +16,7 @@ use super::{
 pub type SyscallSets = (Vec<u32>, Vec<u32>);
 
 /// Sums a per-CPU value.
-fn sum(values: &aya::maps::PerCpuValues<u64>) -> u64 {
+fn sum(values: &[u64]) -> u64 {
     values.iter().copied().fold(0u64, u64::wrapping_add)
 }
 
@@ -201,8 +201,7 @@ impl Probes {
         {
             for (key, per_cpu) in keys.into_iter().zip(values.chunks(cpus)) {
                 if keep(&key) {
-                    let n = per_cpu.iter().copied().fold(0u64, u64::wrapping_add);
-                    *counts.entry(key).or_default() += n;
+                    *counts.entry(key).or_default() += sum(per_cpu);
                 }
             }
             return Ok(counts);
