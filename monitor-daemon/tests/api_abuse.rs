@@ -154,7 +154,15 @@ fn half_requests_starve_nothing_and_are_closed_by_the_header_timeout() {
     let (status, metrics) = http_get(port, "/metrics").expect("/metrics answers");
     let scrape = t.elapsed();
     assert_eq!(status, 200);
-    let open = sample(&metrics, "capmon_api_connections").expect("capmon_api_connections");
+    let mut open = sample(&metrics, "capmon_api_connections").expect("capmon_api_connections");
+    // Connections the kernel completed may still wait in the listen backlog for the accept
+    // loop (seen under qemu TCG: 186 of 200 at the first scrape): give it a bounded moment.
+    let deadline = Instant::now() + common::bound(Duration::from_secs(5));
+    while open <= n as f64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let (_, m) = http_get(port, "/metrics").expect("/metrics answers");
+        open = sample(&m, "capmon_api_connections").expect("capmon_api_connections");
+    }
     eprintln!(
         "{n} half requests opened in {opened:?}; then /healthz answered in {healthz:?}, \
          /metrics in {scrape:?}, with {open} connections open; daemon RSS {idle_rss} KiB \
