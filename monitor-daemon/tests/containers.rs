@@ -447,7 +447,7 @@ fn a_container_started_before_capmon_is_found_and_its_checks_count() {
 }
 
 /// Runs podman with a private containers.conf (cgroupfs manager, file event log, explicit
-/// ulimits: this machine cannot raise rlimits) as MACHINE-NOTES.md describes.
+/// ulimits: this machine cannot raise rlimits) as docs/developing.md describes.
 fn podman(conf: &Path, args: &[&str]) -> Output {
     Command::new("podman")
         .env("CONTAINERS_CONF", conf)

@@ -6,7 +6,7 @@
 //!
 //! Userspace loads and attaches them by these names. Their minimum kernels, fallbacks and
 //! attach order are in one place, the daemon's probe table
-//! (`monitor-daemon/src/kernel/probe_table.rs`, shown in the README).
+//! (`monitor-daemon/src/kernel/probe_table.rs`, shown in docs/architecture.md).
 //!
 //! | program | hook | module |
 //! | --- | --- | --- |

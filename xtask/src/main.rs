@@ -1,7 +1,7 @@
 //! Project tasks: `cargo xtask setup | build | run | test | vm`.
 //!
 //! `setup` installs what a fresh Debian 12 machine lacks for building capmon's eBPF side
-//! offline (see ../shared/design/MACHINE-NOTES.md) and is idempotent: a second run only checks.
+//! offline (see docs/developing.md) and is idempotent: a second run only checks.
 
 mod dashboards;
 mod setup;

@@ -1,4 +1,4 @@
-//! `cargo xtask setup`: the offline eBPF toolchain recipe of MACHINE-NOTES.md, idempotent.
+//! `cargo xtask setup`: the offline eBPF toolchain (docs/developing.md), idempotent.
 //!
 //! 1. Debian packages: `rustc-web` (rustc 1.96 with LLVM 22), `libstd-rust-web-dev-bpf`
 //!    (precompiled `core` for bpfel-unknown-none) and the matching LLVM, in one apt command;

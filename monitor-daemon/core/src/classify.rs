@@ -2,7 +2,7 @@
 //! made through a no-audit path (the kernel asking "may this task do X?" without the task
 //! trying to) is recognised from its call stack: a frame of a known no-audit caller.
 //!
-//! Classes (see ARCHITECTURE.md):
+//! Classes (see docs/recommendations.md):
 //! - `ignored`: made with borrowed credentials (overlayfs), or before the first `execve` in the
 //!   cgroup (the container runtime's setup) — the kernel side marks both in `CapKey::context`;
 //! - `probe`: a no-audit check, or a refused check whose syscall still succeeded (or failed

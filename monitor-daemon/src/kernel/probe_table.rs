@@ -1,7 +1,7 @@
 //! The probe table: every eBPF program capmon attaches, its hook, the kernels it needs, what
 //! stands in for it where it cannot attach, and whether capmon runs without it. [`PROBES`]
-//! drives attaching ([`super::loader`]), `capmon check`, and the README's table (a unit test
-//! keeps the README equal to [`markdown`]).
+//! drives attaching ([`super::loader`]), `capmon check`, and the table in docs/architecture.md
+//! (a unit test keeps that file equal to [`markdown`]).
 
 use aya::Btf;
 use aya_obj::btf::BtfKind;
@@ -277,7 +277,7 @@ impl ProbeMode {
     }
 }
 
-/// The table as Markdown, as the README shows it.
+/// The table as Markdown, as docs/architecture.md shows it.
 pub fn markdown() -> String {
     let mut out = String::from(
         "| probe | hook | minimum kernel | fallback | optional |\n| --- | --- | --- | --- | --- |\n",
@@ -353,11 +353,11 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_shows_the_table() {
-        let readme = include_str!("../../../README.md");
+    fn the_architecture_doc_shows_the_table() {
+        let doc = include_str!("../../../docs/architecture.md");
         assert!(
-            readme.contains(&markdown()),
-            "README.md's probe table differs from kernel::probe_table::markdown():\n{}",
+            doc.contains(&markdown()),
+            "docs/architecture.md's probe table differs from kernel::probe_table::markdown():\n{}",
             markdown()
         );
     }

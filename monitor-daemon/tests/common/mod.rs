@@ -174,7 +174,7 @@ pub fn assert_apparmor_parses(name: &str, rules: &str) {
 /// Whether capability checks are seen through the `cap_capable` tracepoint, which sees the
 /// checks of `cap_capable` copies that a kernel build inlined into callers (the fexit and
 /// kprobe modes do not: `cap_vm_enough_memory`'s no-audit `CAP_SYS_ADMIN` probe stays unseen
-/// there, as the README says). Follows `CAPMON_PROBE_MODE` as capmon does.
+/// there, as docs/limitations.md says). Follows `CAPMON_PROBE_MODE` as capmon does.
 pub fn tracepoint_mode() -> bool {
     let forced = std::env::var("CAPMON_PROBE_MODE").unwrap_or_default();
     let has = aya::Btf::from_sys_fs()

@@ -15,7 +15,7 @@ pub struct Known {
 }
 
 /// None at present: the fexit and kprobe modes' unseen `cap_vm_enough_memory` check, the
-/// first failures listed here, is expected by the tests themselves now (README: Limitations).
+/// first failures listed here, is expected by the tests themselves now (docs/limitations.md).
 pub const KNOWN: &[Known] = &[];
 
 /// Why `binary::test` is known to fail on `kernel` in `mode`, if it is.

@@ -192,7 +192,7 @@ pub fn run(root: &Path, cargo: impl Fn() -> Command, args: &VmArgs, guests: bool
     std::fs::create_dir_all(vm_dir(root))?;
     std::fs::write(&support, report::support(&rows))?;
     println!(
-        "\nkernel support table (Markdown, for the README): {}",
+        "\nkernel support table (Markdown, for docs/testing.md): {}",
         support.display()
     );
     let failed: Vec<String> = rows

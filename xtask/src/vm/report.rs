@@ -129,7 +129,7 @@ fn observed(row: &Row) -> BTreeMap<&str, bool> {
     all
 }
 
-/// The kernel support table in Markdown, as the README shows it: per kernel and mode, the
+/// The kernel support table in Markdown, as docs/testing.md shows it: per kernel and mode, the
 /// tests' counts, how low mmaps' checks are seen (`capmon check`) and what the tests saw and
 /// did not see.
 pub fn support(rows: &[Row]) -> String {

@@ -188,8 +188,9 @@ impl Profile {
     }
 }
 
-/// Docker's default profile: the project's verbatim copy of `../shared/fixtures`'s (so that
-/// the tests also run in a clone without `../shared`; a test below checks the copy).
+/// Docker's default profile: the project's verbatim copy (`data/docker-default-seccomp.json`)
+/// of the one in the fixture collection this project was started from; a test below compares
+/// the two where that collection is present.
 #[cfg(test)]
 fn fixture() -> String {
     let path = concat!(
