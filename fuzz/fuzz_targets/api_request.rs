@@ -116,9 +116,9 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!(is_prefix_key(&key) && c.id.starts_with(&*key)), "{key:?}");
                 }
             }
-            Err(FindError::Ambiguous(k, n)) => {
+            Err(FindError::Ambiguous(k, which)) => {
                 assert_eq!(k, key);
-                assert!(n >= 2);
+                assert!(which.len() >= 2);
                 assert!(!m.contains_key(&*key));
             }
         }

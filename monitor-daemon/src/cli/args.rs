@@ -164,6 +164,19 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Shell completions on stdout, e.g. `capmon completions bash >
+    /// /etc/bash_completion.d/capmon`, or `capmon completions zsh > "${fpath[1]}/_capmon"`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff) on stdout: `capmon man | man -l -`; with --dir, capmon.1 and a
+    /// page per subcommand (capmon-report.1, ...) written into DIR.
+    Man {
+        /// Write every page into this directory (created when missing) instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Replay a recorded workload against a seccomp profile: which of its syscalls the
     /// profile would deny ("dry run before you enforce").
     ///

@@ -3,7 +3,7 @@
 //! Without `--workload`, a table; with it, its coverage and, with `--format`, its merged
 //! recommendation. `--output-dir` writes every workload's recommendation in the format.
 
-use std::{path::Path, process::ExitCode};
+use std::{io::IsTerminal as _, path::Path, process::ExitCode};
 
 use capmon_core::{
     fleet::{self, FleetWorkload},
@@ -87,11 +87,16 @@ fn fetch(
         return Err(FleetCliError::BadWindow(since.to_owned()));
     }
     let mut answers = Vec::new();
-    for q in fleet::queries(since, workload) {
+    let queries = fleet::queries(since, workload);
+    let progress = std::io::stderr().is_terminal();
+    for (n, q) in queries.iter().enumerate() {
+        if progress {
+            eprint!("\rcapmon fleet: query {}/{} to {url}", n + 1, queries.len());
+        }
         let path = format!(
             "{}/api/v1/query?query={}",
             prefix.trim_end_matches('/'),
-            client::segment(&q)
+            client::segment(q)
         );
         let query_error = |detail: String| FleetCliError::Query {
             url: url.to_owned(),
@@ -106,6 +111,10 @@ fn fetch(
                 other => query_error(other.to_string()),
             })?;
         answers.push(fleet::parse_vector(&body).map_err(|e| query_error(e.to_string()))?);
+    }
+    if progress {
+        // The progress line is erased: what follows starts on a clean line.
+        eprint!("\r\x1b[2K");
     }
     Ok(fleet::merge(
         &answers[0],
@@ -139,7 +148,7 @@ pub fn main(
         return Ok(ExitCode::SUCCESS);
     }
     match workload {
-        None => print!("{}", table(&all)),
+        None => super::table::print(&table(&all)),
         Some(name) => {
             let w = all
                 .get(name)

@@ -5,15 +5,18 @@ pub mod args;
 pub mod check;
 pub mod client;
 pub mod fleet;
+pub mod manual;
 pub mod record;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod table;
 pub mod workloads;
 
 use std::{process::ExitCode, time::Duration};
 
 use clap::Parser as _;
+use nix::sys::signal::SigHandler;
 
 use self::args::{Cli, Command, LogFormat};
 use crate::record::VerifyOptions;
@@ -51,7 +54,14 @@ pub type Outcome = Result<ExitCode, Failure>;
 
 /// Parses the command line and runs the subcommand.
 pub fn main() -> ExitCode {
+    // Like coreutils, capmon ends quietly when its reader goes away (`capmon report | head
+    // -1`), `--help` included; but the daemon never does, and `record` only once the
+    // recording is cleaned up (see record::main).
+    sigpipe(SigHandler::SigDfl);
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Run { .. } | Command::Record { .. }) {
+        sigpipe(SigHandler::SigIgn);
+    }
     // `capmon run` sets up logging from its configuration; the others log warnings.
     if !matches!(cli.command, Command::Run { .. }) {
         init_logging(cli.log_format, "warn");
@@ -103,6 +113,8 @@ fn dispatch(log_format: LogFormat, command: Command) -> Outcome {
             }
         }
         Command::Check => Ok(check::main()),
+        Command::Completions { shell } => manual::completions(shell),
+        Command::Man { dir } => manual::man(dir.as_deref()),
         Command::Fleet {
             prometheus,
             workload,
@@ -139,6 +151,23 @@ fn dispatch(log_format: LogFormat, command: Command) -> Outcome {
             json,
             report,
         } => replay::main(&profile, caps, arch.as_deref(), json, &report),
+    }
+}
+
+/// Restores the default action of `SIGPIPE` (Rust ignores it), so that a write to a closed
+/// pipe ends the process the way it ends `cat` or `ls`: silently, killed by the signal (a shell
+/// shows status 141), rather than with an error or a panic from `println!`.
+pub fn end_on_broken_pipe() {
+    sigpipe(SigHandler::SigDfl);
+}
+
+/// Sets what `SIGPIPE` does: the default (end the process) or ignored (writes fail with
+/// `EPIPE` instead, for the daemon and a recording under way).
+fn sigpipe(action: SigHandler) {
+    // SAFETY: SIG_DFL and SIG_IGN install no handler code; nothing else in capmon handles
+    // SIGPIPE.
+    if let Err(e) = unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, action) } {
+        eprintln!("capmon: cannot set SIGPIPE's action: {e}");
     }
 }
 

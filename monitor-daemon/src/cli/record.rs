@@ -30,6 +30,9 @@ pub fn main(
     let out = rt
         .block_on(record::record(&opts))
         .map_err(|e| Failure::with_code(e.exit_code(), e))?;
+    // The recording is cleaned up (cgroup removed, probes detached): from here a closed
+    // stdout may end capmon as it ends any command in a pipe.
+    super::end_on_broken_pipe();
     let r = &out.report;
     if json {
         println!("{}", serde_json::to_string(r)?);

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use capmon_core::{recommend::Format, seccomp::ArchList};
 use serde_json::Value;
 
-use super::{Outcome, client, runtime};
+use super::{Outcome, client, runtime, table};
 
 /// A daemon answer that is not what the API promises.
 #[derive(Debug, thiserror::Error)]
@@ -21,21 +21,19 @@ pub struct BadAnswer {
 
 /// `capmon report [--json] [CONTAINER]`.
 pub fn report(api: &client::Daemon, json: bool, container: Option<&str>) -> Outcome {
-    type Render = fn(&Value) -> String;
-    let (path, key, render): (String, &str, Render) = match container {
-        Some(c) => (
-            format!("/v1/containers/{}", client::segment(c)),
-            "container",
-            render_one,
-        ),
-        None => ("/v1/containers".to_owned(), "containers", render_list),
+    let (path, key) = match container {
+        Some(c) => (format!("/v1/containers/{}", client::segment(c)), "container"),
+        None => ("/v1/containers".to_owned(), "containers"),
     };
     let body = runtime()?.block_on(api.get(&path))?;
     let value = checked(&api.addr, &path, &body, key)?;
     if json {
         println!("{body}");
+    } else if container.is_some() {
+        // All of it: a detail cut to the terminal would hide capabilities.
+        print!("{}", render_one(&value));
     } else {
-        print!("{}", render(&value));
+        table::print(&render_list(&value));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -89,10 +87,18 @@ pub(super) fn strs(v: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// The container list as a table.
+/// The container list as a table: each id as its shortest unique prefix (12 digits at least,
+/// as Docker shows them); `-` for counts that are unknown (the granted set never read).
 pub fn render_list(body: &Value) -> String {
+    let containers: Vec<&Value> = body["containers"].as_array().into_iter().flatten().collect();
+    let ids: Vec<&str> = containers
+        .iter()
+        .map(|c| c["id"].as_str().or(c["short_id"].as_str()).unwrap_or("?"))
+        .collect();
+    let shown = capmon_core::lookup::unique_prefixes(&ids, capmon_core::lookup::SHORT_ID);
+    let width = shown.iter().map(|s| s.len()).max().unwrap_or(0).max(12);
     let mut out = format!(
-        "{:<12}  {:<20}  {:<10}  {:<7}  {:>7}  {:>4}  {:>6}  {:>6}  {:>8}  {}\n",
+        "{:<width$}  {:<20}  {:<10}  {:<7}  {:>7}  {:>4}  {:>6}  {:>6}  {:>8}  {}\n",
         "ID",
         "NAME",
         "RUNTIME",
@@ -104,12 +110,15 @@ pub fn render_list(body: &Value) -> String {
         "SYSCALLS",
         "POSTURE"
     );
-    for c in body["containers"].as_array().into_iter().flatten() {
+    for (c, id) in containers.into_iter().zip(&shown) {
         let name = c["name"].as_str().unwrap_or("-");
         let name: String = name.chars().take(20).collect();
+        // A daemon from before `posture_read` existed: its counts as they are.
+        let read = c["posture_read"].as_bool().unwrap_or(true);
+        let known = |n: usize| if read { n.to_string() } else { "-".to_owned() };
         out.push_str(&format!(
-            "{:<12}  {:<20}  {:<10}  {:<7}  {:>7}  {:>4}  {:>6}  {:>6}  {:>8}  {}\n",
-            c["short_id"].as_str().unwrap_or("?"),
+            "{:<width$}  {:<20}  {:<10}  {:<7}  {:>7}  {:>4}  {:>6}  {:>6}  {:>8}  {}\n",
+            id,
             name,
             c["runtime"].as_str().unwrap_or("?"),
             if c["running"].as_bool().unwrap_or(false) {
@@ -117,9 +126,9 @@ pub fn render_list(body: &Value) -> String {
             } else {
                 "exited"
             },
-            strs(&c["granted"]).len(),
+            known(strs(&c["granted"]).len()),
             strs(&c["used"]).len(),
-            strs(&c["unused"]).len(),
+            known(strs(&c["unused"]).len()),
             strs(&c["denied"]).len(),
             c["syscalls_used"].as_u64().unwrap_or(0),
             strs(&c["posture"]).join(","),
@@ -127,6 +136,10 @@ pub fn render_list(body: &Value) -> String {
     }
     out
 }
+
+/// Why a container's granted set can be unknown.
+const UNREAD: &str = "capmon saw neither its first program start (it started before capmon, \
+                      or the event was lost) nor a process of it running to read";
 
 /// One container as text.
 pub fn render_one(body: &Value) -> String {
@@ -152,10 +165,19 @@ pub fn render_one(body: &Value) -> String {
         }
     );
     out.push_str(&identity(c));
-    out.push_str(&format!("granted:        {}\n", list(&c["granted"])));
+    let read = c["posture_read"].as_bool().unwrap_or(true);
+    if read {
+        out.push_str(&format!("granted:        {}\n", list(&c["granted"])));
+    } else {
+        out.push_str(&format!("granted:        unknown: {UNREAD}\n"));
+    }
     out.push_str(&format!("used:           {}\n", list(&a["used"])));
     out.push_str(&format!("denied:         {}\n", list(&a["denied"])));
-    out.push_str(&format!("unused (drop):  {}\n", list(&a["unused"])));
+    if read {
+        out.push_str(&format!("unused (drop):  {}\n", list(&a["unused"])));
+    } else {
+        out.push_str("unused (drop):  unknown (the granted set is)\n");
+    }
     out.push_str(&format!("add:            {}\n", list(&a["add"])));
     // Each recommended capability with how sure the advice is of it.
     let marked: Vec<String> = strs(&a["recommended"])
@@ -355,5 +377,37 @@ mod tests {
             row.contains("running") && row.ends_with("runs_as_root"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn unknown_counts_are_not_zero_and_ids_stay_unique() {
+        let v: Value = serde_json::from_str(
+            r#"{"containers":[
+            {"id":"cab000000000a1","short_id":"cab000000000","name":"a","runtime":"docker",
+             "running":true,"posture_read":false,"granted":[],"used":["CAP_CHOWN"],"unused":[],
+             "denied":[],"syscalls_used":3,"posture":[]},
+            {"id":"cab000000000b2","short_id":"cab000000000","name":"b","runtime":"docker",
+             "running":true,"posture_read":true,"granted":[],"used":[],"unused":[],
+             "denied":[],"syscalls_used":3,"posture":[]}]}"#,
+        )
+        .expect("json");
+        let text = render_list(&v);
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows[0][0], "ID");
+        // ID NAME RUNTIME STATE GRANTED USED UNUSED ...
+        assert_eq!(rows[1][..7], ["cab000000000a", "a", "docker", "running", "-", "1", "-"]);
+        assert_eq!(rows[2][..7], ["cab000000000b", "b", "docker", "running", "0", "0", "0"]);
+        let one: Value = serde_json::from_str(
+            r#"{"container":{"id":"cab000000000a1","posture_read":false,"granted":[]},
+              "analysis":{"used":["CAP_CHOWN"],"unused":[]},"syscalls":{}}"#,
+        )
+        .expect("json");
+        let text = render_one(&one);
+        assert!(text.contains("granted:        unknown: capmon saw neither"), "{text}");
+        assert!(text.contains("unused (drop):  unknown"), "{text}");
+        assert!(text.contains("used:           CAP_CHOWN\n"), "{text}");
     }
 }

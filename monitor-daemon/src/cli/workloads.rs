@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::{
     Outcome, client,
     report::{arch_query, checked, strs},
-    runtime,
+    runtime, table,
 };
 
 /// `capmon report --workloads [--json] [NAME]`.
@@ -25,7 +25,7 @@ pub fn report(api: &client::Daemon, json: bool, name: Option<&str>) -> Outcome {
     } else if name.is_some() {
         print!("{}", render_one(&value));
     } else {
-        print!("{}", render_list(&value));
+        table::print(&render_list(&value));
     }
     Ok(ExitCode::SUCCESS)
 }

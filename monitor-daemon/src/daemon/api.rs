@@ -97,6 +97,9 @@ pub struct Summary {
     pub last_seen: i64,
     /// Exit time.
     pub exited_at: Option<i64>,
+    /// Whether its granted set was read (from its first program's credentials or a process
+    /// of it): without it, `granted` and `unused` are unknown, not empty.
+    pub posture_read: bool,
     /// Granted capabilities.
     pub granted: Vec<String>,
     /// Used.
@@ -133,6 +136,7 @@ impl Summary {
             first_seen: info.first_seen,
             last_seen: info.last_seen,
             exited_at: info.exited_at,
+            posture_read: info.posture.is_some(),
             granted: info.granted.clone(),
             used: c.names_in_class(CapClass::Used),
             denied: c.names_in_class(CapClass::Denied),
