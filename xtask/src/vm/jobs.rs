@@ -4,6 +4,7 @@
 
 use std::{
     fs,
+    io::IsTerminal as _,
     path::{Path, PathBuf},
     sync::{
         Mutex,
@@ -109,15 +110,25 @@ pub fn run_jobs(
 ) -> Result<Vec<Row>> {
     let next = AtomicUsize::new(0);
     let done: Mutex<Vec<Option<Result<Row>>>> = Mutex::new(jobs.iter().map(|_| None).collect());
+    let running: Mutex<Vec<(usize, Instant)>> = Mutex::new(Vec::new());
     let order = longest_first(jobs);
     std::thread::scope(|s| {
+        if std::io::stderr().is_terminal() {
+            s.spawn(|| progress(jobs, &running, &done));
+        }
         for _ in 0..settings.parallel.clamp(1, jobs.len().max(1)) {
             s.spawn(|| {
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = order.get(n) else { break };
                     let job = &jobs[i];
+                    if let Ok(mut r) = running.lock() {
+                        r.push((i, Instant::now()));
+                    }
                     let row = guest_row(job, built, share, settings);
+                    if let Ok(mut r) = running.lock() {
+                        r.retain(|(j, _)| *j != i);
+                    }
                     if let Ok(row) = &row {
                         eprintln!(
                             "vm: {}/{}: {} passed, {} failed, {} skipped ({} s)",
@@ -142,6 +153,51 @@ pub fn run_jobs(
     done.into_iter()
         .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("a guest was never booted"))))
         .collect()
+}
+
+/// On a terminal, every 30 s until every row is done: which guests run, for how long.
+fn progress(
+    jobs: &[Job],
+    running: &Mutex<Vec<(usize, Instant)>>,
+    done: &Mutex<Vec<Option<Result<Row>>>>,
+) {
+    let start = Instant::now();
+    loop {
+        for _ in 0..300 {
+            std::thread::sleep(Duration::from_millis(100));
+            let finished = done.lock().map_or(0, |d| d.iter().flatten().count());
+            if finished == jobs.len() {
+                return;
+            }
+        }
+        let finished = done.lock().map_or(0, |d| d.iter().flatten().count());
+        let now: Vec<String> = running.lock().map_or_else(
+            |_| Vec::new(),
+            |r| {
+                r.iter()
+                    .map(|(i, t)| {
+                        let j = &jobs[*i];
+                        format!(
+                            "{}/{} ({} s)",
+                            j.kernel.spec.name,
+                            j.label(),
+                            t.elapsed().as_secs()
+                        )
+                    })
+                    .collect()
+            },
+        );
+        eprintln!(
+            "vm: {} s: {finished} of {} rows done; running: {}",
+            start.elapsed().as_secs(),
+            jobs.len(),
+            if now.is_empty() {
+                "-".to_owned()
+            } else {
+                now.join(", ")
+            }
+        );
+    }
 }
 
 /// Boots the job's kernel once with its mode (and runtime) forced and reads its results.

@@ -4,7 +4,7 @@
 //! hash-map design.
 //!
 //! Each round runs every configuration once, in a rotating order, on one pinned CPU; the table
-//! shows medians over the rounds. Then the daemon with 200 containers (`daemon.rs`) and a
+//! shows medians over the rounds. Then the daemon with 1,000 containers (`daemon.rs`) and a
 //! one-shot storm with real runc and Docker Engine (`storm.rs`).
 //! Last, the cost on a real workload: nginx under wrk (`nginx.rs`).
 //! `CAPMON_BENCH_ONLY=probes|daemon|storm|modes|nginx` runs one part (`modes`: the probe modes side by
