@@ -104,6 +104,17 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// apt's verbosity: its progress (download sizes and speeds) on a terminal, `-q` (one line
+/// per step) into a log.
+pub(crate) fn apt_verbosity() -> &'static [&'static str] {
+    use std::io::IsTerminal as _;
+    if std::io::stderr().is_terminal() {
+        &[]
+    } else {
+        &["-q"]
+    }
+}
+
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

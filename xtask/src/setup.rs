@@ -118,9 +118,12 @@ fn apt_install(pkgs: &[String]) -> Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    run(Command::new("apt-get").arg("update").arg("-q"))?;
     run(Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .arg("update")
+        .args(crate::apt_verbosity()))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(crate::apt_verbosity())
         .args(missing.iter().map(|s| s.as_str()))
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }

@@ -5,6 +5,7 @@
 
 use std::{
     fs,
+    io::IsTerminal as _,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -220,12 +221,17 @@ fn unpack(dir: &Path, package: &str) -> Result<()> {
     let _ = fs::remove_dir_all(&download);
     fs::create_dir_all(&download).with_context(|| format!("mkdir {}", download.display()))?;
     eprintln!("vm: downloading {package}");
-    run_quiet(
-        Command::new("apt-get")
-            .current_dir(&download)
-            // apt's download user cannot write under target/ when we run as root.
-            .args(["-q", "-o", "APT::Sandbox::User=root", "download", package]),
-    )?;
+    let mut apt = Command::new("apt-get");
+    apt.current_dir(&download)
+        .args(crate::apt_verbosity())
+        // apt's download user cannot write under target/ when we run as root.
+        .args(["-o", "APT::Sandbox::User=root", "download", package]);
+    // On a terminal apt shows the download's progress; into a log, only its error.
+    if std::io::stderr().is_terminal() {
+        crate::run(&mut apt)?;
+    } else {
+        run_quiet(&mut apt)?;
+    }
     let deb = fs::read_dir(&download)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
