@@ -58,6 +58,7 @@ pub fn main() -> ExitCode {
     // -1`), `--help` included; but the daemon never does, and `record` only once the
     // recording is cleaned up (see record::main).
     sigpipe(SigHandler::SigDfl);
+    report_panics_as_bugs();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Run { .. } | Command::Record { .. }) {
         sigpipe(SigHandler::SigIgn);
@@ -152,6 +153,33 @@ fn dispatch(log_format: LogFormat, command: Command) -> Outcome {
             report,
         } => replay::main(&profile, caps, arch.as_deref(), json, &report),
     }
+}
+
+/// A panic is a bug in capmon: said in one line as such (with where, for the report), not as
+/// Rust's `thread 'main' panicked at ...` with a note about backtraces.
+fn report_panics_as_bugs() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::env::var_os("RUST_BACKTRACE").is_some() {
+            return default(info);
+        }
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let thread = std::thread::current();
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "capmon: internal error in thread {}{place}: {what} (a bug: please report it; \
+             RUST_BACKTRACE=1 shows where it came from)",
+            thread.name().unwrap_or("unnamed")
+        );
+    }));
 }
 
 /// Restores the default action of `SIGPIPE` (Rust ignores it), so that a write to a closed
