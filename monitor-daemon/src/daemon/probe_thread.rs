@@ -18,9 +18,7 @@ use capmon_core::report::Observed;
 use tokio::sync::oneshot;
 
 use super::{handoff::Handoff, model::Shared};
-use crate::kernel::{
-    events::Lifecycle, map_reads::MapReads, preemption::Preemption, reader::KernelReader,
-};
+use crate::kernel::{events::Lifecycle, map_reads, preemption::Preemption, reader::KernelReader};
 
 /// What the kernel side counted, cumulative since the probes were attached, by cgroup id, and
 /// the cgroups' lives since the last snapshot taken.
@@ -54,10 +52,9 @@ pub fn spawn(
     requests: std_mpsc::Receiver<ProbeRequest>,
 ) -> std::io::Result<JoinHandle<()>> {
     recorder.keep_lifecycle();
-    let map_reads = MapReads::new(recorder.probes().mode(), Preemption::of_running_kernel());
+    let mode = recorder.probes().mode();
     let thread = ProbeThread {
         recorder,
-        map_reads,
         shared,
         handoff,
         polls: 0,
@@ -66,14 +63,16 @@ pub fn spawn(
     };
     std::thread::Builder::new()
         .name("capmon-probes".into())
-        .spawn(move || thread.run(requests))
+        .spawn(move || {
+            // Every map syscall of this thread that holds off kprobes is kept from being
+            // preempted where the kprobe mode needs that (crate::kernel::map_reads).
+            map_reads::raise_on_this_thread(mode, Preemption::of_running_kernel());
+            thread.run(requests)
+        })
 }
 
 struct ProbeThread {
     recorder: KernelReader,
-    /// Every map syscall that holds off kprobes (all but counting keys) goes through it: kept
-    /// from being preempted where the kprobe mode needs that ([`crate::kernel::map_reads`]).
-    map_reads: MapReads,
     shared: Arc<Shared>,
     handoff: Arc<Handoff>,
     polls: u64,
@@ -100,15 +99,13 @@ impl ProbeThread {
                 .min(Duration::from_millis(50));
             match requests.recv_timeout(wait) {
                 Ok(ProbeRequest::Forget(gone)) => {
-                    let recorder = &mut self.recorder;
-                    if let Err(e) = self.map_reads.run(|| recorder.forget(&gone)) {
+                    if let Err(e) = self.recorder.forget(&gone) {
                         tracing::warn!("cannot clear exited cgroups from the kernel maps: {e}");
                     }
                     continue;
                 }
                 Ok(ProbeRequest::Trim(ids)) => {
-                    let recorder = &mut self.recorder;
-                    if let Err(e) = self.map_reads.run(|| recorder.trim(&ids)) {
+                    if let Err(e) = self.recorder.trim(&ids) {
                         tracing::warn!("cannot trim the kernel maps: {e}");
                     }
                     continue;
@@ -159,8 +156,7 @@ impl ProbeThread {
     /// Reads every map: the snapshot goes to the model, the loss counters and map fill to
     /// the daemon's health.
     fn poll(&mut self) {
-        let recorder = &mut self.recorder;
-        let observed = match self.map_reads.run(|| recorder.observe_all()) {
+        let observed = match self.recorder.observe_all() {
             Ok(observed) => observed,
             Err(e) => {
                 tracing::warn!("reading the kernel maps failed: {e}");

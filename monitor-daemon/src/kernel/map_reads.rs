@@ -19,109 +19,115 @@
 //! at will by a task making checks on the reader's CPU (tests/lifecycle.rs). With voluntary
 //! preemption nothing in that window schedules, so nothing else runs on the CPU in it.
 //!
-//! So there, in the kprobe mode, the probe thread makes its map syscalls at `SCHED_FIFO`
-//! priority 1, the lowest real-time priority: no task of the normal classes (every container
-//! but a real-time one) preempts it, and it cannot sleep inside the window (the map operations
-//! take raw spinlocks at most, and copy to and from user memory outside it). The priority is
-//! held around each batch of map syscalls only (a poll, a trim, forgetting cgroups) and
-//! dropped back right after, so the thread's other work (draining the ring buffer) and its
-//! waits are as before. Its cost: while a poll reads the maps, normal tasks wait for that CPU
-//! (or move to another); the kernel's real-time throttling (`sched_rt_runtime_us`) and, since
-//! Linux 6.12, the fair server bound that in any case. What this cannot prevent: a real-time
-//! task of higher priority preempting the reader (its checks can still be skipped), and other
-//! processes' map syscalls (other eBPF tools); both stay counted in `program_skipped` where the
-//! kernel counts them. Raising the priority needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` of at
-//! least 1 (systemd: `LimitRTPRIO=1`); without either it is said once and the reads go on at
-//! the normal priority.
+//! So there, in the kprobe mode, the daemon's probe thread makes its map syscalls at
+//! `SCHED_FIFO` priority 1, the lowest real-time priority: no task of the normal classes (every
+//! container but a real-time one) preempts it, and it cannot sleep inside the window (the map
+//! operations take raw spinlocks at most, and copy to and from user memory outside it). The
+//! priority is held around each pass of map syscalls only ([`held`]: one batched read of a map,
+//! the lookups of one stack, one map's deletions) and dropped right after, so that everything
+//! else the thread does (draining the ring buffer, symbolizing stacks, building the snapshot)
+//! runs at the normal priority. That keeps the time at real-time priority to the map syscalls
+//! themselves: holding it across a whole poll starved the CPU's normal tasks long enough, under
+//! qemu's emulation, for the kernel's fair server (Linux 6.12) to run them anyway in the middle
+//! of a map syscall. What this cannot prevent: a real-time task of higher priority preempting
+//! the reader (its checks can still be skipped), and other processes' map syscalls (other eBPF
+//! tools); both stay counted in `program_skipped` where the kernel counts them. Raising the
+//! priority needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` of at least 1 (systemd:
+//! `LimitRTPRIO=1`); without either it is said once and the reads go on at the normal priority.
+//! Other threads (and `capmon record`, which reads its maps after the command ended) never
+//! raise: [`held`] runs their map syscalls as they are.
 
-use std::time::Duration;
+use std::{cell::Cell, time::Duration};
 
 use super::{preemption::Preemption, probe_table::ProbeMode};
 
 /// The real-time priority the map syscalls are made at.
 const PRIORITY: libc::c_int = 1;
 
-/// A batch of map syscalls held at real-time priority longer than this is logged (the reads'
+/// A pass of map syscalls held at real-time priority longer than this is logged (the reads'
 /// cost to the CPU's other tasks).
-const LONG: Duration = Duration::from_millis(200);
+const LONG: Duration = Duration::from_millis(50);
 
-/// Whether, and how, the calling thread's map syscalls are kept from being preempted.
-#[derive(Debug)]
-pub struct MapReads {
+/// The calling thread's map syscalls: whether they are raised, and what happened so far.
+#[derive(Default)]
+struct Hold {
     /// Raise the priority around map syscalls.
-    raise: bool,
+    raise: Cell<bool>,
     /// The kernel refused once: not tried again.
-    refused: bool,
-    /// A long batch was logged.
-    long_said: bool,
+    refused: Cell<bool>,
+    /// Passes under way ([`held`] inside [`held`] raises once).
+    depth: Cell<u32>,
+    /// A long pass was logged.
+    long_said: Cell<bool>,
 }
 
-impl MapReads {
-    /// For the probe mode in use on a kernel with this preemption model: raised in the kprobe
-    /// mode where the kernel preempts kernel code.
-    pub fn new(mode: ProbeMode, preemption: Preemption) -> MapReads {
-        let raise = needs_raising(mode, preemption);
-        if raise {
-            tracing::info!(
-                "kprobe mode on a kernel with {} preemption: the maps are read at SCHED_FIFO \
-                 priority {PRIORITY}, so that no other task runs on the reading CPU while a map \
-                 syscall holds off its kprobes",
-                preemption.name()
+thread_local! {
+    static HOLD: Hold = Hold::default();
+}
+
+/// Makes the calling thread's map syscalls unpreemptible by normal tasks when the probe mode
+/// on this kernel needs it (the kprobe mode where the kernel preempts kernel code); returns
+/// whether it does. The daemon's probe thread calls it once.
+pub fn raise_on_this_thread(mode: ProbeMode, preemption: Preemption) -> bool {
+    let raise = needs_raising(mode, preemption);
+    if raise {
+        tracing::info!(
+            "kprobe mode on a kernel with {} preemption: the maps are read at SCHED_FIFO \
+             priority {PRIORITY}, so that no other task runs on the reading CPU while a map \
+             syscall holds off its kprobes",
+            preemption.name()
+        );
+    }
+    set_raising(raise);
+    raise
+}
+
+fn set_raising(raise: bool) {
+    HOLD.with(|h| {
+        h.raise.set(raise);
+        h.refused.set(false);
+    });
+}
+
+/// Whether the calling thread's map syscalls are made at real-time priority (asked for and
+/// not refused).
+pub fn raised() -> bool {
+    HOLD.with(|h| h.raise.get() && !h.refused.get())
+}
+
+/// Runs `f` (a pass of map syscalls, with as little else as can be) at real-time priority
+/// when the calling thread asked for that, then restores its scheduling policy.
+pub fn held<T>(f: impl FnOnce() -> T) -> T {
+    let outermost = HOLD.with(|h| h.depth.get() == 0);
+    if !outermost || !raised() {
+        return f();
+    }
+    let previous = match Raised::raise() {
+        Ok(p) => p,
+        Err(e) => {
+            HOLD.with(|h| h.refused.set(true));
+            tracing::warn!(
+                "cannot read the maps at SCHED_FIFO priority {PRIORITY} ({e}; it needs \
+                 CAP_SYS_NICE or RLIMIT_RTPRIO >= 1): on this kernel a task preempting the \
+                 reader during a map syscall has its capability checks skipped by the kprobe \
+                 mode (counted as program_skipped)"
             );
-        }
-        MapReads {
-            raise,
-            refused: false,
-            long_said: false,
-        }
-    }
-
-    /// Never raised.
-    pub fn normal() -> MapReads {
-        MapReads {
-            raise: false,
-            refused: false,
-            long_said: false,
-        }
-    }
-
-    /// Whether map syscalls are made at real-time priority (asked for and not refused).
-    pub fn raised(&self) -> bool {
-        self.raise && !self.refused
-    }
-
-    /// Runs `f` (map syscalls) at real-time priority when that is wanted, then restores the
-    /// calling thread's scheduling policy.
-    pub fn run<T>(&mut self, f: impl FnOnce() -> T) -> T {
-        if !self.raised() {
             return f();
         }
-        let previous = match Raised::raise() {
-            Ok(p) => p,
-            Err(e) => {
-                self.refused = true;
-                tracing::warn!(
-                    "cannot read the maps at SCHED_FIFO priority {PRIORITY} ({e}; it needs \
-                     CAP_SYS_NICE or RLIMIT_RTPRIO >= 1): on this kernel a task preempting the \
-                     reader during a map syscall has its capability checks skipped by the kprobe \
-                     mode (counted as program_skipped)"
-                );
-                return f();
-            }
-        };
-        let start = std::time::Instant::now();
-        let out = f();
-        drop(previous);
-        let took = start.elapsed();
-        if took > LONG && !self.long_said {
-            self.long_said = true;
-            tracing::info!(
-                "reading the maps at SCHED_FIFO took {took:?} (normal tasks wait for that CPU \
-                 meanwhile; said once)"
-            );
-        }
-        out
+    };
+    HOLD.with(|h| h.depth.set(1));
+    let start = std::time::Instant::now();
+    let out = f();
+    HOLD.with(|h| h.depth.set(0));
+    drop(previous);
+    let took = start.elapsed();
+    if took > LONG && !HOLD.with(|h| h.long_said.replace(true)) {
+        tracing::info!(
+            "a pass of map syscalls at SCHED_FIFO took {took:?} (normal tasks wait for that \
+             CPU meanwhile; said once)"
+        );
     }
+    out
 }
 
 /// The rule: the kprobe mode on a kernel that preempts kernel code.
@@ -199,32 +205,37 @@ mod tests {
     }
 
     #[test]
-    fn a_normal_reader_runs_the_reads_as_they_are() {
-        let mut m = MapReads::normal();
-        assert!(!m.raised());
-        assert_eq!(m.run(|| 7), 7);
+    fn a_thread_that_did_not_ask_runs_the_reads_as_they_are() {
+        std::thread::spawn(|| {
+            assert!(!raised());
+            // SAFETY: reads the calling thread's policy.
+            let before = unsafe { libc::sched_getscheduler(0) };
+            // SAFETY: as above.
+            assert_eq!(held(|| unsafe { libc::sched_getscheduler(0) }), before);
+        })
+        .join()
+        .expect("thread");
     }
 
     #[test]
     fn the_policy_comes_back_after_the_reads_or_the_refusal_is_kept() {
-        // SAFETY: reads the calling thread's policy.
-        let before = unsafe { libc::sched_getscheduler(0) };
-        let mut m = MapReads {
-            raise: true,
-            refused: false,
-            long_said: false,
-        };
-        // SAFETY: as above.
-        let during = m.run(|| unsafe { libc::sched_getscheduler(0) });
-        // SAFETY: as above.
-        let after = unsafe { libc::sched_getscheduler(0) };
-        assert_eq!(after, before);
-        if m.raised() {
-            assert_eq!(during, libc::SCHED_FIFO);
-        } else {
-            // Refused (no CAP_SYS_NICE here): ran anyway, at the normal policy, not tried again.
-            assert_eq!(during, before);
-            assert_eq!(m.run(|| 1), 1);
-        }
+        std::thread::spawn(|| {
+            // SAFETY: reads the calling thread's policy.
+            let policy = || unsafe { libc::sched_getscheduler(0) };
+            let before = policy();
+            set_raising(true);
+            let (during, nested) = held(|| (policy(), held(policy)));
+            assert_eq!(policy(), before);
+            if raised() {
+                assert_eq!((during, nested), (libc::SCHED_FIFO, libc::SCHED_FIFO));
+            } else {
+                // Refused (no CAP_SYS_NICE here): ran anyway, at the normal policy, not tried
+                // again.
+                assert_eq!((during, nested), (before, before));
+                assert_eq!(held(|| 1), 1);
+            }
+        })
+        .join()
+        .expect("thread");
     }
 }

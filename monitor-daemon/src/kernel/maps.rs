@@ -10,6 +10,7 @@ use monitor_common::{CapCacheEntry, CapKey, DenyKey, SyscallBitmap, counter};
 use super::{
     batch,
     loader::{ProbeError, Probes},
+    map_reads::held,
 };
 
 /// A cgroup's syscall numbers: (the workload's, the runtime's under the filter).
@@ -27,10 +28,13 @@ impl Probes {
     pub fn cap_checks(&self, keep: impl Fn(u64) -> bool) -> Result<Vec<(CapKey, u64)>, ProbeError> {
         let mut counts = self.per_cpu_counts::<CapKey>("CAP_CHECKS", |k| keep(k.cgroup_id))?;
         let cache: PerCpuArray<_, CapCacheEntry> = self.map("CAP_CACHE")?;
-        for slot in 0..monitor_common::CAP_CACHE_SLOTS {
-            let entries = cache
-                .get(&slot, 0)
-                .map_err(|e| ProbeError::Map("CAP_CACHE", e))?;
+        let slots = held(|| {
+            (0..monitor_common::CAP_CACHE_SLOTS)
+                .map(|slot| cache.get(&slot, 0))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|e| ProbeError::Map("CAP_CACHE", e))?;
+        for entries in slots {
             for e in entries
                 .iter()
                 .filter(|e| e.delta > 0 && keep(e.key.cgroup_id))
@@ -58,13 +62,11 @@ impl Probes {
         let map: AyaHashMap<_, u64, SyscallBitmap> = self.map("SYSCALLS")?;
         let mut out: BTreeMap<u64, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
         let entries: Vec<(u64, SyscallBitmap)> =
-            match batch::lookup_all::<u64, SyscallBitmap>(map.map(), 1)
+            match held(|| batch::lookup_all::<u64, SyscallBitmap>(map.map(), 1))
                 .map_err(|e| ProbeError::Batch("SYSCALLS", e))?
             {
                 Some((keys, values)) => keys.into_iter().zip(values).collect(),
-                None => map
-                    .iter()
-                    .collect::<Result<_, _>>()
+                None => held(|| map.iter().collect::<Result<_, _>>())
                     .map_err(|e| ProbeError::Map("SYSCALLS", e))?,
             };
         for (key, bitmap) in entries {
@@ -126,9 +128,11 @@ impl Probes {
     pub fn forget_cgroups(&mut self, gone: &BTreeSet<u64>) -> Result<(), ProbeError> {
         self.drop_counts(gone)?;
         let mut seen: AyaHashMap<_, u64, u8> = self.map_mut("EXEC_SEEN")?;
-        for id in gone {
-            let _ = seen.remove(id);
-        }
+        held(|| {
+            for id in gone {
+                let _ = seen.remove(id);
+            }
+        });
         Ok(())
     }
 
@@ -141,7 +145,7 @@ impl Probes {
         // The per-CPU cache first: an evicted slot would bring the count back.
         let mut cache: PerCpuArray<_, CapCacheEntry> = self.map_mut("CAP_CACHE")?;
         for slot in 0..monitor_common::CAP_CACHE_SLOTS {
-            let Ok(values) = cache.get(&slot, 0) else {
+            let Ok(values) = held(|| cache.get(&slot, 0)) else {
                 continue;
             };
             if values.iter().any(|e| gone.contains(&e.key.cgroup_id)) {
@@ -156,7 +160,7 @@ impl Probes {
                     })
                     .collect();
                 if let Ok(v) = aya::maps::PerCpuValues::try_from(cleared) {
-                    let _ = cache.set(slot, v, 0);
+                    let _ = held(|| cache.set(slot, v, 0));
                 }
             }
         }
@@ -166,23 +170,29 @@ impl Probes {
             .filter_map(Result::ok)
             .filter(|k| gone.contains(&k.cgroup_id))
             .collect();
-        for k in keys {
-            let _ = cap.remove(&k);
-        }
+        held(|| {
+            for k in keys {
+                let _ = cap.remove(&k);
+            }
+        });
         let mut den: PerCpuHashMap<_, DenyKey, u64> = self.map_mut("DENIALS")?;
         let keys: Vec<DenyKey> = den
             .keys()
             .filter_map(Result::ok)
             .filter(|k| gone.contains(&k.cgroup_id))
             .collect();
-        for k in keys {
-            let _ = den.remove(&k);
-        }
+        held(|| {
+            for k in keys {
+                let _ = den.remove(&k);
+            }
+        });
         let mut sys: AyaHashMap<_, u64, SyscallBitmap> = self.map_mut("SYSCALLS")?;
-        for id in gone {
-            let _ = sys.remove(id);
-            let _ = sys.remove(&(id | monitor_common::RUNTIME_SYSCALLS_KEY_BIT));
-        }
+        held(|| {
+            for id in gone {
+                let _ = sys.remove(id);
+                let _ = sys.remove(&(id | monitor_common::RUNTIME_SYSCALLS_KEY_BIT));
+            }
+        });
         Ok(())
     }
 
@@ -196,8 +206,8 @@ impl Probes {
         let map: PerCpuHashMap<_, K, u64> = self.map(name)?;
         let mut counts = BTreeMap::new();
         let cpus = batch::possible_cpus().map_err(|e| ProbeError::Batch(name, e))?;
-        if let Some((keys, values)) =
-            batch::lookup_all::<K, u64>(map.map(), cpus).map_err(|e| ProbeError::Batch(name, e))?
+        if let Some((keys, values)) = held(|| batch::lookup_all::<K, u64>(map.map(), cpus))
+            .map_err(|e| ProbeError::Batch(name, e))?
         {
             for (key, per_cpu) in keys.into_iter().zip(values.chunks(cpus)) {
                 if keep(&key) {
@@ -206,8 +216,9 @@ impl Probes {
             }
             return Ok(counts);
         }
-        for item in map.iter() {
-            let (key, values) = item.map_err(|e| ProbeError::Map(name, e))?;
+        let items = held(|| map.iter().collect::<Result<Vec<_>, _>>())
+            .map_err(|e| ProbeError::Map(name, e))?;
+        for (key, values) in items {
             if keep(&key) {
                 *counts.entry(key).or_default() += sum(&values);
             }
@@ -223,8 +234,7 @@ impl Probes {
     ) -> Result<(), ProbeError> {
         let mut map: AyaHashMap<_, u64, u8> = self.map_mut("EXEC_SEEN")?;
         for id in cgroup_ids {
-            map.insert(id, 1, 0)
-                .map_err(|e| ProbeError::Map("EXEC_SEEN", e))?;
+            held(|| map.insert(id, 1, 0)).map_err(|e| ProbeError::Map("EXEC_SEEN", e))?;
         }
         Ok(())
     }
@@ -238,7 +248,7 @@ impl Probes {
         else {
             return Vec::new();
         };
-        map.get(&stack, 0)
+        held(|| map.get(&stack, 0))
             .map(|frames| frames.iter().copied().take_while(|ip| *ip != 0).collect())
             .unwrap_or_default()
     }
@@ -247,11 +257,15 @@ impl Probes {
     pub fn counters(&self) -> Result<BTreeMap<&'static str, u64>, ProbeError> {
         let map: PerCpuArray<_, u64> = self.map("COUNTERS")?;
         let mut out = BTreeMap::new();
-        for (index, name) in counter::NAMES {
-            let values = map
-                .get(&index, 0)
-                .map_err(|e| ProbeError::Map("COUNTERS", e))?;
-            out.insert(name, sum(&values));
+        let values = held(|| {
+            counter::NAMES
+                .iter()
+                .map(|(index, _)| map.get(index, 0))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|e| ProbeError::Map("COUNTERS", e))?;
+        for ((_, name), values) in counter::NAMES.iter().zip(values) {
+            out.insert(*name, sum(&values));
         }
         out.insert(counter::PROGRAM_SKIPPED, self.skipped_runs());
         Ok(out)
@@ -280,7 +294,7 @@ impl Probes {
     pub fn mmap_addr_checks(&self) -> Result<(u64, u64), ProbeError> {
         let map: PerCpuArray<_, u64> = self.map("MMAP_ADDR")?;
         let get = |i: u32| {
-            map.get(&i, 0)
+            held(|| map.get(&i, 0))
                 .map(|v| sum(&v))
                 .map_err(|e| ProbeError::Map("MMAP_ADDR", e))
         };
