@@ -33,12 +33,7 @@ pub const SHORT_ID: usize = 12;
 pub fn unique_prefixes(ids: &[&str], min: usize) -> Vec<String> {
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by_key(|&i| ids[i]);
-    let common = |a: &str, b: &str| {
-        a.bytes()
-            .zip(b.bytes())
-            .take_while(|(x, y)| x == y)
-            .count()
-    };
+    let common = |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
     let mut out = vec![String::new(); ids.len()];
     for (pos, &i) in order.iter().enumerate() {
         let id = ids[i];
@@ -95,7 +90,10 @@ pub fn find<'a, C: Findable>(
             let running: Vec<&&C> = many.iter().filter(|c| c.running()).collect();
             match running.as_slice() {
                 [one] => Ok(one),
-                _ => Err(FindError::Ambiguous(key.to_owned(), described(containers, many))),
+                _ => Err(FindError::Ambiguous(
+                    key.to_owned(),
+                    described(containers, many),
+                )),
             }
         }
     }
@@ -197,7 +195,10 @@ mod tests {
             ]
         );
         // Never cut inside a character: \u{e9} and \u{e8} share their first byte.
-        assert_eq!(unique_prefixes(&["a\u{e9}x", "a\u{e8}x"], 1), ["a\u{e9}", "a\u{e8}"]);
+        assert_eq!(
+            unique_prefixes(&["a\u{e9}x", "a\u{e8}x"], 1),
+            ["a\u{e9}", "a\u{e8}"]
+        );
         assert!(unique_prefixes(&[], SHORT_ID).is_empty());
     }
 

@@ -22,7 +22,10 @@ pub struct BadAnswer {
 /// `capmon report [--json] [CONTAINER]`.
 pub fn report(api: &client::Daemon, json: bool, container: Option<&str>) -> Outcome {
     let (path, key) = match container {
-        Some(c) => (format!("/v1/containers/{}", client::segment(c)), "container"),
+        Some(c) => (
+            format!("/v1/containers/{}", client::segment(c)),
+            "container",
+        ),
         None => ("/v1/containers".to_owned(), "containers"),
     };
     let body = runtime()?.block_on(api.get(&path))?;
@@ -90,7 +93,11 @@ pub(super) fn strs(v: &Value) -> Vec<&str> {
 /// The container list as a table: each id as its shortest unique prefix (12 digits at least,
 /// as Docker shows them); `-` for counts that are unknown (the granted set never read).
 pub fn render_list(body: &Value) -> String {
-    let containers: Vec<&Value> = body["containers"].as_array().into_iter().flatten().collect();
+    let containers: Vec<&Value> = body["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
     let ids: Vec<&str> = containers
         .iter()
         .map(|c| c["id"].as_str().or(c["short_id"].as_str()).unwrap_or("?"))
@@ -398,15 +405,24 @@ mod tests {
             .collect();
         assert_eq!(rows[0][0], "ID");
         // ID NAME RUNTIME STATE GRANTED USED UNUSED ...
-        assert_eq!(rows[1][..7], ["cab000000000a", "a", "docker", "running", "-", "1", "-"]);
-        assert_eq!(rows[2][..7], ["cab000000000b", "b", "docker", "running", "0", "0", "0"]);
+        assert_eq!(
+            rows[1][..7],
+            ["cab000000000a", "a", "docker", "running", "-", "1", "-"]
+        );
+        assert_eq!(
+            rows[2][..7],
+            ["cab000000000b", "b", "docker", "running", "0", "0", "0"]
+        );
         let one: Value = serde_json::from_str(
             r#"{"container":{"id":"cab000000000a1","posture_read":false,"granted":[]},
               "analysis":{"used":["CAP_CHOWN"],"unused":[]},"syscalls":{}}"#,
         )
         .expect("json");
         let text = render_one(&one);
-        assert!(text.contains("granted:        unknown: capmon saw neither"), "{text}");
+        assert!(
+            text.contains("granted:        unknown: capmon saw neither"),
+            "{text}"
+        );
         assert!(text.contains("unused (drop):  unknown"), "{text}");
         assert!(text.contains("used:           CAP_CHOWN\n"), "{text}");
     }

@@ -52,10 +52,7 @@ mod tests {
     fn long_lines_are_cut_on_characters_and_marked() {
         let text = "ID    NAME\nabcdef web-\u{e9}t\u{e9}\nshort\nno newline at the end";
         assert_eq!(fit(text, None), text);
-        assert_eq!(
-            fit(text, Some(9)),
-            "ID    NA…\nabcdef w…\nshort\nno newli…"
-        );
+        assert_eq!(fit(text, Some(9)), "ID    NA…\nabcdef w…\nshort\nno newli…");
         assert_eq!(fit("a\u{e9}cd\n", Some(3)), "a\u{e9}…\n");
         assert_eq!(fit("abc\n", Some(3)), "abc\n");
         assert_eq!(fit("abc\n", Some(0)), "abc\n", "a width of 0 is no width");

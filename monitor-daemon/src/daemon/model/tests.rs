@@ -94,7 +94,8 @@ fn find_by_id_prefix_and_name() {
     ));
     let err = m.find("aaaa1111").expect_err("ambiguous").to_string();
     assert!(
-        err.starts_with("\"aaaa1111\" matches 2 containers: aaaa1111") && err.ends_with("; use more of the id"),
+        err.starts_with("\"aaaa1111\" matches 2 containers: aaaa1111")
+            && err.ends_with("; use more of the id"),
         "{err}"
     );
     // Too short to be a prefix, not hex, nobody's name.
