@@ -330,7 +330,7 @@ fn test(unit_only: bool, no_vm: bool) -> Result<()> {
     } else {
         eprintln!(
             "xtask: tier 2/2: privileged integration tests on the host, then the kernel matrix \
-             (Debian 6.1 and 6.12 under qemu TCG; --no-vm leaves it out)"
+             (Debian 6.1, 6.12, 6.12-rt under qemu TCG; --no-vm leaves it out)"
         );
     }
     vm::run(&root(), cargo, &vm::VmArgs::default(), !no_vm)?;

@@ -50,12 +50,6 @@ pub const KERNELS: &[KernelSpec] = &[
     },
 ];
 
-/// Kernels booted only when named (`--kernel`). 6.12-rt: its lifecycle test missed a
-/// one-shot's `CAP_CHOWN` check in one of four fresh-clone CI runs, in the kprobe mode capmon
-/// uses there (not yet explained: suspected, a task-storage move refused while a preempted
-/// task holds the storage on that CPU); `cargo xtask vm --kernel 6.12-rt` runs it.
-pub const NOT_BY_DEFAULT: &[&str] = &["6.12-rt"];
-
 impl KernelSpec {
     /// The number in `package` when it is one of this kernel's packages.
     pub fn abi_of(&self, package: &str) -> Option<u64> {
@@ -102,11 +96,7 @@ fn regex_escape(s: &str) -> String {
 /// The specs for the names given on the command line (none: all), or a clear error.
 pub fn select(names: &[String]) -> Result<Vec<KernelSpec>> {
     if names.is_empty() {
-        return Ok(KERNELS
-            .iter()
-            .filter(|k| !NOT_BY_DEFAULT.contains(&k.name))
-            .copied()
-            .collect());
+        return Ok(KERNELS.to_vec());
     }
     let mut out = Vec::new();
     for name in names {
@@ -326,11 +316,7 @@ mod tests {
             .iter()
             .map(|k| k.name)
             .collect();
-        assert_eq!(default, ["6.1", "6.12"]);
-        assert_eq!(
-            select(&["6.12-rt".to_owned()]).expect("named")[0].name,
-            "6.12-rt"
-        );
+        assert_eq!(default, ["6.1", "6.12", "6.12-rt"]);
     }
 
     #[test]

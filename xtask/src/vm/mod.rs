@@ -52,8 +52,7 @@ const MODES: &[&str] = &["auto", "tp_btf", "fexit", "kprobe"];
 /// `cargo xtask vm` options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct VmArgs {
-    /// A kernel to boot (repeatable; default: 6.1 and 6.12): 6.1, 6.12, 6.12-rt (booted only
-    /// when named: see `kernels::NOT_BY_DEFAULT`).
+    /// A kernel to boot (repeatable; default: all): 6.1, 6.12, 6.12-rt.
     #[arg(long = "kernel", value_name = "NAME")]
     pub kernels: Vec<String>,
     /// A probe mode to force in the guests (repeatable; default: fexit, then kprobe): auto,
