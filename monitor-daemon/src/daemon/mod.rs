@@ -23,6 +23,7 @@
 //! | [`store`], [`store_thread`] | SQLite, and the thread that writes it |
 //! | [`api`], [`metrics`] | HTTP JSON and the Prometheus exposition, reading the model |
 //! | [`server`], [`auth`] | serving them: limits, the bearer token |
+//! | [`memory`] | giving the allocator's freed peaks back to the kernel |
 
 pub mod api;
 pub mod auth;
@@ -31,6 +32,7 @@ pub mod handoff;
 pub mod health;
 pub mod identity;
 pub mod learners;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod probe_thread;
@@ -149,6 +151,7 @@ pub async fn run(
     // Signals first: once the API answers, a SIGHUP or SIGTERM must find its handler (their
     // default action would end the process without a flush).
     let mut signals = Signals::install()?;
+    memory::tune();
     let token: TokenCell = Arc::new(RwLock::new(read_token(&config)?));
     let store = Store::open(&config.state_dir)?;
     let stored = store.load()?;
@@ -314,11 +317,13 @@ impl Running {
     ) {
         let mut batch_timer = tokio::time::interval(config.batch_interval());
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        let mut trim = tokio::time::interval(memory::TRIM_EVERY);
         loop {
             tokio::select! {
                 snap = self.handoff.take() => self.worker.apply(snap),
                 _ = batch_timer.tick() => self.store.offer(&self.shared),
                 _ = housekeeping.tick() => self.worker.housekeeping(),
+                _ = trim.tick() => memory::trim(),
                 _ = signals.hup.recv() => reload(&self.shared, &self.token, config_file, overrides),
                 _ = signals.term.recv() => {
                     tracing::info!("SIGTERM: flushing and stopping");

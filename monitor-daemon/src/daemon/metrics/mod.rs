@@ -166,7 +166,9 @@ pub fn render(s: &Shared) -> prometheus::Result<String> {
         .read()
         .map(|c| c.workload_syscall_series)
         .unwrap_or(true);
-    let mut text = Exposition::default();
+    // The last text's length, and some: the next one is about as long.
+    static LAST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let mut text = Exposition::with_capacity(LAST.load(Ordering::Relaxed) * 9 / 8);
     let counts = {
         let m = s
             .model
@@ -185,7 +187,9 @@ pub fn render(s: &Shared) -> prometheus::Result<String> {
     let mut out = Vec::new();
     TextEncoder::new().encode(&reg.gather(), &mut out)?;
     text.push_families(&String::from_utf8_lossy(&out));
-    Ok(text.finish())
+    let text = text.finish();
+    LAST.store(text.len(), Ordering::Relaxed);
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -20,6 +20,14 @@ pub struct Exposition {
 }
 
 impl Exposition {
+    /// An exposition expected to be about `bytes` long (the last one's length: the text is
+    /// written without growing and copying it).
+    pub fn with_capacity(bytes: usize) -> Self {
+        Exposition {
+            out: String::with_capacity(bytes),
+        }
+    }
+
     /// Starts a family: its `# HELP` and `# TYPE` lines. Its samples must follow before the
     /// next family starts (the format wants a family's samples together).
     pub fn family(&mut self, name: &str, help: &str, kind: Kind) {
