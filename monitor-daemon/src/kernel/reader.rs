@@ -68,11 +68,14 @@ pub struct KernelReader {
     probes: Probes,
     ring: RingBuf<MapData>,
     symbolizer: Symbolizer,
-    cap_events: HashMap<CapKey, CapEvent>,
-    deny_events: HashMap<DenyKey, DenyEvent>,
+    /// First sightings, shared with the snapshots read from them (copied on the next write
+    /// while one is still in use).
+    cap_events: Arc<HashMap<CapKey, CapEvent>>,
+    deny_events: Arc<HashMap<DenyKey, DenyEvent>>,
     undecodable: u64,
     drained: (u64, u64),
-    frames: HashMap<u64, Arc<Vec<String>>>,
+    /// Symbolized stacks by hash, shared the same way.
+    frames: Arc<HashMap<u64, Arc<Vec<String>>>>,
     lifecycle: LifecycleBuffer,
 }
 
@@ -122,11 +125,11 @@ impl KernelReader {
             probes,
             ring,
             symbolizer,
-            cap_events: HashMap::new(),
-            deny_events: HashMap::new(),
+            cap_events: Arc::default(),
+            deny_events: Arc::default(),
             undecodable: 0,
             drained: (0, 0),
-            frames: HashMap::new(),
+            frames: Arc::default(),
             lifecycle: LifecycleBuffer::default(),
         })
     }
@@ -143,11 +146,15 @@ impl KernelReader {
             match decode(&item) {
                 Ok(Event::Cap(e)) => {
                     self.drained.0 += 1;
-                    self.cap_events.entry(e.key).or_insert(e);
+                    if !self.cap_events.contains_key(&e.key) {
+                        Arc::make_mut(&mut self.cap_events).insert(e.key, e);
+                    }
                 }
                 Ok(Event::Deny(e)) => {
                     self.drained.1 += 1;
-                    self.deny_events.entry(e.key).or_insert(e);
+                    if !self.deny_events.contains_key(&e.key) {
+                        Arc::make_mut(&mut self.deny_events).insert(e.key, e);
+                    }
                 }
                 Ok(Event::Cgroup(e)) => self.lifecycle.push(Lifecycle::of_cgroup(&e)),
                 Ok(Event::Exec(e)) => self.lifecycle.push(Lifecycle::FirstExec(e)),
@@ -195,7 +202,7 @@ impl KernelReader {
         match one.remove(&cgroup_id) {
             Some(o) => Ok(o),
             None => Ok(Observed {
-                counters: self.probes.counters()?,
+                counters: Arc::new(self.probes.counters()?),
                 undecodable: self.undecodable,
                 ..Default::default()
             }),
@@ -227,24 +234,25 @@ impl KernelReader {
             o.syscalls = used;
             o.runtime_syscalls = runtime;
         }
-        for (k, v) in &self.cap_events {
-            if let Some(o) = all.get_mut(&k.cgroup_id) {
-                o.cap_events.insert(*k, *v);
-            }
+        // The evidence, the stacks and the counters are shared by every cgroup's Observed (their
+        // keys name the cgroup): one copy per snapshot, not one per cgroup.
+        if self.frames.len() > 50_000 {
+            self.frames = Arc::default();
         }
-        for (k, v) in &self.deny_events {
-            if let Some(o) = all.get_mut(&k.cgroup_id) {
-                o.deny_events.insert(*k, *v);
-            }
+        let stacks: BTreeSet<u64> = all
+            .values()
+            .flat_map(|o| o.cap_checks.iter().map(|(key, _)| key.stack))
+            .collect();
+        for stack in stacks {
+            self.frames(stack);
         }
+        let counters = Arc::new(counters);
         for o in all.values_mut() {
-            o.counters = counters.clone();
+            o.counters = Arc::clone(&counters);
             o.undecodable = self.undecodable;
-            for (key, _) in &o.cap_checks {
-                if let std::collections::hash_map::Entry::Vacant(e) = o.stacks.entry(key.stack) {
-                    e.insert(self.frames(key.stack));
-                }
-            }
+            o.cap_events = Arc::clone(&self.cap_events);
+            o.deny_events = Arc::clone(&self.deny_events);
+            o.stacks = Arc::clone(&self.frames);
         }
         Ok(all)
     }
@@ -262,11 +270,8 @@ impl KernelReader {
                 .map(|ip| self.symbolizer.symbol(ip))
                 .collect::<Vec<String>>(),
         );
-        if self.frames.len() > 50_000 {
-            self.frames.clear();
-        }
         if !f.is_empty() {
-            self.frames.insert(stack, f.clone());
+            Arc::make_mut(&mut self.frames).insert(stack, f.clone());
         }
         f
     }
@@ -279,8 +284,12 @@ impl KernelReader {
     }
 
     fn drop_events(&mut self, ids: &BTreeSet<u64>) {
-        self.cap_events.retain(|k, _| !ids.contains(&k.cgroup_id));
-        self.deny_events.retain(|k, _| !ids.contains(&k.cgroup_id));
+        if self.cap_events.keys().any(|k| ids.contains(&k.cgroup_id)) {
+            Arc::make_mut(&mut self.cap_events).retain(|k, _| !ids.contains(&k.cgroup_id));
+        }
+        if self.deny_events.keys().any(|k| ids.contains(&k.cgroup_id)) {
+            Arc::make_mut(&mut self.deny_events).retain(|k, _| !ids.contains(&k.cgroup_id));
+        }
     }
 
     /// Drops the counts of cgroups nobody reports on (see [`Probes::drop_counts`]).

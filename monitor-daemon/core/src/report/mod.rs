@@ -4,7 +4,10 @@
 //! completes a report (generated profile, analysis, Docker's default), `text` renders it for a
 //! terminal.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use monitor_common::{CapEvent, CapKey, DenyEvent, DenyKey};
 use serde::Serialize;
@@ -28,15 +31,17 @@ pub use facts::facts;
 pub use text::render_text;
 pub use verify::Verification;
 
-/// Everything the kernel side recorded for one cgroup.
+/// Everything the kernel side recorded for one cgroup. The evidence, stacks and counters may
+/// be shared by the cgroups of one snapshot (their keys name the cgroup; a stack hash always
+/// names the same frames): they are behind `Arc`s, one copy per snapshot.
 #[derive(Debug, Default)]
 pub struct Observed {
     /// (cgroup, cap, result, stack) -> count.
     pub cap_checks: Vec<(CapKey, u64)>,
     /// First sighting of each cap-check key (evidence).
-    pub cap_events: HashMap<CapKey, CapEvent>,
+    pub cap_events: Arc<HashMap<CapKey, CapEvent>>,
     /// Kernel frames (symbol names, innermost first) by stack hash.
-    pub stacks: HashMap<u64, std::sync::Arc<Vec<String>>>,
+    pub stacks: Arc<HashMap<u64, Arc<Vec<String>>>>,
     /// Syscall numbers entered by the workload (from its first exec on).
     pub syscalls: Vec<u32>,
     /// Syscall numbers the container runtime entered after installing the seccomp filter,
@@ -45,9 +50,9 @@ pub struct Observed {
     /// (cgroup, syscall, errno) -> count.
     pub denials: Vec<(DenyKey, u64)>,
     /// First sighting of each denial key.
-    pub deny_events: HashMap<DenyKey, DenyEvent>,
+    pub deny_events: Arc<HashMap<DenyKey, DenyEvent>>,
     /// Kernel-side loss counters.
-    pub counters: BTreeMap<&'static str, u64>,
+    pub counters: Arc<BTreeMap<&'static str, u64>>,
     /// Ring-buffer records that could not be decoded.
     pub undecodable: u64,
 }

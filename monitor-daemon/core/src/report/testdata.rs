@@ -54,10 +54,10 @@ pub fn observed() -> Observed {
             },
             3,
         )],
-        counters: BTreeMap::from([("ringbuf_full", 0), ("stack_failed", 0)]),
+        counters: std::sync::Arc::new(BTreeMap::from([("ringbuf_full", 0), ("stack_failed", 0)])),
         ..Default::default()
     };
-    o.stacks.insert(
+    std::sync::Arc::make_mut(&mut o.stacks).insert(
         1,
         std::sync::Arc::new(
             [
@@ -71,7 +71,7 @@ pub fn observed() -> Observed {
             .to_vec(),
         ),
     );
-    o.stacks.insert(
+    std::sync::Arc::make_mut(&mut o.stacks).insert(
         2,
         std::sync::Arc::new(
             [
@@ -84,7 +84,7 @@ pub fn observed() -> Observed {
             .to_vec(),
         ),
     );
-    o.stacks.insert(
+    std::sync::Arc::make_mut(&mut o.stacks).insert(
         3,
         std::sync::Arc::new(
             [
@@ -97,7 +97,7 @@ pub fn observed() -> Observed {
             .to_vec(),
         ),
     );
-    o.cap_events.insert(
+    std::sync::Arc::make_mut(&mut o.cap_events).insert(
         chown,
         CapEvent {
             kind: 1,
