@@ -69,6 +69,11 @@ pub struct Config {
     pub batch_interval_ms: u64,
     /// How long exited containers are kept, in hours (then pruned from the store and metrics).
     pub retention_hours: u64,
+    /// How long an exited container's series stay in `/metrics`, in seconds (a workload's
+    /// while any of its containers runs or exited within it). The API and the store keep
+    /// exited containers for `retention_hours`; without this window a node that churns
+    /// containers would export every one of the week's containers on every scrape.
+    pub metrics_exited_secs: u64,
     /// No longer used: the probe thread hands the model only its newest snapshot (one not
     /// taken yet is superseded by the next, which carries the same cumulative counts). Still
     /// read and checked, so that configuration files that set it keep loading.
@@ -113,6 +118,7 @@ impl Default for Config {
             poll_interval_ms: 2000,
             batch_interval_ms: 5000,
             retention_hours: 24 * 7,
+            metrics_exited_secs: 120,
             queue_capacity: 1024,
             docker_socket: PathBuf::from("/var/run/docker.sock"),
             log_format: LogFormat::Text,
@@ -149,6 +155,10 @@ pub struct Overrides {
     /// Hours exited containers are kept [default: 168].
     #[arg(long, env = "CAPMON_RETENTION_HOURS")]
     pub retention_hours: Option<u64>,
+    /// Seconds an exited container stays in /metrics (the API keeps it for the retention)
+    /// [default: 120].
+    #[arg(long, env = "CAPMON_METRICS_EXITED_SECS")]
+    pub metrics_exited_secs: Option<u64>,
     /// Docker-compatible API socket for names and images [default: /var/run/docker.sock].
     #[arg(long, env = "CAPMON_DOCKER_SOCKET")]
     pub docker_socket: Option<PathBuf>,
@@ -220,6 +230,9 @@ impl Config {
         }
         if let Some(v) = o.retention_hours {
             cfg.retention_hours = v;
+        }
+        if let Some(v) = o.metrics_exited_secs {
+            cfg.metrics_exited_secs = v;
         }
         if let Some(v) = o.docker_socket {
             cfg.docker_socket = v;
@@ -303,6 +316,13 @@ impl Config {
             0,
             24 * 366 * 10,
             "must be at most ten years",
+        )?;
+        check(
+            "metrics_exited_secs",
+            self.metrics_exited_secs,
+            0,
+            24 * 3600,
+            "must be at most a day (86400)",
         )?;
         check(
             "api_max_connections",
@@ -477,6 +497,10 @@ mod tests {
             (
                 "api_max_body_bytes = 2000000",
                 "bad config value api_max_body_bytes = 2000000: must be at most 1048576",
+            ),
+            (
+                "metrics_exited_secs = 100000",
+                "bad config value metrics_exited_secs = 100000: must be at most a day (86400)",
             ),
             (
                 "api_token_file = \"\"",

@@ -33,16 +33,16 @@ pub enum Command {
     ///
     /// Settings: defaults, then the TOML file (--config, or /etc/capmon/capmon.toml when it
     /// exists), then environment variables, then flags. Keys of the file: listen, state_dir,
-    /// poll_interval_ms, batch_interval_ms, retention_hours, queue_capacity, docker_socket,
-    /// log_format, log_level, probe_mode, workload_syscall_series, api_token_file,
-    /// api_max_connections, api_header_timeout_secs, api_idle_timeout_secs,
-    /// api_max_header_bytes, api_max_body_bytes.
+    /// poll_interval_ms, batch_interval_ms, retention_hours, metrics_exited_secs,
+    /// queue_capacity, docker_socket, log_format, log_level, probe_mode,
+    /// workload_syscall_series, api_token_file, api_max_connections, api_header_timeout_secs,
+    /// api_idle_timeout_secs, api_max_header_bytes, api_max_body_bytes.
     Run {
         /// TOML config file.
         #[arg(long, env = "CAPMON_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        overrides: capmon_core::config::Overrides,
+        overrides: Box<capmon_core::config::Overrides>,
     },
     /// Containers the daemon knows (a table), or one of them (by id, short id or name).
     Report {

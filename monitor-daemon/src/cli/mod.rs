@@ -79,7 +79,7 @@ pub fn main() -> ExitCode {
 
 fn dispatch(log_format: LogFormat, command: Command) -> Outcome {
     match command {
-        Command::Run { config, overrides } => run::main(log_format, config, overrides),
+        Command::Run { config, overrides } => run::main(log_format, config, *overrides),
         Command::Report {
             addr,
             api_token_file,

@@ -392,6 +392,7 @@ fn reload(shared: &Shared, token: &TokenCell, file: Option<&Path>, overrides: &O
             cur.api_token_file = new.api_token_file;
             cur.poll_interval_ms = new.poll_interval_ms;
             cur.retention_hours = new.retention_hours;
+            cur.metrics_exited_secs = new.metrics_exited_secs;
             cur.docker_socket = new.docker_socket;
             cur.workload_syscall_series = new.workload_syscall_series;
             tracing::info!(

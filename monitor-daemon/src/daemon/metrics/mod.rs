@@ -1,5 +1,6 @@
 //! `/metrics`: the Prometheus exposition, built from the model and the daemon's health on
-//! each scrape (series of pruned containers are gone with them). Three groups of metric
+//! each scrape (an exited container's series leave it `metrics_exited_secs` after its exit,
+//! while the API keeps the container until retention). Three groups of metric
 //! families: per-container series and per-workload series for a fleet (labels bounded by
 //! workloads x syscalls, never container ids), both written straight into the text
 //! ([`series`], [`text`]: tens of thousands of series on a busy node), and the daemon's own
@@ -17,6 +18,7 @@ use prometheus::{
 
 use self::text::Exposition;
 use super::{
+    container::ContainerState,
     health::{Health, Stage},
     model::Shared,
 };
@@ -159,13 +161,33 @@ impl DaemonFamilies {
     }
 }
 
+/// Which containers `/metrics` shows: the running ones and those exited within
+/// `exited_secs` (a workload is shown, with all its containers counted, while one of them
+/// is).
+struct Window {
+    now: i64,
+    exited_secs: i64,
+}
+
+impl Window {
+    fn has(&self, c: &ContainerState) -> bool {
+        c.info
+            .exited_at
+            .is_none_or(|at| self.now.saturating_sub(at) <= self.exited_secs)
+    }
+}
+
 /// The exposition in Prometheus' text format.
 pub fn render(s: &Shared) -> prometheus::Result<String> {
-    let syscall_series = s
+    let (syscall_series, exited_secs) = s
         .config
         .read()
-        .map(|c| c.workload_syscall_series)
-        .unwrap_or(true);
+        .map(|c| (c.workload_syscall_series, c.metrics_exited_secs))
+        .unwrap_or((true, 120));
+    let shown = Window {
+        now: super::worker::now(),
+        exited_secs: i64::try_from(exited_secs).unwrap_or(i64::MAX),
+    };
     // The last text's length, and some: the next one is about as long.
     static LAST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let mut text = Exposition::with_capacity(LAST.load(Ordering::Relaxed) * 9 / 8);
@@ -174,8 +196,9 @@ pub fn render(s: &Shared) -> prometheus::Result<String> {
             .model
             .lock()
             .map_err(|_| prometheus::Error::Msg("model lock poisoned".into()))?;
-        series::containers(&mut text, m.containers.values());
-        let groups = super::workloads::groups(&m);
+        series::containers(&mut text, m.containers.values().filter(|c| shown.has(c)));
+        let mut groups = super::workloads::groups(&m);
+        groups.retain(|g| g.members.iter().any(|c| shown.has(c)));
         series::workloads(&mut text, &groups, syscall_series);
         m.counts()
     };

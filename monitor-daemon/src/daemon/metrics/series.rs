@@ -117,7 +117,7 @@ pub fn containers<'c>(e: &mut Exposition, all: impl Iterator<Item = &'c Containe
         }
     });
     const RUNNING: &str = "capmon_container_running";
-    let help = "1 while the container runs, 0 once it exited (until retention).";
+    let help = "1 while the container runs, 0 once it exited (shown for metrics_exited_secs).";
     family(e, &all, (RUNNING, help, Kind::Gauge), |e, c, id| {
         e.sample(RUNNING, id, u64::from(c.running()));
     });

@@ -188,3 +188,33 @@ fn daemon_health_series() {
     );
     assert_eq!(value(&text, &version), "1");
 }
+
+#[test]
+fn exited_containers_leave_after_the_window_and_their_workload_with_them() {
+    let s = shared();
+    let exit_ago = |secs: i64| {
+        let mut m = s.model.lock().expect("model");
+        for c in m.containers.values_mut() {
+            c.info.exited_at = Some(crate::daemon::worker::now() - secs);
+        }
+    };
+    let id = r#"container="app",container_id="0123456789ab",name="web",namespace="",pod="",runtime="docker""#;
+    let running = format!("capmon_container_running{{{id}}}");
+    exit_ago(30);
+    let text = render(&s).expect("render");
+    assert_eq!(value(&text, &running), "0", "exited 30 s ago: still shown");
+    assert!(text.contains("capmon_workload_containers{"));
+    exit_ago(200);
+    let text = render(&s).expect("render");
+    assert!(!text.contains(&running), "exited 200 s ago, window 120 s");
+    assert!(!text.contains(r#"container_id="0123456789ab""#));
+    assert!(!text.contains("capmon_workload_containers{"));
+    // The daemon's own count still has it (the API keeps it until retention).
+    assert!(
+        text.contains(r#"capmon_containers_tracked{state="exited"} 1"#),
+        "{text}"
+    );
+    s.config.write().expect("config").metrics_exited_secs = 300;
+    let text = render(&s).expect("render");
+    assert_eq!(value(&text, &running), "0", "window 300 s");
+}
