@@ -37,7 +37,7 @@ pub mod kind {
     pub const SYSCALL_DENIED: u32 = 2;
     /// A cgroup v2 directory was created: [`super::CgroupEvent`] with its path.
     pub const CGROUP_MKDIR: u32 = 3;
-    /// A cgroup v2 directory was removed: [`super::CgroupEvent`], path empty.
+    /// A cgroup v2 directory was removed: [`super::CgroupGone`] (no path).
     pub const CGROUP_RMDIR: u32 = 4;
     /// The first `execve` completed in a cgroup: [`super::ExecEvent`] with the credentials
     /// the new program runs with.
@@ -251,8 +251,8 @@ pub struct DenyEvent {
 /// before the probes).
 pub const CGROUP_PATH_LEN: usize = 512;
 
-/// A cgroup v2 directory created or removed: `kind` = [`kind::CGROUP_MKDIR`] or
-/// [`kind::CGROUP_RMDIR`]. Cgroups of v1 hierarchies are not sent.
+/// A cgroup v2 directory created: `kind` = [`kind::CGROUP_MKDIR`] (a removal is a
+/// [`CgroupGone`]). Cgroups of v1 hierarchies are not sent.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CgroupEvent {
@@ -270,6 +270,27 @@ pub struct CgroupEvent {
     pub comm: [u8; COMM_LEN],
     /// Path from the hierarchy's root (`/docker/<id>`), NUL terminated; empty for a removal.
     pub path: [u8; CGROUP_PATH_LEN],
+}
+
+/// A cgroup v2 directory removed: `kind` = [`kind::CGROUP_RMDIR`]. The head of a
+/// [`CgroupEvent`] without its path (a removal needs none): 40 bytes of ring buffer per
+/// cgroup instead of 552, so that a mass removal (a node drained, a burst of one-shots
+/// cleaned up) fits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupGone {
+    /// Always [`kind::CGROUP_RMDIR`].
+    pub kind: u32,
+    /// Thread id of the task that removed it.
+    pub pid: u32,
+    /// Process id.
+    pub tgid: u32,
+    /// Explicit padding; always 0.
+    pub _pad: u32,
+    /// The cgroup's id.
+    pub cgroup_id: u64,
+    /// `comm` of the task, NUL padded.
+    pub comm: [u8; COMM_LEN],
 }
 
 /// The credentials and confinement a cgroup's first program runs with, read from the task at
@@ -457,6 +478,7 @@ const _: () = {
     assert!(core::mem::size_of::<DenyKey>() == 16);
     assert!(core::mem::size_of::<DenyEvent>() == 48);
     assert!(core::mem::size_of::<CgroupEvent>() == 40 + CGROUP_PATH_LEN);
+    assert!(core::mem::size_of::<CgroupGone>() == 40);
     assert!(core::mem::size_of::<ExecEvent>() == 24 + 40 + 32 + 16 + 16);
     assert!(core::mem::size_of::<SyscallBitmap>() == 64);
     assert!(core::mem::size_of::<CpuState>() == 136 + 32 + 64);
@@ -521,6 +543,8 @@ mod pod {
     unsafe impl aya::Pod for super::DenyEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CgroupEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CgroupGone {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ExecEvent {}
     // SAFETY: as above.

@@ -11,17 +11,15 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-use monitor_common::kind;
-
 use crate::{
-    events::send_cgroup,
+    events::{send_cgroup_created, send_cgroup_removed},
     maps::{
         CGROUP_KN_OFFSET, CGROUP_MOVES, CGROUP_ROOT_HIERARCHY_ID_OFFSET, CGROUP_ROOT_OFFSET,
         KERNFS_NODE_ID_OFFSET,
     },
     task::btf_load,
 };
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 
 #[btf_tracepoint(function = "cgroup_attach_task")]
 pub fn cgroup_attach_task(_ctx: BtfTracePointContext) -> i32 {
@@ -37,26 +35,22 @@ pub fn cgroup_attach_task(_ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "cgroup_mkdir")]
 pub fn cgroup_mkdir(ctx: BtfTracePointContext) -> i32 {
     // `trace_cgroup_mkdir(cgrp, path)`, once the directory exists.
-    send(&ctx, kind::CGROUP_MKDIR);
+    let cgrp: *const u8 = ctx.arg(0);
+    let path: *const c_void = ctx.arg(1);
+    if let Some(cgroup_id) = v2_id(cgrp) {
+        send_cgroup_created(cgroup_id, path);
+    }
     0
 }
 
 #[btf_tracepoint(function = "cgroup_rmdir")]
 pub fn cgroup_rmdir(ctx: BtfTracePointContext) -> i32 {
-    // `trace_cgroup_rmdir(cgrp, path)`, once it is gone.
-    send(&ctx, kind::CGROUP_RMDIR);
-    0
-}
-
-/// Sends the tracepoint's cgroup (`cgroup_mkdir`/`cgroup_rmdir(cgrp, path)`) when it is of
-/// the v2 hierarchy.
-#[inline(always)]
-fn send(ctx: &BtfTracePointContext, kind: u32) {
+    // `trace_cgroup_rmdir(cgrp, path)`, once it is gone: the id alone (no path).
     let cgrp: *const u8 = ctx.arg(0);
-    let path: *const c_void = ctx.arg(1);
     if let Some(cgroup_id) = v2_id(cgrp) {
-        send_cgroup(kind, cgroup_id, path);
+        send_cgroup_removed(cgroup_id);
     }
+    0
 }
 
 /// The v2 id of `cgrp` (a BTF-typed `struct cgroup *`), `None` for a cgroup of a v1 hierarchy

@@ -12,7 +12,8 @@ use aya_ebpf::helpers::{
     generated::{bpf_get_current_comm, bpf_probe_read_kernel_str},
 };
 use monitor_common::{
-    CGROUP_PATH_LEN, COMM_LEN, CapEvent, CgroupEvent, DenyEvent, ExecEvent, counter, kind,
+    CGROUP_PATH_LEN, COMM_LEN, CapEvent, CgroupEvent, CgroupGone, DenyEvent, ExecEvent, counter,
+    kind,
 };
 
 use crate::maps::{EVENTS, bump};
@@ -72,10 +73,10 @@ pub fn send_exec(record: &ExecEvent) {
     }
 }
 
-/// Sends a [`CgroupEvent`] of `kind` for the cgroup `cgroup_id`, with the path at `path` (a
-/// kernel string) on creation.
+/// Sends a [`CgroupEvent`] for the cgroup `cgroup_id`, created with the path at `path` (a
+/// kernel string).
 #[inline(always)]
-pub fn send_cgroup(kind: u32, cgroup_id: u64, path: *const c_void) {
+pub fn send_cgroup_created(cgroup_id: u64, path: *const c_void) {
     let Some(mut entry) = EVENTS.reserve::<CgroupEvent>(0) else {
         bump(counter::RINGBUF_FULL);
         return;
@@ -86,19 +87,38 @@ pub fn send_cgroup(kind: u32, cgroup_id: u64, path: *const c_void) {
     // record is too big to build on the stack); the helpers write at most the sizes given
     // into the record's own arrays.
     unsafe {
-        (&raw mut (*e).kind).write(kind);
+        (&raw mut (*e).kind).write(kind::CGROUP_MKDIR);
         (&raw mut (*e).pid).write(pid_tgid as u32);
         (&raw mut (*e).tgid).write((pid_tgid >> 32) as u32);
         (&raw mut (*e)._pad).write(0);
         (&raw mut (*e).cgroup_id).write(cgroup_id);
         bpf_get_current_comm((&raw mut (*e).comm).cast(), COMM_LEN as u32);
         let dst: *mut u8 = (&raw mut (*e).path).cast();
-        dst.write(0);
-        if kind == kind::CGROUP_MKDIR
-            && bpf_probe_read_kernel_str(dst.cast(), CGROUP_PATH_LEN as u32, path) < 0
-        {
+        if bpf_probe_read_kernel_str(dst.cast(), CGROUP_PATH_LEN as u32, path) < 0 {
             dst.write(0);
         }
+    }
+    entry.submit(0);
+}
+
+/// Sends a [`CgroupGone`] for the cgroup `cgroup_id`, removed.
+#[inline(always)]
+pub fn send_cgroup_removed(cgroup_id: u64) {
+    let Some(mut entry) = EVENTS.reserve::<CgroupGone>(0) else {
+        bump(counter::RINGBUF_FULL);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: every field of the reserved record is written through its raw pointer; the
+    // helper writes at most COMM_LEN bytes into the record's own array.
+    unsafe {
+        (&raw mut (*e).kind).write(kind::CGROUP_RMDIR);
+        (&raw mut (*e).pid).write(pid_tgid as u32);
+        (&raw mut (*e).tgid).write((pid_tgid >> 32) as u32);
+        (&raw mut (*e)._pad).write(0);
+        (&raw mut (*e).cgroup_id).write(cgroup_id);
+        bpf_get_current_comm((&raw mut (*e).comm).cast(), COMM_LEN as u32);
     }
     entry.submit(0);
 }

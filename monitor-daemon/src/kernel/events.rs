@@ -2,7 +2,9 @@
 //! cgroup created or removed, a cgroup's first exec), decoded by their `kind` header into the
 //! `#[repr(C)]` types of `monitor-common`; a cgroup's records become a [`Lifecycle`].
 
-use monitor_common::{CGROUP_PATH_LEN, CapEvent, CgroupEvent, DenyEvent, ExecEvent, kind};
+use monitor_common::{
+    CGROUP_PATH_LEN, CapEvent, CgroupEvent, CgroupGone, DenyEvent, ExecEvent, kind,
+};
 
 /// A decoded ring-buffer record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,9 +113,20 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     match u32::from_ne_bytes(header) {
         kind::CAP_CHECK => read_pod(bytes, kind::CAP_CHECK).map(Event::Cap),
         kind::SYSCALL_DENIED => read_pod(bytes, kind::SYSCALL_DENIED).map(Event::Deny),
-        k @ (kind::CGROUP_MKDIR | kind::CGROUP_RMDIR) => {
-            read_pod(bytes, k).map(|e| Event::Cgroup(Box::new(e)))
+        kind::CGROUP_MKDIR => {
+            read_pod(bytes, kind::CGROUP_MKDIR).map(|e| Event::Cgroup(Box::new(e)))
         }
+        kind::CGROUP_RMDIR => read_pod::<CgroupGone>(bytes, kind::CGROUP_RMDIR).map(|g| {
+            Event::Cgroup(Box::new(CgroupEvent {
+                kind: g.kind,
+                pid: g.pid,
+                tgid: g.tgid,
+                _pad: 0,
+                cgroup_id: g.cgroup_id,
+                comm: g.comm,
+                path: [0; CGROUP_PATH_LEN],
+            }))
+        }),
         kind::FIRST_EXEC => read_pod(bytes, kind::FIRST_EXEC).map(Event::Exec),
         other => Err(DecodeError::UnknownKind(other)),
     }
@@ -196,11 +209,31 @@ mod tests {
                 path: Some("/docker/abc".into())
             }
         );
-        let rmdir = cgroup_event(kind::CGROUP_RMDIR, b"");
+        // A removal is the 40-byte head alone.
+        let gone = CgroupGone {
+            kind: kind::CGROUP_RMDIR,
+            pid: 3,
+            tgid: 3,
+            _pad: 0,
+            cgroup_id: 4242,
+            comm: *b"runc\0\0\0\0\0\0\0\0\0\0\0\0",
+        };
+        let Ok(Event::Cgroup(e)) = decode(&bytes_of(&gone)) else {
+            panic!("not a cgroup event");
+        };
+        assert_eq!(*e, cgroup_event(kind::CGROUP_RMDIR, b""));
         assert_eq!(
-            Lifecycle::of_cgroup(&rmdir),
+            Lifecycle::of_cgroup(&e),
             Lifecycle::Removed { cgroup_id: 4242 }
         );
+        assert!(matches!(
+            decode(&bytes_of(&gone)[..39]),
+            Err(DecodeError::Short {
+                kind: 4,
+                len: 39,
+                expected: 40
+            })
+        ));
         // A path that filled the buffer may have been cut: unknown, found by scanning.
         let long = cgroup_event(kind::CGROUP_MKDIR, &[b'a'; CGROUP_PATH_LEN - 1]);
         assert_eq!(
