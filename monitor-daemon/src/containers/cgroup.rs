@@ -43,6 +43,47 @@ pub fn find_cgroup2_mount() -> Result<PathBuf, CgroupError> {
     capmon_core::mountinfo::parse_cgroup2_mount(&text).ok_or(CgroupError::NoCgroup2)
 }
 
+/// Kills every process in the cgroup at `path`: `cgroup.kill` (Linux 5.14), or SIGKILL to each
+/// pid of its `cgroup.procs` where the kernel lacks it.
+pub fn kill_all(path: &Path) {
+    if fs::write(path.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    let procs = fs::read_to_string(path.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse().ok()) {
+        // A pid that already exited just fails.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Removes the cgroup at `path`; while it still has processes (EBUSY), kills them and tries
+/// again every 20 ms, for up to 5 s (killed tasks take a moment to leave).
+pub fn kill_and_remove(path: &Path) -> Result<(), CgroupError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                kill_all(path);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                return Err(CgroupError::Busy(path.to_owned()));
+            }
+            Err(source) => {
+                return Err(CgroupError::Io {
+                    action: "cannot remove cgroup",
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
 /// The id of the cgroup at `path` (its inode number).
 pub fn cgroup_id(path: &Path) -> io::Result<u64> {
     Ok(fs::metadata(path)?.ino())

@@ -13,6 +13,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use capmon::containers::cgroup::kill_and_remove;
 
 /// Containers at steady state (override with CAPMON_BENCH_CONTAINERS).
 const CONTAINERS: usize = 1000;
@@ -192,25 +193,16 @@ fn remove_tree(dir: &Path) {
         }
         dirs.push(d);
     }
-    // Whatever still runs in them (a shell's last `sleep`) goes first.
-    for d in &dirs {
-        let _ = fs::write(d.join("cgroup.kill"), "1");
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    // Children first; whatever still runs in them (a shell's last `sleep`) is killed.
     for d in dirs.iter().rev() {
-        let _ = fs::remove_dir(d);
+        let _ = kill_and_remove(d);
     }
 }
 
 /// Stops what runs in the container cgroup `cg` and removes it and its pod's cgroup, as a
-/// kubelet does: `cgroup.kill`, then `rmdir` retried until the killed tasks are gone (an
-/// `rmdir` right after the kill fails with EBUSY).
+/// kubelet does (killed tasks take a moment to leave: see `kill_and_remove`).
 fn remove_container(cg: &Path) {
-    let _ = fs::write(cg.join("cgroup.kill"), "1");
-    let t = Instant::now();
-    while cg.exists() && fs::remove_dir(cg).is_err() && t.elapsed() < Duration::from_secs(2) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let _ = kill_and_remove(cg);
     if let Some(pod) = cg.parent() {
         let _ = fs::remove_dir(pod);
     }

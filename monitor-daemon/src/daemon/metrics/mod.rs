@@ -179,11 +179,13 @@ impl Window {
 
 /// The exposition in Prometheus' text format.
 pub fn render(s: &Shared) -> prometheus::Result<String> {
-    let (syscall_series, exited_secs) = s
-        .config
-        .read()
-        .map(|c| (c.workload_syscall_series, c.metrics_exited_secs))
-        .unwrap_or((true, 120));
+    let (syscall_series, exited_secs) = match s.config.read() {
+        Ok(c) => (c.workload_syscall_series, c.metrics_exited_secs),
+        Err(_) => {
+            let c = capmon_core::config::Config::default();
+            (c.workload_syscall_series, c.metrics_exited_secs)
+        }
+    };
     let shown = Window {
         now: super::worker::now(),
         exited_secs: i64::try_from(exited_secs).unwrap_or(i64::MAX),
